@@ -1,0 +1,36 @@
+//! Storage errors: the few outcomes callers act on, apart from everything else.
+
+/// What went wrong in the store. Callers branch on `NotFound` and `Conflict`; the rest is
+/// internal and logged, never shown to users.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique key already holds this value (`constraint` names it when the database says).
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    /// A row changed between read and write (compare-and-set lost).
+    #[error("concurrent modification")]
+    Concurrent,
+    #[error("database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            if db.is_unique_violation() {
+                let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+                return StoreError::Conflict { constraint };
+            }
+        }
+        if let sqlx::Error::RowNotFound = error {
+            return StoreError::NotFound;
+        }
+        StoreError::Database(error)
+    }
+}

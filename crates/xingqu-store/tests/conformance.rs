@@ -1,0 +1,438 @@
+//! The storage contract: every behaviour runs on SQLite always and on PostgreSQL when
+//! `XINGQU_TEST_POSTGRES_URL` is set, each test in its own database or schema.
+
+use xingqu_domain::catalog::{CategoryFlags, ListingTag, OriginTags, ProductSort};
+use xingqu_store::accounts::NewUser;
+use xingqu_store::catalog::{MerchantFilter, NewMerchant};
+use xingqu_store::products::{Change, ProductContent, ProductQuery, SkuValues};
+use xingqu_store::testing::is_conflict;
+use xingqu_store::{Store, StoreError};
+
+/// Generates one test per case and backend: `sqlite::case` and `postgres::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = xingqu_store::testing::TestDb::sqlite().await;
+                    super::$case(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = xingqu_store::testing::TestDb::postgres().await else { return };
+                    super::$case(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    users_are_unique_by_email,
+    sessions_expire_and_revoke,
+    category_tree_keeps_paths_and_flags,
+    merchants_keep_categories_and_qualification,
+    qualification_decisions_race_to_one_winner,
+    sku_prices_append_to_history,
+    product_edits_compare_and_set,
+    listing_filters_sorts_and_pages,
+    listing_text_matches_literally,
+    dropped_transaction_leaves_nothing,
+);
+
+const NOW_MS: i64 = 1_764_000_000_000;
+
+fn change(actor_user_id: Option<i64>, reason: &str, now_ms: i64) -> Change<'_> {
+    Change { actor_user_id, reason, now_ms }
+}
+
+async fn user(store: &Store, email: &str, role: &str) -> i64 {
+    let user = NewUser { email, password_hash: "h", display_name: email, role, merchant_id: None, now_ms: NOW_MS };
+    store.insert_user(&user).await.expect("insert user").id
+}
+
+/// A shop with one leaf category `/root/leaf/`; returns (merchant id, root id, leaf id).
+async fn shop(store: &Store, name: &str, region_code: &str, qualification: &str) -> (i64, i64, i64) {
+    let owner = user(store, &format!("owner-{name}@shop.example.com"), "consumer").await;
+    let mut tx = store.begin().await.expect("begin");
+    let root = match tx.insert_category(None, &format!("root-{name}"), "root", CategoryFlags::default(), NOW_MS).await {
+        Ok(row) => row.id,
+        Err(e) => panic!("root category: {e}"),
+    };
+    let leaf = tx
+        .insert_category(Some(root), &format!("leaf-{name}"), "leaf", CategoryFlags::default(), NOW_MS)
+        .await
+        .expect("leaf category")
+        .id;
+    let merchant = NewMerchant {
+        shop_name: name,
+        region_code,
+        qualification,
+        owner_user_id: owner,
+        category_ids: &[leaf],
+        now_ms: NOW_MS,
+    };
+    let id = tx.insert_merchant(&merchant).await.expect("insert merchant").id;
+    tx.commit().await.expect("commit");
+    (id, root, leaf)
+}
+
+fn content<'a>(
+    category_id: i64,
+    title: &'a str,
+    region: &'a str,
+    tags: OriginTags,
+    images: &'a [String],
+) -> ProductContent<'a> {
+    ProductContent {
+        category_id,
+        brand_id: None,
+        title,
+        description: "desc",
+        image_urls: images,
+        tags,
+        origin_region_code: region,
+    }
+}
+
+/// A listed product with one SKU at `price_fen`.
+async fn listed(
+    store: &Store,
+    merchant_id: i64,
+    category_id: i64,
+    title: &str,
+    region: &str,
+    tags: OriginTags,
+    price_fen: i64,
+) -> i64 {
+    let mut tx = store.begin().await.expect("begin");
+    let id =
+        tx.insert_product(merchant_id, &content(category_id, title, region, tags, &[]), NOW_MS).await.expect("product");
+    let spec = vec![("规格".to_owned(), "1件".to_owned())];
+    let sku = SkuValues { spec: &spec, price_fen, stock: 10, weight_g: 500 };
+    tx.insert_sku(id, &sku, change(None, "initial price", NOW_MS)).await.expect("sku");
+    tx.transition_product(id, "draft", "listed", change(None, "seed", NOW_MS)).await.expect("list");
+    tx.commit().await.expect("commit");
+    id
+}
+
+async fn migrations_are_idempotent(store: &Store) {
+    store.migrate().await.expect("second migrate");
+    store.ping().await.expect("ping");
+    assert_eq!(store.setting("nothing").await.expect("setting"), None);
+}
+
+async fn users_are_unique_by_email(store: &Store) {
+    let id = user(store, "li@example.com", "consumer").await;
+    let again = NewUser {
+        email: "li@example.com",
+        password_hash: "x",
+        display_name: "x",
+        role: "creator",
+        merchant_id: None,
+        now_ms: NOW_MS,
+    };
+    let error = store.insert_user(&again).await.expect_err("duplicate e-mail");
+    assert!(is_conflict(&error), "{error:?}");
+    let found = store.user_by_email("li@example.com").await.expect("by email").expect("exists");
+    assert_eq!((found.id, found.role.as_str()), (id, "consumer"));
+    assert_eq!(store.user(id + 1000).await.expect("user"), None);
+}
+
+async fn sessions_expire_and_revoke(store: &Store) {
+    let id = user(store, "s@example.com", "consumer").await;
+    store.insert_session(id, "hash-a", NOW_MS, NOW_MS + 1_000).await.expect("session a");
+    store.insert_session(id, "hash-b", NOW_MS, NOW_MS + 1_000).await.expect("session b");
+    let live =
+        |hash: &'static str, at: i64| async move { store.session_user(hash, at).await.expect("lookup").map(|u| u.id) };
+    assert_eq!(live("hash-a", NOW_MS + 999).await, Some(id));
+    assert_eq!(live("hash-a", NOW_MS + 1_000).await, None, "expired at expires_at_ms");
+    assert_eq!(live("unknown", NOW_MS).await, None);
+    assert!(store.revoke_session("hash-a", NOW_MS).await.expect("revoke"));
+    assert!(!store.revoke_session("hash-a", NOW_MS).await.expect("revoke twice"));
+    assert_eq!(live("hash-a", NOW_MS).await, None);
+    assert_eq!(live("hash-b", NOW_MS).await, Some(id));
+    assert_eq!(store.revoke_user_sessions(id, NOW_MS).await.expect("revoke all"), 1);
+    assert_eq!(live("hash-b", NOW_MS).await, None);
+}
+
+async fn category_tree_keeps_paths_and_flags(store: &Store) {
+    let fresh = CategoryFlags { fresh: true, ..CategoryFlags::default() };
+    let food = store.insert_category(None, "food", "食品", CategoryFlags::default(), NOW_MS).await.expect("food");
+    let produce = store.insert_category(Some(food.id), "produce", "生鲜", fresh, NOW_MS).await.expect("produce");
+    assert_eq!(produce.path, format!("/{}/{}/", food.id, produce.id));
+    let loaded = store.category(produce.id).await.expect("load").expect("exists");
+    assert_eq!(loaded, produce);
+    assert!(loaded.flags.fresh && !loaded.flags.cosmetics);
+    assert!(store.category_has_children(food.id).await.expect("children"));
+    assert!(!store.category_has_children(produce.id).await.expect("children"));
+    let dup =
+        store.insert_category(None, "food", "again", CategoryFlags::default(), NOW_MS).await.expect_err("dup slug");
+    assert!(is_conflict(&dup));
+    let orphan =
+        store.insert_category(Some(999_999), "x", "x", CategoryFlags::default(), NOW_MS).await.expect_err("orphan");
+    assert!(matches!(orphan, StoreError::NotFound), "{orphan:?}");
+    let all: Vec<i64> = store.categories().await.expect("all").iter().map(|c| c.id).collect();
+    assert_eq!(all, vec![food.id, produce.id], "parents before children");
+}
+
+async fn merchants_keep_categories_and_qualification(store: &Store) {
+    let (id, root, leaf) = shop(store, "延吉米铺", "222401", "pending").await;
+    let merchant = store.merchant(id).await.expect("load").expect("exists");
+    assert_eq!((merchant.category_ids.clone(), merchant.qualification.as_str()), (vec![leaf], "pending"));
+    let mut tx = store.begin().await.expect("begin");
+    tx.set_merchant_categories(id, &[root, leaf, leaf]).await.expect("set categories");
+    tx.set_qualification(id, "pending", "approved", "", NOW_MS).await.expect("approve");
+    tx.commit().await.expect("commit");
+    let merchant = store.merchant(id).await.expect("load").expect("exists");
+    let mut expected = vec![root, leaf];
+    expected.sort_unstable();
+    assert_eq!((merchant.category_ids, merchant.qualification.as_str()), (expected, "approved"));
+    let pending = MerchantFilter { qualification: Some("pending".into()), after_id: None, limit: 10 };
+    assert!(store.merchants(&pending).await.expect("list").is_empty());
+    let owner = user(store, "dup@example.com", "consumer").await;
+    let dup = NewMerchant {
+        shop_name: "延吉米铺",
+        region_code: "222401",
+        qualification: "pending",
+        owner_user_id: owner,
+        category_ids: &[],
+        now_ms: NOW_MS,
+    };
+    let mut tx = store.begin().await.expect("begin");
+    assert!(is_conflict(&tx.insert_merchant(&dup).await.expect_err("dup shop name")));
+}
+
+async fn qualification_decisions_race_to_one_winner(store: &Store) {
+    let (id, _, _) = shop(store, "race", "110000", "pending").await;
+    let decide = |to: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            tx.set_qualification(id, "pending", to, "", NOW_MS).await?;
+            tx.commit().await
+        })
+    };
+    let (a, b) = (decide("approved"), decide("rejected"));
+    let results = [a.await.expect("join"), b.await.expect("join")];
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1, "{results:?}");
+    assert!(results.iter().any(|r| matches!(r, Err(StoreError::Concurrent))));
+}
+
+async fn sku_prices_append_to_history(store: &Store) {
+    let (merchant, _, leaf) = shop(store, "prices", "222400", "approved").await;
+    let actor = user(store, "staff@example.com", "consumer").await;
+    let mut tx = store.begin().await.expect("begin");
+    let product = tx
+        .insert_product(merchant, &content(leaf, "延边大米", "222400", OriginTags::default(), &[]), NOW_MS)
+        .await
+        .expect("product");
+    let spec = vec![("规格".to_owned(), "5kg".to_owned())];
+    let sku = tx
+        .insert_sku(
+            product,
+            &SkuValues { spec: &spec, price_fen: 5990, stock: 100, weight_g: 5000 },
+            change(Some(actor), "initial price", NOW_MS),
+        )
+        .await
+        .expect("sku");
+    tx.commit().await.expect("commit");
+    let before = store.product(product).await.expect("load").expect("exists");
+    assert_eq!((before.min_price_fen, before.version), (5990, 2));
+
+    let mut tx = store.begin().await.expect("begin");
+    tx.update_sku(
+        sku.id,
+        &SkuValues { spec: &spec, price_fen: 5990, stock: 80, weight_g: 5000 },
+        change(Some(actor), "restock", NOW_MS + 1),
+    )
+    .await
+    .expect("stock only");
+    tx.update_sku(
+        sku.id,
+        &SkuValues { spec: &spec, price_fen: 4990, stock: 80, weight_g: 5000 },
+        change(Some(actor), "双11", NOW_MS + 2),
+    )
+    .await
+    .expect("price cut");
+    tx.commit().await.expect("commit");
+
+    let history = store.price_history(sku.id, None, 10).await.expect("history");
+    let seen: Vec<_> = history
+        .iter()
+        .map(|h| (h.old_price_fen, h.new_price_fen, h.changed_at_ms, h.reason.as_str(), h.actor_user_id))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(None, 5990, NOW_MS, "initial price", Some(actor)), (Some(5990), 4990, NOW_MS + 2, "双11", Some(actor))]
+    );
+    let after = store.product(product).await.expect("load").expect("exists");
+    assert_eq!((after.min_price_fen, after.version), (4990, 3), "a stock change leaves the version alone");
+    assert_eq!(store.sku(sku.id).await.expect("sku").map(|s| s.stock), Some(80));
+    let page = store.price_history(sku.id, Some(history[0].id), 10).await.expect("page");
+    assert_eq!(page.len(), 1);
+    let mut tx = store.begin().await.expect("begin");
+    let missing = tx
+        .update_sku(
+            sku.id + 999,
+            &SkuValues { spec: &spec, price_fen: 1, stock: 1, weight_g: 1 },
+            change(None, "x", NOW_MS),
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn product_edits_compare_and_set(store: &Store) {
+    let (merchant, _, leaf) = shop(store, "edits", "320500", "approved").await;
+    let id = listed(store, merchant, leaf, "苏绣团扇", "320500", OriginTags::default(), 29900).await;
+    let product = store.product(id).await.expect("load").expect("exists");
+    let images = vec!["https://img.example.com/1.jpg".to_owned()];
+    let tags = OriginTags { intangible_heritage: true, ..OriginTags::default() };
+    let edited = content(leaf, "苏绣双面绣团扇", "320500", tags, &images);
+    let mut tx = store.begin().await.expect("begin");
+    tx.update_product_content(id, product.version, &edited, "pending_review", NOW_MS + 5).await.expect("edit");
+    let stale = tx.update_product_content(id, product.version, &edited, "pending_review", NOW_MS + 6).await;
+    assert!(matches!(stale, Err(StoreError::Concurrent)), "{stale:?}");
+    let wrong_from = tx.transition_product(id, "listed", "delisted", change(None, "x", NOW_MS)).await;
+    assert!(matches!(wrong_from, Err(StoreError::Concurrent)), "{wrong_from:?}");
+    tx.transition_product(id, "pending_review", "listed", change(None, "looks right", NOW_MS + 7))
+        .await
+        .expect("approve");
+    tx.commit().await.expect("commit");
+    let after = store.product(id).await.expect("load").expect("exists");
+    assert_eq!(
+        (after.title.as_str(), after.status.as_str(), after.version),
+        ("苏绣双面绣团扇", "listed", product.version + 1)
+    );
+    assert_eq!((after.image_urls.clone(), after.tags), (images, tags));
+    let log: Vec<_> = store
+        .product_status_log(id)
+        .await
+        .expect("log")
+        .into_iter()
+        .map(|c| (c.from_status, c.to_status, c.reason))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            ("draft".into(), "listed".into(), "seed".into()),
+            ("pending_review".into(), "listed".into(), "looks right".into())
+        ]
+    );
+}
+
+fn query(sort: ProductSort) -> ProductQuery {
+    ProductQuery {
+        statuses: vec!["listed".into()],
+        approved_merchants_only: true,
+        merchant_id: None,
+        category_path: None,
+        tag: None,
+        region_prefix: None,
+        min_price_fen: None,
+        max_price_fen: None,
+        text: None,
+        sort,
+        after: None,
+        limit: 100,
+    }
+}
+
+async fn titles(store: &Store, query: &ProductQuery) -> Vec<String> {
+    store.list_products(query).await.expect("list").into_iter().map(|p| p.title).collect()
+}
+
+async fn listing_filters_sorts_and_pages(store: &Store) {
+    let farm = OriginTags { farm_specialty: true, ..OriginTags::default() };
+    let (yanbian, food, rice) = shop(store, "yanbian", "222401", "approved").await;
+    let (suzhou, _, craft) = shop(store, "suzhou", "320500", "approved").await;
+    let (pending, _, other) = shop(store, "pending", "110000", "pending").await;
+    listed(store, yanbian, rice, "延边大米", "222401", farm, 5990).await;
+    listed(store, yanbian, rice, "辣白菜", "222405", farm, 2990).await;
+    listed(store, suzhou, craft, "苏绣", "320500", OriginTags::default(), 99900).await;
+    listed(store, pending, other, "hidden", "110000", farm, 100).await;
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_product(yanbian, &content(rice, "draft rice", "222401", farm, &[]), NOW_MS).await.expect("draft");
+    tx.commit().await.expect("commit");
+
+    let check = |q: ProductQuery, expected: &'static [&'static str]| async move {
+        assert_eq!(titles(store, &q).await, expected, "{q:?}");
+    };
+    check(query(ProductSort::Newest), &["苏绣", "辣白菜", "延边大米"]).await;
+    check(query(ProductSort::PriceAsc), &["辣白菜", "延边大米", "苏绣"]).await;
+    check(query(ProductSort::PriceDesc), &["苏绣", "延边大米", "辣白菜"]).await;
+    check(
+        ProductQuery { tag: Some(ListingTag::FarmSpecialty), ..query(ProductSort::PriceAsc) },
+        &["辣白菜", "延边大米"],
+    )
+    .await;
+    check(ProductQuery { region_prefix: Some("2224".into()), ..query(ProductSort::PriceAsc) }, &["辣白菜", "延边大米"])
+        .await;
+    check(ProductQuery { region_prefix: Some("222401".into()), ..query(ProductSort::PriceAsc) }, &["延边大米"]).await;
+    let food_path = store.category(food).await.expect("cat").expect("exists").path;
+    check(ProductQuery { category_path: Some(food_path), ..query(ProductSort::PriceAsc) }, &["辣白菜", "延边大米"])
+        .await;
+    check(ProductQuery { merchant_id: Some(suzhou), ..query(ProductSort::PriceAsc) }, &["苏绣"]).await;
+    check(
+        ProductQuery { min_price_fen: Some(3000), max_price_fen: Some(99900), ..query(ProductSort::PriceAsc) },
+        &["延边大米", "苏绣"],
+    )
+    .await;
+    check(ProductQuery { text: Some("大米".into()), ..query(ProductSort::PriceAsc) }, &["延边大米"]).await;
+    let any_status = ProductQuery {
+        statuses: vec![],
+        approved_merchants_only: false,
+        merchant_id: Some(yanbian),
+        ..query(ProductSort::Newest)
+    };
+    check(any_status, &["draft rice", "辣白菜", "延边大米"]).await;
+    check(ProductQuery { tag: Some(ListingTag::DomesticBrand), ..query(ProductSort::Newest) }, &[]).await;
+
+    // Pages of one item walk every sort order without gaps or repeats.
+    for sort in [ProductSort::Newest, ProductSort::PriceAsc, ProductSort::PriceDesc] {
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_products(&ProductQuery { after, limit: 1, ..query(sort) }).await.expect("page");
+            let Some(last) = page.last() else { break };
+            after = Some((last.min_price_fen, last.id));
+            walked.push(last.title.clone());
+        }
+        assert_eq!(walked, titles(store, &query(sort)).await, "{sort:?}");
+    }
+}
+
+async fn listing_text_matches_literally(store: &Store) {
+    let (merchant, _, leaf) = shop(store, "literal", "330100", "approved").await;
+    listed(store, merchant, leaf, "100% 纯棉 T恤", "330100", OriginTags::default(), 5990).await;
+    listed(store, merchant, leaf, "1000 纯棉 T恤", "330100", OriginTags::default(), 5990).await;
+    listed(store, merchant, leaf, "Cotton_Shirt", "330100", OriginTags::default(), 5990).await;
+    let q = |text: &str| ProductQuery { text: Some(text.into()), ..query(ProductSort::Newest) };
+    assert_eq!(titles(store, &q("100%")).await, vec!["100% 纯棉 T恤"]);
+    assert_eq!(titles(store, &q("cotton_")).await, vec!["Cotton_Shirt"]);
+    assert_eq!(titles(store, &q("t恤")).await.len(), 2, "case-insensitive");
+}
+
+async fn dropped_transaction_leaves_nothing(store: &Store) {
+    {
+        let mut tx = store.begin().await.expect("begin");
+        tx.insert_brand("半途", true, NOW_MS).await.expect("brand");
+        tx.insert_setting("marker", "x").await.expect("setting");
+    }
+    assert!(store.brands(None, 10).await.expect("brands").is_empty());
+    assert_eq!(store.setting("marker").await.expect("setting"), None);
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_setting("marker", "x").await.expect("setting");
+    tx.commit().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert!(is_conflict(&tx.insert_setting("marker", "y").await.expect_err("set twice")));
+}
