@@ -3,7 +3,7 @@
 use crate::Invalid;
 
 /// What a user is on the platform. A user has exactly one role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Consumer,
     /// Staff of exactly one merchant; acts only on that shop.

@@ -1,1 +1,164 @@
-//! placeholder
+//! Xingqu's HTTP API: the axum router, request and response types, the error shape, auth,
+//! the OpenAPI document, metrics, and the middleware every request passes through.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod routes;
+mod time_format;
+
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use xingqu_app::App;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Bodies larger than this are refused with 413.
+    pub body_limit_bytes: usize,
+    /// A request still running after this is answered with 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub app: App,
+    pub metrics: metrics::Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Xingqu",
+        description = "Interest e-commerce: marketplace catalog, accounts and operations. Money is in 分 (fen) as integers. \
+                       Errors share one shape: {\"error\":{\"code\",\"message\",\"field\"}}.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Health, readiness, metrics"),
+        (name = "accounts", description = "Registration, sign-in, sessions"),
+        (name = "catalog", description = "Categories, brands, merchants"),
+        (name = "products", description = "Products, SKUs, price history"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("xq_…").build()),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document, both from the same handler annotations.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::system::routes())
+        .merge(routes::accounts::routes())
+        .merge(routes::catalog::routes())
+        .merge(routes::products::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole application as an axum router, ready to serve.
+pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error> {
+    let metrics = metrics::Metrics::new()?;
+    let state = AppState { app, metrics: metrics.clone() };
+    let (api, document) = api();
+    let document_json = document.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = config.request_timeout;
+    let router = api
+        .route("/openapi.json", axum::routing::get(move || async move { ([("content-type", "application/json")], document_json) }))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id =
+                                request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        );
+    Ok(router)
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+/// Answers 503 when a request outlives the time limit (the work is dropped, not left running).
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; retry later")
+                .into_response()
+        }
+    }
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged").into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

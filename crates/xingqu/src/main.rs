@@ -1,1 +1,195 @@
-fn main() {}
+//! The `xingqu` binary: `serve`, `migrate` and `admin`, with one typed configuration parsed here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+use xingqu_app::clock::SystemClock;
+use xingqu_app::{App, AppConfig};
+use xingqu_http::HttpConfig;
+
+#[derive(Parser, Debug)]
+#[command(name = "xingqu", version, about = "Xingqu: an interest e-commerce platform")]
+struct Cli {
+    /// Database: sqlite://PATH (embedded, the default) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "XINGQU_DATABASE_URL", default_value = "sqlite://xingqu.db")]
+    database_url: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "XINGQU_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP API (applies migrations first).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "XINGQU_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seed the demo marketplace (once per database; a no-op when already seeded).
+        #[arg(long)]
+        demo: bool,
+        /// Requests running longer than this are answered with 503.
+        #[arg(long, env = "XINGQU_REQUEST_TIMEOUT_S", default_value_t = 30)]
+        request_timeout_s: u64,
+        /// Request bodies larger than this are refused with 413.
+        #[arg(long, env = "XINGQU_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+        body_limit_bytes: usize,
+        /// Lifetime of a sign-in token.
+        #[arg(long, env = "XINGQU_SESSION_TTL_S", default_value_t = 7 * 24 * 3600)]
+        session_ttl_s: i64,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Create an operator account (bootstraps the first operator).
+    CreateOperator {
+        #[arg(long)]
+        email: String,
+        /// The password; read from XINGQU_OPERATOR_PASSWORD when not given.
+        #[arg(long, env = "XINGQU_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "operator")]
+        display_name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match cli.command {
+        Command::Serve { listen, demo, request_timeout_s, body_limit_bytes, session_ttl_s } => {
+            let app = open_app(&cli.database_url, AppConfig { session_ttl_s }).await?;
+            if demo {
+                let report = app.seed_demo().await.context("seed the demo marketplace")?;
+                print_demo_banner(&report, listen);
+            }
+            let http = HttpConfig { body_limit_bytes, request_timeout: Duration::from_secs(request_timeout_s) };
+            let router = xingqu_http::router(app.clone(), http).context("build the router")?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving");
+            xingqu_http::serve(listener, router, shutdown_signal()).await.context("serve")?;
+            app.store().close().await;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            open_app(&cli.database_url, AppConfig::default()).await?;
+            println!("migrations applied to {}", redact(&cli.database_url));
+        }
+        Command::Admin { command: AdminCommand::CreateOperator { email, password, display_name } } => {
+            let app = open_app(&cli.database_url, AppConfig::default()).await?;
+            let user =
+                app.create_operator(&email, &password, &display_name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("operator {} created (id {})", user.email, user.id);
+        }
+    }
+    Ok(())
+}
+
+async fn open_app(database_url: &str, config: AppConfig) -> anyhow::Result<App> {
+    let store = xingqu_store::connect(database_url).await.with_context(|| format!("open {}", redact(database_url)))?;
+    store.migrate().await.context("apply migrations")?;
+    Ok(App::new(store, Arc::new(SystemClock), config))
+}
+
+/// Hides a password in a database URL before it reaches a log or the terminal.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_demo_banner(report: &xingqu_app::demo::SeedReport, listen: SocketAddr) {
+    let action = if report.seeded { "seeded" } else { "already present" };
+    println!();
+    println!(
+        "Xingqu demo marketplace ({action}): {} shops, {} products, {} SKUs",
+        report.merchants, report.products, report.skus
+    );
+    println!("  API:       http://{listen}/v1/products?tag=farm_specialty");
+    println!("  OpenAPI:   http://{listen}/openapi.json");
+    println!("  Metrics:   http://{listen}/metrics");
+    println!("  Demo accounts (POST /v1/auth/login with e-mail and password):");
+    for (role, email, password) in &report.accounts {
+        println!("    {:<15} {email:<26} {password}", role.as_str());
+    }
+    println!();
+}
+
+/// Resolves on SIGTERM or Ctrl-C, starting a graceful shutdown.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://xingqu.db"), "sqlite://xingqu.db");
+    }
+}

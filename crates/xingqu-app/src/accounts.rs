@@ -1,0 +1,231 @@
+//! Registration, sign-in with argon2-hashed passwords, bearer sessions, and operator bootstrap.
+
+use crate::{App, AppError, AppResult};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use xingqu_domain::account::{Actor, Email, Password, Role};
+use xingqu_domain::catalog::NAME_CHARS_MAX;
+use xingqu_domain::text;
+use xingqu_store::StoreError;
+use xingqu_store::accounts::{NewUser, UserRow};
+
+/// Bearer tokens start with this, so leaked ones are easy to spot in logs and code.
+const TOKEN_PREFIX: &str = "xq_";
+
+/// A registration as it arrives from a client.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub display_name: &'a str,
+    pub role: &'a str,
+}
+
+/// A user as others may see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub merchant_id: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = AppError;
+    fn try_from(row: UserRow) -> AppResult<Self> {
+        let role = Role::from_name(&row.role)
+            .ok_or_else(|| AppError::internal(format!("user {} has unknown role {}", row.id, row.role)))?;
+        Ok(User {
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            role,
+            merchant_id: row.merchant_id,
+            created_at_ms: row.created_at_ms,
+        })
+    }
+}
+
+impl User {
+    pub fn actor(&self) -> Actor {
+        Actor { user_id: self.id, role: self.role, merchant_id: self.merchant_id }
+    }
+}
+
+/// A fresh session: the token is shown once, only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub expires_at_ms: i64,
+    pub user: User,
+}
+
+fn token_sha256(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Hashes a password with argon2id on a blocking thread (it takes tens of milliseconds of CPU).
+pub async fn hash_password(password: Password) -> AppResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt_bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+        Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| internal(format!("password hashing task failed: {e}")))?
+    .map_err(|e| internal(format!("password hashing failed: {e}")))
+}
+
+async fn verify_password(password: String, hash: String) -> AppResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| internal(format!("password verification task failed: {e}")))?
+    .map_err(|e| internal(format!("stored password hash is unreadable: {e}")))
+}
+
+fn internal(message: String) -> AppError {
+    AppError::internal(message)
+}
+
+/// A valid hash of a password nobody has, verified against when the e-mail is unknown so that
+/// sign-in takes as long for unknown accounts as for known ones.
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$3q2DKhsbmR5Y0mYD0n6yY2cVZb3CDmeZsRQqlM5Gzsc";
+
+impl App {
+    /// Registers a consumer or a creator and signs them in.
+    pub async fn register(&self, registration: Registration<'_>) -> AppResult<Session> {
+        let role = Role::from_name(registration.role)
+            .filter(|r| r.self_service())
+            .ok_or_else(|| AppError::invalid("role", "invalid_role", "must be consumer or creator"))?;
+        let user = self.create_user(registration.email, registration.password, registration.display_name, role).await?;
+        self.open_session(user).await
+    }
+
+    /// Creates an operator (the `xingqu admin create-operator` bootstrap, or another operator).
+    pub async fn create_operator(&self, email: &str, password: &str, display_name: &str) -> AppResult<User> {
+        self.create_user(email, password, display_name, Role::Operator).await
+    }
+
+    /// Creates an operator on behalf of an existing operator.
+    pub async fn create_operator_as(
+        &self,
+        actor: &Actor,
+        email: &str,
+        password: &str,
+        display_name: &str,
+    ) -> AppResult<User> {
+        if !actor.is_operator() {
+            return Err(AppError::Forbidden("only operators may create operators"));
+        }
+        self.create_operator(email, password, display_name).await
+    }
+
+    async fn create_user(&self, email: &str, password: &str, display_name: &str, role: Role) -> AppResult<User> {
+        let email = Email::parse(email)?;
+        let password = Password::parse(password)?;
+        let display_name = text::bounded("display_name", display_name, NAME_CHARS_MAX)?;
+        let password_hash = hash_password(password).await?;
+        let new = NewUser {
+            email: email.as_str(),
+            password_hash: &password_hash,
+            display_name: &display_name,
+            role: role.as_str(),
+            merchant_id: None,
+            now_ms: self.now_ms(),
+        };
+        match self.store().insert_user(&new).await {
+            Ok(row) => row.try_into(),
+            Err(StoreError::Conflict { .. }) => {
+                Err(AppError::conflict("email_taken", "an account with this e-mail already exists"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs in with e-mail and password.
+    pub async fn login(&self, email: &str, password: &str) -> AppResult<Session> {
+        let row = match Email::parse(email) {
+            Ok(email) => self.store().user_by_email(email.as_str()).await?,
+            Err(_) => None,
+        };
+        let hash = row.as_ref().map_or(DECOY_HASH, |r| r.password_hash.as_str()).to_owned();
+        let verified = verify_password(password.to_owned(), hash).await?;
+        match row {
+            Some(row) if verified => self.open_session(row.try_into()?).await,
+            _ => Err(AppError::InvalidCredentials),
+        }
+    }
+
+    async fn open_session(&self, user: User) -> AppResult<Session> {
+        let token = new_token();
+        let now_ms = self.now_ms();
+        let expires_at_ms = now_ms.saturating_add(self.config().session_ttl_s.saturating_mul(1000));
+        self.store().insert_session(user.id, &token_sha256(&token), now_ms, expires_at_ms).await?;
+        Ok(Session { token, expires_at_ms, user })
+    }
+
+    /// The user behind a bearer token, if the session is live.
+    pub async fn authenticate(&self, token: &str) -> AppResult<User> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Err(AppError::InvalidToken);
+        }
+        let row = self.store().session_user(&token_sha256(token), self.now_ms()).await?;
+        row.ok_or(AppError::InvalidToken)?.try_into()
+    }
+
+    /// Revokes the session of `token`.
+    pub async fn logout(&self, token: &str) -> AppResult<()> {
+        self.store().revoke_session(&token_sha256(token), self.now_ms()).await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: i64) -> AppResult<User> {
+        self.store().user(id).await?.ok_or(AppError::not_found("user"))?.try_into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn decoy_hash_is_a_valid_argon2_hash() {
+        assert_eq!(verify_password("anything".into(), DECOY_HASH.into()).await.ok(), Some(false));
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_their_password_only() {
+        let password = Password::parse("correct horse battery").expect("valid");
+        let hash = hash_password(password).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert_eq!(verify_password("correct horse battery".into(), hash.clone()).await.ok(), Some(true));
+        assert_eq!(verify_password("wrong horse battery".into(), hash).await.ok(), Some(false));
+    }
+
+    #[test]
+    fn tokens_are_prefixed_and_distinct() {
+        let (a, b) = (new_token(), new_token());
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() == 46 && a != b);
+        assert_eq!(token_sha256(&a).len(), 64);
+    }
+}

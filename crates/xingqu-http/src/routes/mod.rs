@@ -1,0 +1,19 @@
+//! Handlers, grouped by resource; each file owns its request and response types.
+
+pub mod accounts;
+pub mod catalog;
+pub mod products;
+pub mod system;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Cursor pagination over ids, for the simpler listings.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IdPage {
+    /// Return items after this id.
+    pub after_id: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+}

@@ -1,0 +1,19 @@
+//! Timestamps on the wire: RFC 3339 in UTC, from the unix milliseconds the store keeps.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub fn rfc3339(unix_ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_milliseconds() {
+        assert_eq!(super::rfc3339(1_764_115_200_123), "2025-11-26T00:00:00.123Z");
+    }
+}

@@ -1,0 +1,79 @@
+//! Health, readiness, metrics, the OpenAPI document, request ids and unknown routes.
+
+use crate::helpers::TestApp;
+
+crate::api_tests!(openapi_describes_every_route, health_metrics_and_request_ids, unknown_routes_and_methods);
+
+async fn openapi_describes_every_route(app: &TestApp) {
+    let doc = app.get("/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc.body["openapi"]);
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for expected in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/operators",
+        "/v1/categories",
+        "/v1/categories/{id}",
+        "/v1/brands",
+        "/v1/brands/{id}",
+        "/v1/merchants",
+        "/v1/merchants/{id}",
+        "/v1/merchants/{id}/qualification",
+        "/v1/products",
+        "/v1/products/{id}",
+        "/v1/products/{id}/submit",
+        "/v1/products/{id}/review",
+        "/v1/products/{id}/delist",
+        "/v1/products/{id}/ban",
+        "/v1/products/{id}/status-log",
+        "/v1/products/{id}/skus",
+        "/v1/skus/{id}",
+        "/v1/skus/{id}/price-history",
+    ] {
+        assert!(paths.contains_key(expected), "{expected} is not described");
+    }
+    // Every operation documents its responses, and every body it accepts has a schema.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+            if matches!(method.as_str(), "post" | "patch") && !path.ends_with("/submit") && !path.ends_with("/logout") {
+                assert!(operation["requestBody"].is_object(), "{method} {path} has no request body schema");
+            }
+        }
+    }
+    assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn health_metrics_and_request_ids(app: &TestApp) {
+    assert_eq!(app.get("/healthz", None).await.body["status"], "ok");
+    assert_eq!(app.get("/readyz", None).await.body["status"], "ok");
+    app.get("/v1/products/999", None).await.assert_error(404, "product_not_found");
+    let response = reqwest::get(format!("{}/metrics", app.url)).await.expect("metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers().contains_key("x-request-id"), "responses carry a request id");
+    let text = response.text().await.expect("text");
+    assert!(
+        text.contains(r#"xingqu_http_requests_total{method="GET",route="/v1/products/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("xingqu_http_request_duration_seconds_bucket"), "{text}");
+    let client = reqwest::Client::new();
+    let echoed =
+        client.get(format!("{}/healthz", app.url)).header("x-request-id", "abc-123").send().await.expect("send");
+    assert_eq!(echoed.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
+}
+
+async fn unknown_routes_and_methods(app: &TestApp) {
+    app.get("/v1/nothing-here", None).await.assert_error(404, "route_not_found");
+    app.send("DELETE", "/v1/categories", None, None).await.assert_error(405, "method_not_allowed");
+    app.get("/v1/products/abc", None).await.assert_error(400, "invalid_id");
+    app.get("/v1/products/-3", None).await.assert_error(400, "invalid_id");
+    app.get("/v1/products/99999999999999999999999", None).await.assert_error(400, "invalid_id");
+}
