@@ -48,6 +48,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Parses a JSON body, mapping serde's errors to the API's codes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Check the syntax of the whole body first (without allocating), so a truncated body is
+    // reported as malformed rather than by whichever field the typed parse tripped on first.
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {error}"),
+        ));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -69,7 +78,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     ("invalid_type", path)
                 };
                 let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+                let error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+                // "." is the whole body: no field to name.
+                if field == "." { error } else { error.with_field(field) }
             }
         }
     })
@@ -183,6 +194,7 @@ mod tests {
             r#"{"title": "a", "price_fen": 1, "x": 1}"#,
             (StatusCode::UNPROCESSABLE_ENTITY, "unknown_field", Some("x")),
         );
-        check(r#"[1]"#, (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", Some(".")));
+        check(r#"[1]"#, (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", Some("[0]")));
+        check("null", (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", None));
     }
 }
