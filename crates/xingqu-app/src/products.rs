@@ -149,10 +149,10 @@ impl App {
             Some(b) => *b,
             None => current.and_then(|c| c.brand_id),
         };
-        if let Some(id) = brand_id {
-            if self.store().brand(id).await?.is_none() {
-                return Err(AppError::invalid("brand_id", "unknown_brand", format!("no brand {id}")));
-            }
+        if let Some(id) = brand_id
+            && self.store().brand(id).await?.is_none()
+        {
+            return Err(AppError::invalid("brand_id", "unknown_brand", format!("no brand {id}")));
         }
         let title = match (&input.title, current) {
             (Some(t), _) => text::bounded("title", t, TITLE_CHARS_MAX)?,
@@ -220,13 +220,13 @@ impl App {
         expected_version: Option<i64>,
     ) -> AppResult<ProductDetail> {
         let current = self.owned_product(actor, product_id).await?;
-        if let Some(v) = expected_version {
-            if v != current.version {
-                return Err(AppError::conflict(
-                    "version_conflict",
-                    format!("the product is at version {}, not {v}", current.version),
-                ));
-            }
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(AppError::conflict(
+                "version_conflict",
+                format!("the product is at version {}, not {v}", current.version),
+            ));
         }
         let status = status_of(&current)?.apply(ProductEvent::EditContent)?;
         let content = self.parse_content(current.merchant_id, input, Some(&current)).await?;

@@ -162,3 +162,46 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn error_of(response: Response) -> (StatusCode, String) {
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+    }
+
+    fn request(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_are_answered_503() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "late"
+        };
+        let router = Router::new()
+            .route("/slow", get(slow))
+            .layer(middleware::from_fn_with_state(Duration::from_secs(1), time_limit));
+        let response = router.oneshot(request("/slow")).await.unwrap_or_default();
+        assert_eq!(error_of(response).await, (StatusCode::SERVICE_UNAVAILABLE, "timeout".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn panics_become_500_in_the_error_shape() {
+        #[allow(clippy::panic)]
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let router = Router::new().route("/boom", get(boom)).layer(CatchPanicLayer::custom(panic_response));
+        let response = router.oneshot(request("/boom")).await.unwrap_or_default();
+        assert_eq!(error_of(response).await, (StatusCode::INTERNAL_SERVER_ERROR, "internal".to_owned()));
+    }
+}

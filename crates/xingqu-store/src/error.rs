@@ -22,11 +22,11 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &error {
-            if db.is_unique_violation() {
-                let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
-                return StoreError::Conflict { constraint };
-            }
+        if let sqlx::Error::Database(db) = &error
+            && db.is_unique_violation()
+        {
+            let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+            return StoreError::Conflict { constraint };
         }
         if let sqlx::Error::RowNotFound = error {
             return StoreError::NotFound;

@@ -60,11 +60,11 @@ impl TestDb {
     /// Closes the store and drops what the test created.
     pub async fn finish(self) {
         self.store.close().await;
-        if let Cleanup::Postgres { base_url, schema } = &self.cleanup {
-            if let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(base_url).await {
-                let _ = admin.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await;
-                admin.close().await;
-            }
+        if let Cleanup::Postgres { base_url, schema } = &self.cleanup
+            && let Ok(admin) = AnyPoolOptions::new().max_connections(1).connect(base_url).await
+        {
+            let _ = admin.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await;
+            admin.close().await;
         }
     }
 }
