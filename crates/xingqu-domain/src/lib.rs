@@ -4,8 +4,12 @@
 //! function at the edge, and code past the edge never re-checks it.
 
 pub mod account;
+pub mod allocation;
 pub mod catalog;
+pub mod checkout;
+pub mod ledger;
 pub mod money;
+pub mod order;
 pub mod text;
 
 /// A rule broken by input: which field, a stable snake_case code, and a message for people.

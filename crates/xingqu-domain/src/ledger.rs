@@ -1,0 +1,148 @@
+//! Double-entry bookkeeping: accounts, and postings whose entries sum to zero by construction.
+//!
+//! Sign convention: an entry's `amount_fen` is positive for money flowing into the account's
+//! holdings (debit) and negative for what the account owes or gives up (credit). A buyer paying
+//! 100 分 is `buyer_payments +100`, `merchant_receivable:7 -100`.
+
+use std::fmt;
+
+/// A ledger account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    /// Money buyers paid in through payment gateways.
+    BuyerPayments,
+    /// Money paid back to buyers.
+    Refunds,
+    /// What the platform owes a merchant for orders not yet settled.
+    MerchantReceivable(i64),
+    /// What a merchant may withdraw: settled orders, less commission.
+    MerchantSettlement(i64),
+    /// The platform's commission income.
+    PlatformCommission,
+    /// The platform's budget for subsidies.
+    PlatformSubsidyBudget,
+    /// Commission owed to a creator.
+    CreatorCommission(i64),
+    /// The pool that pays return-shipping insurance.
+    InsurancePool,
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::BuyerPayments => f.write_str("buyer_payments"),
+            Account::Refunds => f.write_str("refunds"),
+            Account::MerchantReceivable(id) => write!(f, "merchant_receivable:{id}"),
+            Account::MerchantSettlement(id) => write!(f, "merchant_settlement:{id}"),
+            Account::PlatformCommission => f.write_str("platform_commission"),
+            Account::PlatformSubsidyBudget => f.write_str("platform_subsidy_budget"),
+            Account::CreatorCommission(id) => write!(f, "creator_commission:{id}"),
+            Account::InsurancePool => f.write_str("insurance_pool"),
+        }
+    }
+}
+
+/// Why money moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostingKind {
+    Payment,
+    Refund,
+    Settlement,
+}
+
+impl PostingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostingKind::Payment => "payment",
+            PostingKind::Refund => "refund",
+            PostingKind::Settlement => "settlement",
+        }
+    }
+}
+
+/// A balanced set of entries: constructed only if the amounts sum to zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    kind: PostingKind,
+    entries: Vec<(Account, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostingError {
+    #[error("entries sum to {0}, not zero")]
+    Unbalanced(i128),
+    #[error("a posting needs at least two non-zero entries")]
+    Empty,
+}
+
+impl Posting {
+    pub fn new(kind: PostingKind, entries: Vec<(Account, i64)>) -> Result<Self, PostingError> {
+        let entries: Vec<(Account, i64)> = entries.into_iter().filter(|&(_, amount)| amount != 0).collect();
+        if entries.len() < 2 {
+            return Err(PostingError::Empty);
+        }
+        let sum: i128 = entries.iter().map(|&(_, amount)| i128::from(amount)).sum();
+        if sum != 0 {
+            return Err(PostingError::Unbalanced(sum));
+        }
+        Ok(Self { kind, entries })
+    }
+
+    /// A buyer's payment for a merchant's order.
+    pub fn payment(merchant_id: i64, paid_fen: i64) -> Result<Self, PostingError> {
+        Self::new(
+            PostingKind::Payment,
+            vec![(Account::BuyerPayments, paid_fen), (Account::MerchantReceivable(merchant_id), -paid_fen)],
+        )
+    }
+
+    /// Money returned to the buyer out of the merchant's receivable.
+    pub fn refund(merchant_id: i64, refund_fen: i64) -> Result<Self, PostingError> {
+        Self::new(PostingKind::Refund, vec![(Account::MerchantReceivable(merchant_id), refund_fen), (Account::Refunds, -refund_fen)])
+    }
+
+    /// The receivable of a finished order becomes the merchant's, less the platform's commission.
+    pub fn settlement(merchant_id: i64, receivable_fen: i64, commission_fen: i64) -> Result<Self, PostingError> {
+        Self::new(
+            PostingKind::Settlement,
+            vec![
+                (Account::MerchantReceivable(merchant_id), receivable_fen),
+                (Account::MerchantSettlement(merchant_id), -(receivable_fen - commission_fen)),
+                (Account::PlatformCommission, -commission_fen),
+            ],
+        )
+    }
+
+    pub fn kind(&self) -> PostingKind {
+        self.kind
+    }
+
+    pub fn entries(&self) -> &[(Account, i64)] {
+        &self.entries
+    }
+}
+
+/// Commission on `amount_fen` at `rate_bps` basis points, rounded down (in the merchant's favour).
+pub fn commission_fen(amount_fen: i64, rate_bps: i64) -> i64 {
+    let exact = i128::from(amount_fen) * i128::from(rate_bps) / 10_000;
+    i64::try_from(exact).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postings_balance_or_are_refused() {
+        assert!(Posting::payment(7, 5990).is_ok());
+        assert_eq!(Posting::payment(7, 0), Err(PostingError::Empty));
+        let settlement = Posting::settlement(7, 10_000, 500).expect("balanced");
+        assert_eq!(settlement.entries().len(), 3);
+        assert_eq!(
+            Posting::new(PostingKind::Refund, vec![(Account::Refunds, -5), (Account::BuyerPayments, 4)]),
+            Err(PostingError::Unbalanced(-1))
+        );
+        assert_eq!(Account::MerchantReceivable(7).to_string(), "merchant_receivable:7");
+        assert_eq!(commission_fen(5990, 500), 299);
+    }
+}
