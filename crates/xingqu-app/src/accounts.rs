@@ -58,6 +58,50 @@ impl User {
     }
 }
 
+/// How long a looked-up session is trusted without asking the database again. Revocation and role
+/// changes made through this process apply at once; made through another node, within this time.
+const SESSION_CACHE_TTL_MS: i64 = 10_000;
+const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
+
+/// Recently seen live sessions by token hash, so hot paths (a flash sale) do not read the
+/// database for every request.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (User, i64, i64)>>,
+}
+
+impl SessionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (User, i64, i64)>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, token_sha256: &str, now_ms: i64) -> Option<User> {
+        let entries = self.lock();
+        let (user, expires_at_ms, cached_at_ms) = entries.get(token_sha256)?;
+        (now_ms < *expires_at_ms && now_ms - cached_at_ms < SESSION_CACHE_TTL_MS).then(|| user.clone())
+    }
+
+    fn put(&self, token_sha256: String, user: User, expires_at_ms: i64, now_ms: i64) {
+        let mut entries = self.lock();
+        if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
+            entries.retain(|_, (_, _, cached_at_ms)| now_ms - *cached_at_ms < SESSION_CACHE_TTL_MS);
+            if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(token_sha256, (user, expires_at_ms, now_ms));
+    }
+
+    fn forget(&self, token_sha256: &str) {
+        self.lock().remove(token_sha256);
+    }
+
+    /// Drops every cached session of a user (after their role changes).
+    pub(crate) fn forget_user(&self, user_id: i64) {
+        self.lock().retain(|_, (user, _, _)| user.id != user_id);
+    }
+}
+
 /// A fresh session: the token is shown once, only its hash is stored.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -66,12 +110,13 @@ pub struct Session {
     pub user: User,
 }
 
-fn token_sha256(token: &str) -> String {
+/// The SHA-256 (hex) under which a bearer token is stored.
+pub fn token_sha256(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
@@ -189,13 +234,22 @@ impl App {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(AppError::InvalidToken);
         }
-        let row = self.store().session_user(&token_sha256(token), self.now_ms()).await?;
-        row.ok_or(AppError::InvalidToken)?.try_into()
+        let hash = token_sha256(token);
+        let now_ms = self.now_ms();
+        if let Some(user) = self.sessions().get(&hash, now_ms) {
+            return Ok(user);
+        }
+        let (row, expires_at_ms) = self.store().session_user(&hash, now_ms).await?.ok_or(AppError::InvalidToken)?;
+        let user: User = row.try_into()?;
+        self.sessions().put(hash, user.clone(), expires_at_ms, now_ms);
+        Ok(user)
     }
 
     /// Revokes the session of `token`.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
-        self.store().revoke_session(&token_sha256(token), self.now_ms()).await?;
+        let hash = token_sha256(token);
+        self.store().revoke_session(&hash, self.now_ms()).await?;
+        self.sessions().forget(&hash);
         Ok(())
     }
 

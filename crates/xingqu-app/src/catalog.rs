@@ -150,6 +150,7 @@ impl App {
         };
         tx.make_merchant_staff(actor.user_id, merchant.id).await?;
         tx.commit().await?;
+        self.sessions().forget_user(actor.user_id);
         Ok(merchant)
     }
 

@@ -17,6 +17,9 @@ pub enum AppError {
     InvalidToken,
     #[error("e-mail or password is wrong")]
     InvalidCredentials,
+    /// A caller that is not a user (a payment gateway) failed to prove who it is.
+    #[error("{1}")]
+    Unauthorized(&'static str, &'static str),
     /// Signed in, but not allowed to do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -48,6 +51,12 @@ impl AppError {
 
     pub fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
         AppError::Invalid(Invalid::new(field, code, message))
+    }
+}
+
+impl From<xingqu_domain::order::InvalidOrderTransition> for AppError {
+    fn from(error: xingqu_domain::order::InvalidOrderTransition) -> Self {
+        AppError::conflict("invalid_transition", error.to_string())
     }
 }
 

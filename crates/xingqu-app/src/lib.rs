@@ -6,7 +6,12 @@ pub mod catalog;
 pub mod clock;
 pub mod demo;
 mod error;
+pub mod flash;
+mod ids;
+pub mod orders;
+pub mod payments;
 pub mod products;
+pub mod scenario;
 
 pub use error::{AppError, AppResult};
 
@@ -19,25 +24,72 @@ use xingqu_store::Store;
 pub struct AppConfig {
     /// How long a bearer token lives after sign-in.
     pub session_ttl_s: i64,
+    /// How long an unpaid order holds its stock.
+    pub order_expiry_s: i64,
+    /// How long after delivery receipt is confirmed automatically.
+    pub auto_complete_s: i64,
+    /// How long after delivery returns are possible; settlement waits for it.
+    pub return_window_s: i64,
+    /// The secret the simulated payment gateway signs callbacks with.
+    pub payment_secret: Vec<u8>,
+    /// This process's number among those writing to one database (0-1023), for order ids.
+    pub node_id: u16,
 }
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { session_ttl_s: 7 * 24 * 3600 }
+        Self {
+            session_ttl_s: 7 * 24 * 3600,
+            order_expiry_s: 15 * 60,
+            auto_complete_s: 7 * 24 * 3600,
+            return_window_s: 7 * 24 * 3600,
+            payment_secret: b"xingqu-simulated-gateway-secret".to_vec(),
+            node_id: 0,
+        }
     }
 }
 
-/// The application: the store, the clock and the configuration. Cheap to clone.
+/// The application: the store, the clock, the configuration, and the process-wide state of the
+/// hot paths (flash-sale gates, the session cache). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct App {
     store: Store,
     clock: Arc<dyn Clock>,
     config: Arc<AppConfig>,
+    ids: Arc<ids::IdGenerator>,
+    gateway: Arc<dyn payments::PaymentGateway>,
+    flash: Arc<flash::FlashEngine>,
+    sessions: Arc<accounts::SessionCache>,
 }
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, config: AppConfig) -> Self {
-        Self { store, clock, config: Arc::new(config) }
+        let gateway = Arc::new(payments::SimulatedGateway::new(&config.payment_secret));
+        Self {
+            store,
+            clock,
+            ids: Arc::new(ids::IdGenerator::new(config.node_id)),
+            config: Arc::new(config),
+            gateway,
+            flash: Arc::default(),
+            sessions: Arc::default(),
+        }
+    }
+
+    pub(crate) fn ids(&self) -> &ids::IdGenerator {
+        &self.ids
+    }
+
+    pub fn gateway(&self) -> &dyn payments::PaymentGateway {
+        self.gateway.as_ref()
+    }
+
+    pub(crate) fn flash(&self) -> &flash::FlashEngine {
+        &self.flash
+    }
+
+    pub(crate) fn sessions(&self) -> &accounts::SessionCache {
+        &self.sessions
     }
 
     pub fn store(&self) -> &Store {

@@ -56,6 +56,7 @@ impl From<AppError> for ApiError {
             AppError::Unauthenticated => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             AppError::InvalidToken => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", message),
             AppError::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
+            AppError::Unauthorized(code, _) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             AppError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             AppError::NotFound { resource } => {
                 ApiError::new(StatusCode::NOT_FOUND, format!("{resource}_not_found"), message)

@@ -59,6 +59,7 @@ pub struct AppState {
         (name = "accounts", description = "Registration, sign-in, sessions"),
         (name = "catalog", description = "Categories, brands, merchants"),
         (name = "products", description = "Products, SKUs, price history"),
+        (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +83,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::accounts::routes())
         .merge(routes::catalog::routes())
         .merge(routes::products::routes())
+        .merge(routes::orders::routes())
         .split_for_parts()
 }
 

@@ -10,10 +10,18 @@ pub fn rfc3339(unix_ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix milliseconds of an RFC 3339 time (any offset), if it parses.
+pub fn parse_rfc3339(raw: &str) -> Option<i64> {
+    let time = OffsetDateTime::parse(raw, &Rfc3339).ok()?;
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn formats_utc_milliseconds() {
         assert_eq!(super::rfc3339(1_764_115_200_123), "2025-11-26T00:00:00.123Z");
+        assert_eq!(super::parse_rfc3339("2025-11-26T08:00:00.123+08:00"), Some(1_764_115_200_123));
+        assert_eq!(super::parse_rfc3339("yesterday"), None);
     }
 }

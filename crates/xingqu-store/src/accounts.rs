@@ -127,14 +127,14 @@ impl Store {
 
     /// The user behind a live session: the token hash exists, is not revoked, and has not expired
     /// at `now_ms`.
-    pub async fn session_user(&self, token_sha256: &str, now_ms: i64) -> Result<Option<UserRow>, StoreError> {
+    pub async fn session_user(&self, token_sha256: &str, now_ms: i64) -> Result<Option<(UserRow, i64)>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT {}, s.expires_at_ms FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_sha256 = $1 AND s.revoked_at_ms IS NULL AND s.expires_at_ms > $2",
             USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
         );
         let row = sqlx::query(&sql).bind(token_sha256).bind(now_ms).fetch_optional(self.reader()).await?;
-        Ok(row.as_ref().map(UserRow::from_row).transpose()?)
+        Ok(row.as_ref().map(|r| Ok::<_, sqlx::Error>((UserRow::from_row(r)?, r.try_get("expires_at_ms")?))).transpose()?)
     }
 
     /// Revokes a session; returns whether a live session was revoked (revoking twice is harmless).

@@ -1,5 +1,7 @@
 //! The `xingqu` binary: `serve`, `migrate` and `admin`, with one typed configuration parsed here.
 
+mod bench;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -42,6 +44,18 @@ enum Command {
         /// Lifetime of a sign-in token.
         #[arg(long, env = "XINGQU_SESSION_TTL_S", default_value_t = 7 * 24 * 3600)]
         session_ttl_s: i64,
+        #[command(flatten)]
+        orders: OrderOptions,
+    },
+    /// Verify stored data.
+    Check {
+        #[command(subcommand)]
+        command: CheckCommand,
+    },
+    /// Benchmarks that compare Xingqu with real peers on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -50,6 +64,31 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct OrderOptions {
+    /// How long an unpaid order holds its stock.
+    #[arg(long, env = "XINGQU_ORDER_EXPIRY_S", default_value_t = 15 * 60)]
+    order_expiry_s: i64,
+    /// Days after delivery before receipt is confirmed automatically.
+    #[arg(long, env = "XINGQU_AUTO_COMPLETE_DAYS", default_value_t = 7)]
+    auto_complete_days: i64,
+    /// Days after delivery in which returns are possible; settlement waits for them.
+    #[arg(long, env = "XINGQU_RETURN_WINDOW_DAYS", default_value_t = 7)]
+    return_window_days: i64,
+    /// Secret the simulated payment gateway signs callbacks with.
+    #[arg(long, env = "XINGQU_PAYMENT_SECRET", default_value = "xingqu-simulated-gateway-secret", hide_env_values = true)]
+    payment_secret: String,
+    /// This node's number (0-1023) when several processes share one database.
+    #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0)]
+    node_id: u16,
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckCommand {
+    /// Verify the ledger: balanced transactions, payments equal to their lines, refunds within payments.
+    Ledger,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,8 +110,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     match cli.command {
-        Command::Serve { listen, demo, request_timeout_s, body_limit_bytes, session_ttl_s } => {
-            let app = open_app(&cli.database_url, AppConfig { session_ttl_s }).await?;
+        Command::Serve { listen, demo, request_timeout_s, body_limit_bytes, session_ttl_s, orders } => {
+            let config = AppConfig {
+                session_ttl_s,
+                order_expiry_s: orders.order_expiry_s,
+                auto_complete_s: orders.auto_complete_days * 86_400,
+                return_window_s: orders.return_window_days * 86_400,
+                payment_secret: orders.payment_secret.into_bytes(),
+                node_id: orders.node_id,
+            };
+            let app = open_app(&cli.database_url, config).await?;
             if demo {
                 let report = app.seed_demo().await.context("seed the demo marketplace")?;
                 print_demo_banner(&report, listen);
@@ -82,10 +129,32 @@ async fn main() -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "serving");
+            let timers = tokio::spawn(run_timers(app.clone()));
             xingqu_http::serve(listener, router, shutdown_signal()).await.context("serve")?;
+            timers.abort();
             app.store().close().await;
             tracing::info!("stopped");
         }
+        Command::Check { command: CheckCommand::Ledger } => {
+            let app = open_app(&cli.database_url, AppConfig::default()).await?;
+            let report = app.store().check_ledger().await.context("check the ledger")?;
+            println!(
+                "ledger: {} transactions, {} entries, {} paid orders",
+                report.transactions, report.entries, report.paid_orders
+            );
+            for (account, balance_fen) in &report.balances {
+                println!("  {account:<32} {balance_fen:>16} 分");
+            }
+            if report.violations.is_empty() {
+                println!("ok: every transaction balances, payments equal their lines, refunds stay within payments");
+            } else {
+                for violation in &report.violations {
+                    println!("VIOLATION: {violation}");
+                }
+                anyhow::bail!("{} ledger violations", report.violations.len());
+            }
+        }
+        Command::Bench { command } => bench::run(command, &cli.database_url).await?,
         Command::Migrate => {
             open_app(&cli.database_url, AppConfig::default()).await?;
             println!("migrations applied to {}", redact(&cli.database_url));
@@ -104,6 +173,24 @@ async fn open_app(database_url: &str, config: AppConfig) -> anyhow::Result<App> 
     let store = xingqu_store::connect(database_url).await.with_context(|| format!("open {}", redact(database_url)))?;
     store.migrate().await.context("apply migrations")?;
     Ok(App::new(store, Arc::new(SystemClock), config))
+}
+
+/// The durable timers: every second, whatever is due (reservations, confirmations, settlements).
+/// The timers are rows in the store, so they survive restarts, and each change is guarded by the
+/// order's status, so several nodes may run this at once.
+async fn run_timers(app: App) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match app.run_due_timers().await {
+            Ok(report) if report != Default::default() => {
+                tracing::info!(expired = report.expired, completed = report.completed, settled = report.settled, "timers ran")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "timers failed"),
+        }
+    }
 }
 
 /// Hides a password in a database URL before it reaches a log or the terminal.

@@ -1,0 +1,457 @@
+//! Flash sales: creation, and the hot path. Admission happens in memory first — a per-sale gate
+//! refuses sold-out, over-limit and replayed requests before any I/O — then admitted orders go to
+//! one writer task that commits them in groups and answers each buyer only after its group is
+//! durable. The gate is a cache of the store's truth: rebuilt from it when first used after a
+//! start, and conservative (it only ever admits what the guarded writes in the store accept).
+
+use crate::orders::AddressInput;
+use crate::{App, AppError, AppResult};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use xingqu_domain::account::{Actor, Role};
+use xingqu_domain::catalog::{ProductStatus, Qualification};
+use xingqu_domain::money::PriceFen;
+use xingqu_domain::order::DispatchPromise;
+use xingqu_store::orders::{FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, OrderRow, SkuForOrder};
+use xingqu_store::{Store, StoreError};
+
+/// Orders committed in one transaction at most.
+const GROUP_MAX: usize = 512;
+/// Admitted orders waiting for the writer at most; beyond it buyers are told to retry.
+const QUEUE_MAX: usize = 16_384;
+const FLASH_SALE_DAYS_MAX: i64 = 7;
+const POOL_UNITS_MAX: i64 = 1_000_000;
+const PER_USER_LIMIT_MAX: i64 = 99;
+
+/// Why a flash purchase failed, shared with requests waiting on the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    SoldOut,
+    KeyReused,
+    Internal(String),
+}
+
+impl From<Failure> for AppError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::SoldOut => AppError::conflict("sold_out", "the flash sale is sold out"),
+            Failure::KeyReused => AppError::invalid(
+                "Idempotency-Key",
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ),
+            Failure::Internal(message) => AppError::internal(message),
+        }
+    }
+}
+
+type Reply = Result<i64, Failure>;
+
+enum KeySlot {
+    Done { order_id: i64, digest: String },
+    Pending { digest: String, waiters: Vec<oneshot::Sender<Reply>> },
+}
+
+struct GateState {
+    remaining_units: i64,
+    held_units: HashMap<i64, i64>,
+    keys: HashMap<(i64, String), KeySlot>,
+}
+
+struct Gate {
+    sale: FlashSaleRow,
+    sku: SkuForOrder,
+    state: Mutex<GateState>,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct Job {
+    checkout: NewCheckout,
+    order: NewOrder,
+    line: NewLine,
+    flash_sale_id: i64,
+    reply: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// The in-memory gates and the group-commit writer, shared by every request of the process.
+#[derive(Default)]
+pub struct FlashEngine {
+    gates: Mutex<HashMap<i64, Arc<Gate>>>,
+    loading: tokio::sync::Mutex<()>,
+    writer: std::sync::OnceLock<mpsc::Sender<Job>>,
+}
+
+impl std::fmt::Debug for FlashEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlashEngine")
+    }
+}
+
+/// A flash-sale order as the buyer is told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashOrder {
+    pub order_id: i64,
+    pub flash_sale_id: i64,
+    pub quantity: i64,
+    pub total_fen: i64,
+    /// False when this answers a retry with the same idempotency key.
+    pub created: bool,
+}
+
+/// A flash sale as an operator or merchant sets it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashSaleInput {
+    pub sku_id: i64,
+    pub price_fen: i64,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub pool_units: i64,
+    pub per_user_limit: i64,
+}
+
+fn digest(quantity: i64, address: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("flash|{quantity}|{address}").as_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Commits a group of orders in one transaction; any failure fails the whole group.
+async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
+    let internal = |e: StoreError| match e {
+        StoreError::Conflict { .. } => Failure::KeyReused,
+        other => Failure::Internal(other.to_string()),
+    };
+    let mut tx = store.begin().await.map_err(internal)?;
+    let checkouts: Vec<NewCheckout> = jobs.iter().map(|j| j.checkout.clone()).collect();
+    tx.insert_checkouts(&checkouts).await.map_err(internal)?;
+    let orders: Vec<NewOrder> = jobs.iter().map(|j| j.order.clone()).collect();
+    tx.insert_orders(&orders).await.map_err(internal)?;
+    let lines: Vec<NewLine> = jobs.iter().map(|j| j.line.clone()).collect();
+    tx.insert_lines(&lines).await.map_err(internal)?;
+    let mut per_sale: HashMap<i64, (i64, HashMap<i64, i64>)> = HashMap::new();
+    for job in jobs {
+        let entry = per_sale.entry(job.flash_sale_id).or_default();
+        entry.0 += job.line.quantity;
+        *entry.1.entry(job.order.buyer_user_id).or_default() += job.line.quantity;
+    }
+    for (flash_sale_id, (units, per_user)) in per_sale {
+        if !tx.take_flash_units(flash_sale_id, units).await.map_err(internal)? {
+            return Err(Failure::SoldOut);
+        }
+        let mut holdings: Vec<(i64, i64)> = per_user.into_iter().collect();
+        holdings.sort_unstable();
+        tx.add_flash_purchases(flash_sale_id, &holdings).await.map_err(internal)?;
+    }
+    tx.commit().await.map_err(internal)
+}
+
+/// The writer: takes what is queued (up to a group), commits it, answers. If a group fails, its
+/// orders are retried one by one so one bad order cannot sink the others.
+async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit_group(&store, &group).await {
+            Ok(()) => {
+                for job in group {
+                    let _ = job.reply.send(Ok(()));
+                }
+            }
+            Err(_) if group.len() > 1 => {
+                for job in group {
+                    let result = commit_group(&store, std::slice::from_ref(&job)).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(failure) => {
+                for job in group {
+                    let _ = job.reply.send(Err(failure.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl App {
+    /// Puts a SKU on flash sale: its shop's staff or an operator.
+    pub async fn create_flash_sale(&self, actor: &Actor, input: FlashSaleInput) -> AppResult<FlashSaleRow> {
+        let sku = self.store().sku_for_order(input.sku_id).await?.ok_or_else(|| {
+            AppError::invalid("sku_id", "unknown_sku", format!("no SKU {}", input.sku_id))
+        })?;
+        if !actor.manages_merchant(sku.merchant_id) {
+            return Err(AppError::Forbidden("only the shop's staff or an operator put its SKUs on flash sale"));
+        }
+        let price = PriceFen::parse("price_fen", input.price_fen)?;
+        if price.fen() >= sku.price_fen {
+            return Err(AppError::invalid("price_fen", "not_a_discount", format!("must be below the list price of {} 分", sku.price_fen)));
+        }
+        let now_ms = self.now_ms();
+        if input.ends_at_ms <= input.starts_at_ms || input.ends_at_ms <= now_ms {
+            return Err(AppError::invalid("ends_at", "out_of_range", "must be after the start and in the future"));
+        }
+        if input.ends_at_ms - input.starts_at_ms > FLASH_SALE_DAYS_MAX * 86_400_000 {
+            return Err(AppError::invalid("ends_at", "out_of_range", format!("a flash sale lasts at most {FLASH_SALE_DAYS_MAX} days")));
+        }
+        if !(1..=POOL_UNITS_MAX).contains(&input.pool_units) {
+            return Err(AppError::invalid("pool_units", "out_of_range", format!("must be 1 to {POOL_UNITS_MAX}")));
+        }
+        if !(1..=PER_USER_LIMIT_MAX).contains(&input.per_user_limit) {
+            return Err(AppError::invalid("per_user_limit", "out_of_range", format!("must be 1 to {PER_USER_LIMIT_MAX}")));
+        }
+        let mut tx = self.store().begin().await?;
+        let sale = tx
+            .insert_flash_sale(&NewFlashSale {
+                sku_id: sku.sku_id,
+                merchant_id: sku.merchant_id,
+                price_fen: price.fen(),
+                starts_at_ms: input.starts_at_ms,
+                ends_at_ms: input.ends_at_ms,
+                pool_units: input.pool_units,
+                per_user_limit: input.per_user_limit,
+                created_by: actor.user_id,
+                now_ms,
+            })
+            .await?;
+        tx.commit().await?;
+        Ok(sale)
+    }
+
+    pub async fn flash_sale(&self, id: i64) -> AppResult<FlashSaleRow> {
+        self.store().flash_sale(id).await?.ok_or(AppError::not_found("flash_sale"))
+    }
+
+    /// The gate of a flash sale, built from the store the first time it is needed.
+    async fn gate(&self, flash_sale_id: i64) -> AppResult<Arc<Gate>> {
+        let engine = self.flash();
+        if let Some(gate) = engine.gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id) {
+            return Ok(gate.clone());
+        }
+        let _loading = engine.loading.lock().await;
+        if let Some(gate) = engine.gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id) {
+            return Ok(gate.clone());
+        }
+        let sale = self.store().flash_sale(flash_sale_id).await?.ok_or(AppError::not_found("flash_sale"))?;
+        let sku = self.store().sku_for_order(sale.sku_id).await?.ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
+        let (holdings, keys) = self.store().flash_state(flash_sale_id).await?;
+        let state = GateState {
+            remaining_units: sale.remaining_units,
+            held_units: holdings.into_iter().collect(),
+            keys: keys
+                .into_iter()
+                .map(|(user_id, key, digest, order_id)| ((user_id, key), KeySlot::Done { order_id, digest }))
+                .collect(),
+        };
+        let gate = Arc::new(Gate { sale, sku, state: Mutex::new(state) });
+        engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
+        Ok(gate)
+    }
+
+    fn writer(&self) -> mpsc::Sender<Job> {
+        self.flash()
+            .writer
+            .get_or_init(|| {
+                let (sender, receiver) = mpsc::channel(QUEUE_MAX);
+                tokio::spawn(run_writer(self.store().clone(), receiver));
+                sender
+            })
+            .clone()
+    }
+
+    /// Buys from a flash sale: admitted in memory, committed in a group, answered when durable.
+    /// The same idempotency key and body return the same order, also when both arrive at once.
+    pub async fn flash_purchase(
+        &self,
+        actor: &Actor,
+        flash_sale_id: i64,
+        idempotency_key: Option<&str>,
+        quantity: i64,
+        address: &AddressInput,
+    ) -> AppResult<FlashOrder> {
+        if actor.role != Role::Consumer && actor.role != Role::Creator {
+            return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
+        }
+        let key = crate::orders::parse_idempotency_key(idempotency_key)?;
+        let address = crate::orders::parse_address(address)?;
+        let gate = self.gate(flash_sale_id).await?;
+        let sale = &gate.sale;
+        if !(1..=sale.per_user_limit).contains(&quantity) {
+            return Err(AppError::invalid("quantity", "out_of_range", format!("must be 1 to {}", sale.per_user_limit)));
+        }
+        let request_digest = digest(quantity, &address);
+        let now_ms = self.now_ms();
+        let order_of = |order_id: i64, created: bool| FlashOrder {
+            order_id,
+            flash_sale_id,
+            quantity,
+            total_fen: sale.price_fen * quantity + self.flash_shipping_fen(&gate.sku, sale.price_fen * quantity),
+            created,
+        };
+        let slot_key = (actor.user_id, key.clone());
+        let waiting = {
+            let mut state = gate.lock();
+            match state.keys.get_mut(&slot_key) {
+                Some(KeySlot::Done { order_id, digest }) => {
+                    return if *digest == request_digest { Ok(order_of(*order_id, false)) } else { Err(Failure::KeyReused.into()) };
+                }
+                Some(KeySlot::Pending { digest, waiters }) => {
+                    if *digest != request_digest {
+                        return Err(Failure::KeyReused.into());
+                    }
+                    let (sender, receiver) = oneshot::channel();
+                    waiters.push(sender);
+                    Some(receiver)
+                }
+                None => {
+                    if now_ms < sale.starts_at_ms || now_ms >= sale.ends_at_ms {
+                        return Err(AppError::conflict("flash_sale_not_active", "the flash sale is not running now"));
+                    }
+                    let sku_on_sale = gate.sku.product_status == ProductStatus::Listed.as_str()
+                        && gate.sku.merchant_qualification == Qualification::Approved.as_str();
+                    if !sku_on_sale {
+                        return Err(AppError::conflict("not_for_sale", "the product is not for sale"));
+                    }
+                    let held = state.held_units.get(&actor.user_id).copied().unwrap_or(0);
+                    if held + quantity > sale.per_user_limit {
+                        return Err(AppError::conflict(
+                            "purchase_limit_exceeded",
+                            format!("at most {} per buyer in this flash sale", sale.per_user_limit),
+                        ));
+                    }
+                    if state.remaining_units < quantity {
+                        return Err(Failure::SoldOut.into());
+                    }
+                    state.remaining_units -= quantity;
+                    *state.held_units.entry(actor.user_id).or_default() += quantity;
+                    state.keys.insert(slot_key.clone(), KeySlot::Pending { digest: request_digest.clone(), waiters: Vec::new() });
+                    None
+                }
+            }
+        };
+        if let Some(receiver) = waiting {
+            let order_id = receiver.await.map_err(|_| AppError::internal("flash writer stopped"))??;
+            return Ok(order_of(order_id, false));
+        }
+
+        let result = self.commit_flash_order(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms).await;
+        let mut state = gate.lock();
+        let waiters = match state.keys.remove(&slot_key) {
+            Some(KeySlot::Pending { waiters, .. }) => waiters,
+            _ => Vec::new(),
+        };
+        match &result {
+            Ok(order_id) => {
+                state.keys.insert(slot_key, KeySlot::Done { order_id: *order_id, digest: request_digest });
+            }
+            Err(_) => {
+                state.remaining_units += quantity;
+                if let Some(held) = state.held_units.get_mut(&actor.user_id) {
+                    *held -= quantity;
+                }
+            }
+        }
+        drop(state);
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+        Ok(order_of(result?, true))
+    }
+
+    fn flash_shipping_fen(&self, sku: &SkuForOrder, goods_fen: i64) -> i64 {
+        let free = sku.free_shipping_over_fen.is_some_and(|threshold| goods_fen >= threshold);
+        if free { 0 } else { sku.shipping_fee_fen }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_flash_order(
+        &self,
+        gate: &Gate,
+        buyer_user_id: i64,
+        key: &str,
+        request_digest: &str,
+        quantity: i64,
+        address: String,
+        now_ms: i64,
+    ) -> Result<i64, Failure> {
+        let (sale, sku) = (&gate.sale, &gate.sku);
+        let list_total_fen = sku.price_fen * quantity;
+        let paid_fen = sale.price_fen * quantity;
+        let shipping_fen = self.flash_shipping_fen(sku, paid_fen);
+        let (checkout_id, order_id, line_id) = (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
+        let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None);
+        let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            checkout: NewCheckout {
+                id: checkout_id,
+                buyer_user_id,
+                idempotency_key: key.to_owned(),
+                request_sha256: request_digest.to_owned(),
+                total_fen: paid_fen + shipping_fen,
+                created_at_ms: now_ms,
+            },
+            order: NewOrder {
+                id: order_id,
+                checkout_id,
+                buyer_user_id,
+                merchant_id: sale.merchant_id,
+                trade_type: "flash_sale",
+                flash_sale_id: Some(sale.id),
+                goods_list_fen: list_total_fen,
+                discount_fen: list_total_fen - paid_fen,
+                shipping_fen,
+                total_fen: paid_fen + shipping_fen,
+                address,
+                dispatch_promise: promise.as_str(),
+                created_at_ms: now_ms,
+                expires_at_ms: now_ms + self.config().order_expiry_s * 1000,
+            },
+            line: NewLine {
+                id: line_id,
+                order_id,
+                sku_id: sku.sku_id,
+                product_id: sku.product_id,
+                product_version: sku.product_version,
+                title: sku.title.clone(),
+                spec: sku.spec.clone(),
+                unit_price_fen: sku.price_fen,
+                quantity,
+                list_total_fen,
+                discount_fen: list_total_fen - paid_fen,
+                paid_fen,
+                discounts: xingqu_store::orders::encode_discounts(&discount),
+                commission_bps: sku.commission_bps,
+                dispatch_promise: promise.as_str(),
+            },
+            flash_sale_id: sale.id,
+            reply,
+        };
+        self.writer().try_send(job).map_err(|_| Failure::Internal("the flash-sale queue is full; retry".into()))?;
+        answer.await.map_err(|_| Failure::Internal("flash writer stopped".into()))??;
+        Ok(order_id)
+    }
+
+    /// Tells the gate that units of a closed flash order went back to the pool.
+    pub(crate) async fn flash_released(&self, order: &OrderRow, units: i64) {
+        let Some(flash_sale_id) = order.flash_sale_id else { return };
+        let Some(gate) = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned() else {
+            return;
+        };
+        let mut state = gate.lock();
+        state.remaining_units += units;
+        if let Some(held) = state.held_units.get_mut(&order.buyer_user_id) {
+            *held -= units;
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! Checkout and orders: quotes, idempotent order creation with stock reservation and purchase
+//! limits, payment and its callback, shipping, delivery, completion, cancellation with refunds,
+//! and what the timers do (expiry, auto-completion, settlement).
+
+use crate::payments::PaymentCallback;
+use crate::{App, AppError, AppResult};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use xingqu_domain::account::{Actor, Role};
+use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
+use xingqu_domain::catalog::{NAME_CHARS_MAX, ProductStatus, Qualification, RegionCode};
+use xingqu_domain::ledger::{Posting, commission_fen};
+use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
+use xingqu_domain::{Invalid, text};
+use xingqu_store::StoreError;
+use xingqu_store::orders::{LineRow, NewCheckout, NewLine, NewOrder, OrderChanges, OrderRow, OrderScope, SkuForOrder};
+
+/// A cart line as it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CartLineInput {
+    pub sku_id: i64,
+    pub quantity: i64,
+}
+
+/// A delivery address as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressInput {
+    pub name: String,
+    pub phone: String,
+    pub region_code: String,
+    pub detail: String,
+}
+
+/// A checkout: the orders one request created, one per merchant.
+#[derive(Debug, Clone)]
+pub struct CheckoutView {
+    pub checkout_id: i64,
+    pub total_fen: i64,
+    pub orders: Vec<OrderView>,
+    /// False when this answers a retry with the same idempotency key.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub order: OrderRow,
+    pub lines: Vec<LineRow>,
+}
+
+/// A payment the buyer is asked to make.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub amount_fen: i64,
+    pub gateway: &'static str,
+    /// For the simulated gateway: the signed callback it sends when the buyer pays.
+    pub simulated_callback: Option<PaymentCallback>,
+}
+
+/// What a payment callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    Paid,
+    /// The same callback again: nothing changed.
+    AlreadyPaid,
+    /// The order had expired or been cancelled: the money went straight back.
+    RefundedLate,
+}
+
+/// What one timer run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerReport {
+    pub expired: usize,
+    pub completed: usize,
+    pub settled: usize,
+}
+
+const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
+const TIMER_BATCH: u32 = 500;
+
+pub(crate) fn parse_idempotency_key(raw: Option<&str>) -> Result<String, Invalid> {
+    let raw = raw.map(str::trim).unwrap_or_default();
+    let ok = !raw.is_empty()
+        && raw.len() <= IDEMPOTENCY_KEY_CHARS_MAX
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(Invalid::new(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            "send an Idempotency-Key header of 1-64 characters from A-Z a-z 0-9 - _ : .",
+        ))
+    }
+}
+
+pub(crate) fn parse_address(address: &AddressInput) -> Result<String, Invalid> {
+    let name = text::bounded("address.name", &address.name, NAME_CHARS_MAX)?;
+    let phone = address.phone.trim();
+    let phone_ok = (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
+    if !phone_ok {
+        return Err(Invalid::new("address.phone", "invalid_phone", "must be 5-20 digits, + or -"));
+    }
+    let region = RegionCode::parse("address.region_code", &address.region_code)?;
+    let detail = text::bounded("address.detail", &address.detail, 200)?;
+    Ok(xingqu_store::orders::encode_address(&name, phone, region.as_str(), &detail))
+}
+
+/// A stable digest of what a request asked for, to tell a retry from a different request.
+fn request_digest(lines: &[CartLineInput], address: &str, salt: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    for line in lines {
+        hasher.update(format!("{}x{};", line.sku_id, line.quantity).as_bytes());
+    }
+    hasher.update(address.as_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn order_status(order: &OrderRow) -> AppResult<OrderStatus> {
+    OrderStatus::from_name(&order.status).ok_or_else(|| AppError::internal(format!("order {} has status {}", order.id, order.status)))
+}
+
+fn dispatch_promise(raw: &str) -> DispatchPromise {
+    DispatchPromise::parse(raw).unwrap_or(DispatchPromise::None)
+}
+
+impl App {
+    /// Loads and checks the cart's SKUs: each must exist and be for sale.
+    async fn priced_lines(&self, lines: &[CartLineInput]) -> AppResult<(Vec<PricedLine>, BTreeMap<i64, SkuForOrder>)> {
+        if lines.is_empty() || lines.len() > checkout::CART_LINES_MAX {
+            return Err(AppError::invalid("lines", "out_of_range", format!("a cart holds 1 to {} lines", checkout::CART_LINES_MAX)));
+        }
+        let mut seen = BTreeSet::new();
+        let mut priced = Vec::new();
+        let mut skus = BTreeMap::new();
+        for line in lines {
+            let quantity = Quantity::parse(line.quantity)?;
+            if !seen.insert(line.sku_id) {
+                return Err(AppError::invalid("lines", "duplicate_sku", format!("SKU {} appears twice; add up the quantity", line.sku_id)));
+            }
+            let sku = self
+                .store()
+                .sku_for_order(line.sku_id)
+                .await?
+                .ok_or_else(|| AppError::invalid("lines.sku_id", "unknown_sku", format!("no SKU {}", line.sku_id)))?;
+            if sku.product_status != ProductStatus::Listed.as_str() || sku.merchant_qualification != Qualification::Approved.as_str() {
+                return Err(AppError::invalid("lines.sku_id", "not_for_sale", format!("SKU {} is not for sale", line.sku_id)));
+            }
+            priced.push(PricedLine {
+                sku_id: sku.sku_id,
+                product_id: sku.product_id,
+                merchant_id: sku.merchant_id,
+                unit_price_fen: sku.price_fen,
+                quantity,
+                flash: None,
+            });
+            skus.insert(sku.sku_id, sku);
+        }
+        Ok((priced, skus))
+    }
+
+    fn shipping_rules(skus: &BTreeMap<i64, SkuForOrder>) -> BTreeMap<i64, ShippingRule> {
+        skus.values()
+            .map(|s| (s.merchant_id, ShippingRule { fee_fen: s.shipping_fee_fen, free_over_fen: s.free_shipping_over_fen }))
+            .collect()
+    }
+
+    /// Prices a cart without reserving anything. Flash-sale prices apply through the flash sale's
+    /// own purchase endpoint, not the cart.
+    pub async fn quote(&self, lines: &[CartLineInput]) -> AppResult<Quote> {
+        let (priced, skus) = self.priced_lines(lines).await?;
+        Ok(checkout::quote(priced, &Self::shipping_rules(&skus))?)
+    }
+
+    /// Creates one order per merchant for a cart, reserving stock, under an idempotency key: the
+    /// same key and body return the same checkout; the same key with another body is refused.
+    pub async fn create_orders(
+        &self,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+        lines: &[CartLineInput],
+        address: &AddressInput,
+    ) -> AppResult<CheckoutView> {
+        if actor.role != Role::Consumer && actor.role != Role::Creator {
+            return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
+        }
+        let key = parse_idempotency_key(idempotency_key)?;
+        let address = parse_address(address)?;
+        let digest = request_digest(lines, &address, "cart");
+        if let Some(existing) = self.replay(actor.user_id, &key, &digest).await? {
+            return Ok(existing);
+        }
+        let (priced, skus) = self.priced_lines(lines).await?;
+        let quote = checkout::quote(priced, &Self::shipping_rules(&skus))?;
+        let now_ms = self.now_ms();
+        let checkout_id = self.ids().next(now_ms);
+        let expires_at_ms = now_ms + self.config().order_expiry_s * 1000;
+        let mut orders = Vec::new();
+        let mut new_lines = Vec::new();
+        for merchant in &quote.merchants {
+            let order_id = self.ids().next(now_ms);
+            let promise = merchant
+                .lines
+                .first()
+                .and_then(|l| skus.get(&l.line.sku_id))
+                .map_or(DispatchPromise::None, |s| dispatch_promise(&s.dispatch_promise));
+            orders.push(NewOrder {
+                id: order_id,
+                checkout_id,
+                buyer_user_id: actor.user_id,
+                merchant_id: merchant.merchant_id,
+                trade_type: "normal",
+                flash_sale_id: None,
+                goods_list_fen: merchant.lines.iter().map(|l| l.list_total_fen).sum(),
+                discount_fen: merchant.lines.iter().flat_map(|l| &l.discounts).map(|d| d.amount_fen).sum(),
+                shipping_fen: merchant.shipping_fen,
+                total_fen: merchant.total_fen,
+                address: address.clone(),
+                dispatch_promise: promise.as_str(),
+                created_at_ms: now_ms,
+                expires_at_ms,
+            });
+            for line in &merchant.lines {
+                let Some(sku) = skus.get(&line.line.sku_id) else { continue };
+                new_lines.push(NewLine {
+                    id: self.ids().next(now_ms),
+                    order_id,
+                    sku_id: sku.sku_id,
+                    product_id: sku.product_id,
+                    product_version: sku.product_version,
+                    title: sku.title.clone(),
+                    spec: sku.spec.clone(),
+                    unit_price_fen: sku.price_fen,
+                    quantity: line.line.quantity.units(),
+                    list_total_fen: line.list_total_fen,
+                    discount_fen: line.list_total_fen - line.paid_fen,
+                    paid_fen: line.paid_fen,
+                    discounts: xingqu_store::orders::encode_discounts(
+                        &line.discounts.iter().map(|d| (d.lane.as_str(), d.funder.as_str(), d.source, d.amount_fen)).collect::<Vec<_>>(),
+                    ),
+                    commission_bps: sku.commission_bps,
+                    dispatch_promise: promise.as_str(),
+                });
+            }
+        }
+        let mut tx = self.store().begin().await?;
+        let checkout = NewCheckout {
+            id: checkout_id,
+            buyer_user_id: actor.user_id,
+            idempotency_key: key.clone(),
+            request_sha256: digest.clone(),
+            total_fen: quote.total_fen,
+            created_at_ms: now_ms,
+        };
+        match tx.insert_checkouts(std::slice::from_ref(&checkout)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                // A concurrent request with the same key committed first: answer as it did.
+                drop(tx);
+                return self.replay(actor.user_id, &key, &digest).await?.ok_or_else(|| AppError::internal("checkout vanished"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for (index, line) in new_lines.iter().enumerate() {
+            let Some(sku) = skus.get(&line.sku_id) else { continue };
+            if !tx.reserve_stock(line.sku_id, line.quantity).await? {
+                return Err(AppError::conflict("out_of_stock", format!("line {index}: SKU {} has fewer than {} left", line.sku_id, line.quantity)));
+            }
+            if sku.per_user_limit > 0 && tx.add_purchase(actor.user_id, line.sku_id, line.quantity).await? > sku.per_user_limit {
+                return Err(AppError::conflict(
+                    "purchase_limit_exceeded",
+                    format!("line {index}: at most {} of SKU {} per buyer", sku.per_user_limit, line.sku_id),
+                ));
+            }
+        }
+        tx.insert_orders(&orders).await?;
+        tx.insert_lines(&new_lines).await?;
+        tx.commit().await?;
+        let mut view = self.checkout_view(checkout_id, quote.total_fen).await?;
+        view.created = true;
+        Ok(view)
+    }
+
+    /// The checkout made earlier under this key, if any; a different request under it is refused.
+    async fn replay(&self, buyer_user_id: i64, key: &str, digest: &str) -> AppResult<Option<CheckoutView>> {
+        let Some((checkout_id, stored_digest)) = self.store().checkout_by_key(buyer_user_id, key).await? else {
+            return Ok(None);
+        };
+        if stored_digest != digest {
+            return Err(AppError::invalid(
+                "Idempotency-Key",
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ));
+        }
+        let orders = self.store().orders(OrderScope::Checkout(checkout_id), None, 100).await?;
+        let total_fen = orders.iter().map(|o| o.total_fen).sum();
+        Ok(Some(self.checkout_view(checkout_id, total_fen).await?))
+    }
+
+    async fn checkout_view(&self, checkout_id: i64, total_fen: i64) -> AppResult<CheckoutView> {
+        let mut orders = Vec::new();
+        let mut rows = self.store().orders(OrderScope::Checkout(checkout_id), None, 100).await?;
+        rows.sort_by_key(|o| o.merchant_id);
+        for order in rows {
+            let lines = self.store().lines(order.id).await?;
+            orders.push(OrderView { order, lines });
+        }
+        Ok(CheckoutView { checkout_id, total_fen, orders, created: false })
+    }
+
+    /// An order its buyer, its shop's staff or an operator may see; to others it does not exist.
+    pub async fn order_view(&self, actor: &Actor, order_id: i64) -> AppResult<OrderView> {
+        let order = self.store().order(order_id).await?.ok_or(AppError::not_found("order"))?;
+        if order.buyer_user_id != actor.user_id && !actor.manages_merchant(order.merchant_id) {
+            return Err(AppError::not_found("order"));
+        }
+        let lines = self.store().lines(order_id).await?;
+        Ok(OrderView { order, lines })
+    }
+
+    /// The actor's orders: a buyer's own, or a shop's for its staff (operators pass a merchant).
+    pub async fn list_orders(&self, actor: &Actor, merchant_id: Option<i64>, before_id: Option<i64>, limit: u32) -> AppResult<Vec<OrderRow>> {
+        let scope = match (merchant_id, actor.role) {
+            (Some(m), _) if actor.manages_merchant(m) => OrderScope::Merchant(m),
+            (Some(_), _) => return Err(AppError::Forbidden("only the shop's staff or an operator may list its orders")),
+            (None, Role::MerchantStaff) => OrderScope::Merchant(actor.merchant_id.unwrap_or_default()),
+            (None, _) => OrderScope::Buyer(actor.user_id),
+        };
+        Ok(self.store().orders(scope, before_id, limit).await?)
+    }
+
+    /// Starts paying an order: the buyer gets a payment request for the gateway.
+    pub async fn start_payment(&self, actor: &Actor, order_id: i64) -> AppResult<PaymentRequest> {
+        let view = self.order_view(actor, order_id).await?;
+        if view.order.buyer_user_id != actor.user_id {
+            return Err(AppError::Forbidden("only the buyer pays an order"));
+        }
+        let order = view.order;
+        let status = order_status(&order)?;
+        if status != OrderStatus::Created {
+            return Err(AppError::conflict("invalid_transition", format!("the order is {}", status.as_str())));
+        }
+        if self.now_ms() >= order.expires_at_ms {
+            return Err(AppError::conflict("order_expired", "the order's reservation has expired"));
+        }
+        let gateway = self.gateway();
+        let mut tx = self.store().begin().await?;
+        let payment_id = tx.upsert_payment(order.id, gateway.name(), order.total_fen, self.now_ms()).await?;
+        tx.commit().await?;
+        Ok(PaymentRequest {
+            payment_id,
+            order_id: order.id,
+            amount_fen: order.total_fen,
+            gateway: gateway.name(),
+            simulated_callback: gateway.simulate_success(order.id, order.total_fen),
+        })
+    }
+
+    /// Handles a gateway's payment callback: verified, amount-checked, idempotent. A payment for
+    /// an order that expired or was cancelled meanwhile is refunded at once.
+    pub async fn payment_callback(&self, callback: &PaymentCallback) -> AppResult<CallbackOutcome> {
+        // A timer or a cancellation may change the order between our read and our write; the
+        // guarded write then loses, and the callback is decided again on the fresh state.
+        let mut attempt = 0;
+        loop {
+            match self.payment_callback_once(callback).await {
+                Err(AppError::Conflict { code: "concurrent_modification", .. }) if attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn payment_callback_once(&self, callback: &PaymentCallback) -> AppResult<CallbackOutcome> {
+        if !self.gateway().verify(callback) {
+            return Err(AppError::Unauthorized("invalid_signature", "the callback signature does not verify"));
+        }
+        let order = self.store().order(callback.order_id).await?.ok_or(AppError::not_found("order"))?;
+        if callback.amount_fen != order.total_fen {
+            return Err(AppError::invalid("amount_fen", "amount_mismatch", format!("the order costs {} 分", order.total_fen)));
+        }
+        let now_ms = self.now_ms();
+        let mut tx = self.store().begin().await?;
+        let order = tx.order(order.id).await?.ok_or(AppError::not_found("order"))?;
+        let status = order_status(&order)?;
+        if order.paid_fen > 0 {
+            return Ok(CallbackOutcome::AlreadyPaid);
+        }
+        tx.upsert_payment(order.id, self.gateway().name(), order.total_fen, now_ms).await?;
+        if !tx.succeed_payment(order.id, &callback.gateway_ref, now_ms).await? {
+            // A concurrent delivery of the same callback recorded it first.
+            return Ok(CallbackOutcome::AlreadyPaid);
+        }
+        let payment = Posting::payment(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
+        tx.post(&payment, &format!("payment:order:{}", order.id), Some(order.id), now_ms).await?;
+        if status == OrderStatus::Created {
+            let promise = dispatch_promise(&order.dispatch_promise);
+            let changes = OrderChanges {
+                paid_fen: Some(order.total_fen),
+                paid_at_ms: Some(now_ms),
+                dispatch_deadline_ms: promise.deadline_ms(now_ms),
+                ..OrderChanges::default()
+            };
+            tx.transition_order(order.id, status.as_str(), OrderStatus::Paid.as_str(), &changes, None, "payment received", now_ms)
+                .await?;
+            tx.commit().await?;
+            return Ok(CallbackOutcome::Paid);
+        }
+        // Expired or cancelled before the money arrived: keep the record, send the money back.
+        tx.record_late_payment(order.id, order.total_fen).await?;
+        let reference = format!("late-payment:order:{}", order.id);
+        let gateway_ref = self.gateway().refund(order.id, order.total_fen, &reference).map_err(AppError::internal)?;
+        tx.insert_refund(order.id, order.total_fen, &gateway_ref, "payment arrived after the order closed", now_ms).await?;
+        let refund = Posting::refund(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
+        tx.post(&refund, &reference, Some(order.id), now_ms).await?;
+        tx.commit().await?;
+        Ok(CallbackOutcome::RefundedLate)
+    }
+
+    /// The shop ships a paid order.
+    pub async fn ship(&self, actor: &Actor, order_id: i64, carrier: &str, tracking_number: &str) -> AppResult<OrderView> {
+        let order = self.order_view(actor, order_id).await?.order;
+        if !actor.manages_merchant(order.merchant_id) {
+            return Err(AppError::Forbidden("only the shop's staff ship its orders"));
+        }
+        let carrier = text::bounded("carrier", carrier, 40)?;
+        let tracking_number = text::bounded("tracking_number", tracking_number, 40)?;
+        let now_ms = self.now_ms();
+        let changes = OrderChanges {
+            carrier: Some(carrier),
+            tracking_number: Some(tracking_number),
+            shipped_at_ms: Some(now_ms),
+            ..OrderChanges::default()
+        };
+        self.transition_order(actor, &order, OrderEvent::Ship, changes, "shipped").await
+    }
+
+    /// The carrier's delivery: recorded by the shop's staff or an operator, with the signing time.
+    pub async fn deliver(&self, actor: &Actor, order_id: i64, signed_at_ms: Option<i64>) -> AppResult<OrderView> {
+        let order = self.order_view(actor, order_id).await?.order;
+        if !actor.manages_merchant(order.merchant_id) {
+            return Err(AppError::Forbidden("only the shop's staff or an operator record deliveries"));
+        }
+        let now_ms = self.now_ms();
+        let signed_at_ms = signed_at_ms.unwrap_or(now_ms);
+        if signed_at_ms > now_ms || order.shipped_at_ms.is_some_and(|s| signed_at_ms < s) {
+            return Err(AppError::invalid("signed_at", "out_of_range", "must be between shipment and now"));
+        }
+        let changes = OrderChanges { delivered_at_ms: Some(signed_at_ms), ..OrderChanges::default() };
+        self.transition_order(actor, &order, OrderEvent::Deliver, changes, "delivered").await
+    }
+
+    /// The buyer confirms receipt (otherwise the timer does, some days after delivery).
+    pub async fn confirm_receipt(&self, actor: &Actor, order_id: i64) -> AppResult<OrderView> {
+        let order = self.order_view(actor, order_id).await?.order;
+        if order.buyer_user_id != actor.user_id {
+            return Err(AppError::Forbidden("only the buyer confirms receipt"));
+        }
+        let changes = OrderChanges { completed_at_ms: Some(self.now_ms()), ..OrderChanges::default() };
+        self.transition_order(actor, &order, OrderEvent::Complete, changes, "receipt confirmed").await
+    }
+
+    /// Cancels before shipment: the buyer, the shop's staff or an operator. A paid order is
+    /// refunded in full through the gateway; the stock returns.
+    pub async fn cancel(&self, actor: &Actor, order_id: i64, reason: &str) -> AppResult<OrderView> {
+        let order = self.order_view(actor, order_id).await?.order;
+        let reason = text::bounded_or_empty("reason", reason, 200)?;
+        let reason = if reason.is_empty() { "cancelled".to_owned() } else { reason };
+        let status = order_status(&order)?;
+        let next = status.apply(OrderEvent::Cancel)?;
+        let now_ms = self.now_ms();
+        let refund_fen = order.paid_fen - order.refunded_fen;
+        let gateway_ref = if refund_fen > 0 {
+            Some(self.gateway().refund(order.id, refund_fen, &format!("cancel:order:{}", order.id)).map_err(AppError::internal)?)
+        } else {
+            None
+        };
+        let mut tx = self.store().begin().await?;
+        let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
+        tx.transition_order(order.id, status.as_str(), next.as_str(), &changes, Some(actor.user_id), &reason, now_ms).await?;
+        let units = self.release_stock(&mut tx, &order).await?;
+        if let Some(gateway_ref) = gateway_ref {
+            tx.insert_refund(order.id, refund_fen, &gateway_ref, &reason, now_ms).await?;
+            let refund = Posting::refund(order.merchant_id, refund_fen).map_err(|e| AppError::internal(e.to_string()))?;
+            tx.post(&refund, &format!("cancel:order:{}", order.id), Some(order.id), now_ms).await?;
+        }
+        tx.commit().await?;
+        self.flash_released(&order, units).await;
+        self.order_view(actor, order_id).await
+    }
+
+    async fn transition_order(
+        &self,
+        actor: &Actor,
+        order: &OrderRow,
+        event: OrderEvent,
+        changes: OrderChanges,
+        reason: &str,
+    ) -> AppResult<OrderView> {
+        let from = order_status(order)?;
+        let to = from.apply(event)?;
+        let mut tx = self.store().begin().await?;
+        tx.transition_order(order.id, from.as_str(), to.as_str(), &changes, Some(actor.user_id), reason, self.now_ms()).await?;
+        tx.commit().await?;
+        self.order_view(actor, order.id).await
+    }
+
+    /// Returns an order's units to where they came from: the SKU's stock or the flash pool, and
+    /// what the buyer holds against purchase limits.
+    async fn release_stock(&self, tx: &mut xingqu_store::Tx, order: &OrderRow) -> AppResult<i64> {
+        let lines = tx.lines(order.id).await?;
+        for line in &lines {
+            match order.flash_sale_id {
+                Some(flash_sale_id) => {
+                    tx.return_flash_units(flash_sale_id, line.quantity).await?;
+                    tx.add_flash_purchases(flash_sale_id, &[(order.buyer_user_id, -line.quantity)]).await?;
+                }
+                None => {
+                    tx.return_stock(line.sku_id, line.quantity).await?;
+                    tx.add_purchase(order.buyer_user_id, line.sku_id, -line.quantity).await?;
+                }
+            }
+        }
+        Ok(lines.iter().map(|l| l.quantity).sum())
+    }
+
+    /// Runs every due timer once: expires unpaid orders past their reservation, completes
+    /// delivered orders past the confirmation period, settles completed orders past the return
+    /// window. Each order's change is one transaction guarded by its status, so a timer that
+    /// fires twice, or on two nodes, changes each order once.
+    pub async fn run_due_timers(&self) -> AppResult<TimerReport> {
+        let mut report = TimerReport::default();
+        let now_ms = self.now_ms();
+        use xingqu_store::orders::DueColumn;
+        for order_id in self.store().due_orders("created", DueColumn::ExpiresAt, now_ms, TIMER_BATCH).await? {
+            let Some(order) = self.store().order(order_id).await? else { continue };
+            let mut tx = self.store().begin().await?;
+            let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
+            match tx.transition_order(order_id, "created", "expired", &changes, None, "reservation expired", now_ms).await {
+                Err(StoreError::Concurrent) => continue,
+                other => other?,
+            }
+            let units = self.release_stock(&mut tx, &order).await?;
+            tx.commit().await?;
+            self.flash_released(&order, units).await;
+            report.expired += 1;
+        }
+        let confirm_before_ms = now_ms - self.config().auto_complete_s * 1000;
+        for order_id in self.store().due_orders("delivered", DueColumn::DeliveredAt, confirm_before_ms, TIMER_BATCH).await? {
+            let mut tx = self.store().begin().await?;
+            let changes = OrderChanges { completed_at_ms: Some(now_ms), ..OrderChanges::default() };
+            match tx.transition_order(order_id, "delivered", "completed", &changes, None, "receipt confirmed automatically", now_ms).await {
+                Err(StoreError::Concurrent) => continue,
+                other => other?,
+            }
+            tx.commit().await?;
+            report.completed += 1;
+        }
+        let window_closed_ms = now_ms - self.config().return_window_s * 1000;
+        for order_id in self.store().due_orders("completed", DueColumn::DeliveredAt, window_closed_ms, TIMER_BATCH).await? {
+            let mut tx = self.store().begin().await?;
+            let Some(order) = tx.order(order_id).await? else { continue };
+            if order.settled_at_ms.is_some() {
+                continue;
+            }
+            let lines = tx.lines(order_id).await?;
+            let receivable_fen = order.paid_fen - order.refunded_fen;
+            let commission = settlement_commission(&lines, order.paid_fen, receivable_fen);
+            match tx.mark_settled(order_id, commission, now_ms).await {
+                Err(StoreError::Concurrent) => continue,
+                other => other?,
+            }
+            if receivable_fen > 0 {
+                let posting = Posting::settlement(order.merchant_id, receivable_fen, commission).map_err(|e| AppError::internal(e.to_string()))?;
+                tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;
+            }
+            tx.commit().await?;
+            report.settled += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// Commission on what the merchant keeps: each line's rate on its paid amount, scaled by the
+/// share of the order not refunded, rounded down.
+pub fn settlement_commission(lines: &[LineRow], paid_fen: i64, receivable_fen: i64) -> i64 {
+    if paid_fen <= 0 || receivable_fen <= 0 {
+        return 0;
+    }
+    let full: i64 = lines.iter().map(|l| commission_fen(l.paid_fen, l.commission_bps)).sum();
+    let scaled = i128::from(full) * i128::from(receivable_fen) / i128::from(paid_fen);
+    i64::try_from(scaled).unwrap_or(0).min(receivable_fen)
+}

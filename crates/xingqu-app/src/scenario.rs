@@ -1,0 +1,98 @@
+//! A flash-sale scenario built straight into the store — an approved shop, a listed product, a
+//! flash sale running now, and many signed-in buyers — for `xingqu bench flash-sale` and the
+//! crash test. Registering thousands of buyers through the API would spend minutes in argon2.
+
+use crate::accounts::{hash_password, token_sha256};
+use crate::{App, AppError, AppResult};
+use xingqu_domain::account::Password;
+use xingqu_domain::catalog::{CategoryFlags, OriginTags};
+use xingqu_store::accounts::NewUser;
+use xingqu_store::catalog::NewMerchant;
+use xingqu_store::orders::NewFlashSale;
+use xingqu_store::products::{Change, ProductContent, SkuValues};
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct FlashScenario {
+    pub flash_sale_id: i64,
+    pub sku_id: i64,
+    pub pool_units: i64,
+    pub per_user_limit: i64,
+    /// Bearer tokens of the buyers, one per buyer.
+    pub buyer_tokens: Vec<String>,
+    pub buyer_ids: Vec<i64>,
+}
+
+impl App {
+    /// Builds the scenario in one transaction: `n_buyers` consumers with live sessions, and a
+    /// flash sale running now of `pool_units` at 2,990 分 (list price 5,990), `per_user_limit` each.
+    pub async fn seed_flash_scenario(&self, n_buyers: usize, pool_units: i64, per_user_limit: i64) -> AppResult<FlashScenario> {
+        let now_ms = self.now_ms();
+        let password_hash = hash_password(Password::parse("scenario-password")?).await?;
+        let mut tx = self.store().begin().await?;
+        let owner = tx
+            .insert_user(&NewUser {
+                email: "flash-owner@xingqu.bench",
+                password_hash: &password_hash,
+                display_name: "flash owner",
+                role: "consumer",
+                merchant_id: None,
+                now_ms,
+            })
+            .await?;
+        let category = tx.insert_category(None, "flash-bench", "秒杀", CategoryFlags::default(), now_ms).await?;
+        let merchant = tx
+            .insert_merchant(&NewMerchant {
+                shop_name: "延边秒杀旗舰店",
+                region_code: "222401",
+                qualification: "approved",
+                owner_user_id: owner.id,
+                category_ids: &[category.id],
+                now_ms,
+            })
+            .await?;
+        tx.make_merchant_staff(owner.id, merchant.id).await?;
+        let images = vec!["https://img.xingqu.demo/flash.jpg".to_owned()];
+        let content = ProductContent {
+            category_id: category.id,
+            brand_id: None,
+            title: "延边大米 5kg 秒杀",
+            description: "双11秒杀",
+            image_urls: &images,
+            tags: OriginTags { farm_specialty: true, ..OriginTags::default() },
+            origin_region_code: "222401",
+        };
+        let product_id = tx.insert_product(merchant.id, &content, now_ms).await?;
+        let spec = vec![("规格".to_owned(), "5kg".to_owned())];
+        let change = Change { actor_user_id: Some(owner.id), reason: "initial price", now_ms };
+        let sku = tx.insert_sku(product_id, &SkuValues { spec: &spec, price_fen: 5990, stock: 1000, weight_g: 5000 }, change).await?;
+        tx.transition_product(product_id, "draft", "listed", change).await?;
+        let sale = tx
+            .insert_flash_sale(&NewFlashSale {
+                sku_id: sku.id,
+                merchant_id: merchant.id,
+                price_fen: 2990,
+                starts_at_ms: now_ms - 1_000,
+                ends_at_ms: now_ms + 24 * 3_600_000,
+                pool_units,
+                per_user_limit,
+                created_by: owner.id,
+                now_ms,
+            })
+            .await?;
+        let mut buyer_tokens = Vec::with_capacity(n_buyers);
+        let mut buyer_ids = Vec::with_capacity(n_buyers);
+        let expires_at_ms = now_ms + 24 * 3_600_000;
+        for index in 0..n_buyers {
+            let email = format!("buyer{index}@xingqu.bench");
+            let user = NewUser { email: &email, password_hash: &password_hash, display_name: &email, role: "consumer", merchant_id: None, now_ms };
+            let id = tx.insert_user(&user).await?.id;
+            let token = crate::accounts::new_token();
+            tx.insert_session(id, &token_sha256(&token), now_ms, expires_at_ms).await?;
+            buyer_tokens.push(token);
+            buyer_ids.push(id);
+        }
+        tx.commit().await.map_err(AppError::from)?;
+        Ok(FlashScenario { flash_sale_id: sale.id, sku_id: sku.id, pool_units, per_user_limit, buyer_tokens, buyer_ids })
+    }
+}

@@ -1,0 +1,798 @@
+//! Checkouts, orders and their lines, stock reservations and purchase limits, payments, refunds,
+//! flash sales, and the queries the timers use to find due orders.
+
+use crate::{Store, StoreError, Tx};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: i64,
+    pub checkout_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub trade_type: &'static str,
+    pub flash_sale_id: Option<i64>,
+    pub goods_list_fen: i64,
+    pub discount_fen: i64,
+    pub shipping_fen: i64,
+    pub total_fen: i64,
+    pub address: String,
+    pub dispatch_promise: &'static str,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLine {
+    pub id: i64,
+    pub order_id: i64,
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub product_version: i64,
+    pub title: String,
+    pub spec: String,
+    pub unit_price_fen: i64,
+    pub quantity: i64,
+    pub list_total_fen: i64,
+    pub discount_fen: i64,
+    pub paid_fen: i64,
+    pub discounts: String,
+    pub commission_bps: i64,
+    pub dispatch_promise: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCheckout {
+    pub id: i64,
+    pub buyer_user_id: i64,
+    pub idempotency_key: String,
+    pub request_sha256: String,
+    pub total_fen: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: i64,
+    pub checkout_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub trade_type: String,
+    pub flash_sale_id: Option<i64>,
+    pub status: String,
+    pub goods_list_fen: i64,
+    pub discount_fen: i64,
+    pub shipping_fen: i64,
+    pub total_fen: i64,
+    pub paid_fen: i64,
+    pub refunded_fen: i64,
+    pub address: String,
+    pub dispatch_promise: String,
+    pub dispatch_deadline_ms: Option<i64>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub paid_at_ms: Option<i64>,
+    pub shipped_at_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
+    pub settled_at_ms: Option<i64>,
+    pub commission_fen: i64,
+}
+
+const ORDER_COLUMNS: &str = "id, checkout_id, buyer_user_id, merchant_id, trade_type, flash_sale_id, status, \
+    goods_list_fen, discount_fen, shipping_fen, total_fen, paid_fen, refunded_fen, address, dispatch_promise, \
+    dispatch_deadline_ms, carrier, tracking_number, created_at_ms, expires_at_ms, paid_at_ms, shipped_at_ms, \
+    delivered_at_ms, completed_at_ms, closed_at_ms, settled_at_ms, commission_fen";
+
+impl OrderRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            checkout_id: row.try_get("checkout_id")?,
+            buyer_user_id: row.try_get("buyer_user_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            trade_type: row.try_get("trade_type")?,
+            flash_sale_id: row.try_get("flash_sale_id")?,
+            status: row.try_get("status")?,
+            goods_list_fen: row.try_get("goods_list_fen")?,
+            discount_fen: row.try_get("discount_fen")?,
+            shipping_fen: row.try_get("shipping_fen")?,
+            total_fen: row.try_get("total_fen")?,
+            paid_fen: row.try_get("paid_fen")?,
+            refunded_fen: row.try_get("refunded_fen")?,
+            address: row.try_get("address")?,
+            dispatch_promise: row.try_get("dispatch_promise")?,
+            dispatch_deadline_ms: row.try_get("dispatch_deadline_ms")?,
+            carrier: row.try_get("carrier")?,
+            tracking_number: row.try_get("tracking_number")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            expires_at_ms: row.try_get("expires_at_ms")?,
+            paid_at_ms: row.try_get("paid_at_ms")?,
+            shipped_at_ms: row.try_get("shipped_at_ms")?,
+            delivered_at_ms: row.try_get("delivered_at_ms")?,
+            completed_at_ms: row.try_get("completed_at_ms")?,
+            closed_at_ms: row.try_get("closed_at_ms")?,
+            settled_at_ms: row.try_get("settled_at_ms")?,
+            commission_fen: row.try_get("commission_fen")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub product_version: i64,
+    pub title: String,
+    pub spec: String,
+    pub unit_price_fen: i64,
+    pub quantity: i64,
+    pub list_total_fen: i64,
+    pub discount_fen: i64,
+    pub paid_fen: i64,
+    pub discounts: String,
+    pub commission_bps: i64,
+    pub dispatch_promise: String,
+}
+
+const LINE_COLUMNS: &str = "id, order_id, sku_id, product_id, product_version, title, spec, unit_price_fen, quantity, \
+    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise";
+
+impl LineRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            order_id: row.try_get("order_id")?,
+            sku_id: row.try_get("sku_id")?,
+            product_id: row.try_get("product_id")?,
+            product_version: row.try_get("product_version")?,
+            title: row.try_get("title")?,
+            spec: row.try_get("spec")?,
+            unit_price_fen: row.try_get("unit_price_fen")?,
+            quantity: row.try_get("quantity")?,
+            list_total_fen: row.try_get("list_total_fen")?,
+            discount_fen: row.try_get("discount_fen")?,
+            paid_fen: row.try_get("paid_fen")?,
+            discounts: row.try_get("discounts")?,
+            commission_bps: row.try_get("commission_bps")?,
+            dispatch_promise: row.try_get("dispatch_promise")?,
+        })
+    }
+}
+
+/// What a transition writes besides the status; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderChanges {
+    pub paid_fen: Option<i64>,
+    pub paid_at_ms: Option<i64>,
+    pub dispatch_deadline_ms: Option<i64>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub shipped_at_ms: Option<i64>,
+    pub delivered_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashSaleRow {
+    pub id: i64,
+    pub sku_id: i64,
+    pub merchant_id: i64,
+    pub price_fen: i64,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub pool_units: i64,
+    pub remaining_units: i64,
+    pub per_user_limit: i64,
+}
+
+const FLASH_COLUMNS: &str = "id, sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, per_user_limit";
+
+impl FlashSaleRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            sku_id: row.try_get("sku_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            price_fen: row.try_get("price_fen")?,
+            starts_at_ms: row.try_get("starts_at_ms")?,
+            ends_at_ms: row.try_get("ends_at_ms")?,
+            pool_units: row.try_get("pool_units")?,
+            remaining_units: row.try_get("remaining_units")?,
+            per_user_limit: row.try_get("per_user_limit")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFlashSale {
+    pub sku_id: i64,
+    pub merchant_id: i64,
+    pub price_fen: i64,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub pool_units: i64,
+    pub per_user_limit: i64,
+    pub created_by: i64,
+    pub now_ms: i64,
+}
+
+/// A multi-row `INSERT … VALUES (…), (…)` with `$N` placeholders for `rows` rows of `columns`.
+fn multi_insert(table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns.len() {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns.len() + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+impl Tx {
+    /// Records a checkout; its idempotency key already used by the buyer is a conflict.
+    pub async fn insert_checkouts(&mut self, checkouts: &[NewCheckout]) -> Result<(), StoreError> {
+        const COLUMNS: [&str; 6] = ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
+        for chunk in checkouts.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_insert("checkouts", &COLUMNS, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                query = query
+                    .bind(c.id)
+                    .bind(c.buyer_user_id)
+                    .bind(c.idempotency_key.clone())
+                    .bind(c.request_sha256.clone())
+                    .bind(c.total_fen)
+                    .bind(c.created_at_ms);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert_orders(&mut self, orders: &[NewOrder]) -> Result<(), StoreError> {
+        const COLUMNS: [&str; 15] = [
+            "id",
+            "checkout_id",
+            "buyer_user_id",
+            "merchant_id",
+            "trade_type",
+            "flash_sale_id",
+            "status",
+            "goods_list_fen",
+            "discount_fen",
+            "shipping_fen",
+            "total_fen",
+            "address",
+            "dispatch_promise",
+            "created_at_ms",
+            "expires_at_ms",
+        ];
+        for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_insert("orders", &COLUMNS, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for o in chunk {
+                query = query
+                    .bind(o.id)
+                    .bind(o.checkout_id)
+                    .bind(o.buyer_user_id)
+                    .bind(o.merchant_id)
+                    .bind(o.trade_type)
+                    .bind(o.flash_sale_id)
+                    .bind("created")
+                    .bind(o.goods_list_fen)
+                    .bind(o.discount_fen)
+                    .bind(o.shipping_fen)
+                    .bind(o.total_fen)
+                    .bind(o.address.clone())
+                    .bind(o.dispatch_promise)
+                    .bind(o.created_at_ms)
+                    .bind(o.expires_at_ms);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert_lines(&mut self, lines: &[NewLine]) -> Result<(), StoreError> {
+        const COLUMNS: [&str; 15] = [
+            "id",
+            "order_id",
+            "sku_id",
+            "product_id",
+            "product_version",
+            "title",
+            "spec",
+            "unit_price_fen",
+            "quantity",
+            "list_total_fen",
+            "discount_fen",
+            "paid_fen",
+            "discounts",
+            "commission_bps",
+            "dispatch_promise",
+        ];
+        for chunk in lines.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_insert("order_lines", &COLUMNS, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for l in chunk {
+                query = query
+                    .bind(l.id)
+                    .bind(l.order_id)
+                    .bind(l.sku_id)
+                    .bind(l.product_id)
+                    .bind(l.product_version)
+                    .bind(l.title.clone())
+                    .bind(l.spec.clone())
+                    .bind(l.unit_price_fen)
+                    .bind(l.quantity)
+                    .bind(l.list_total_fen)
+                    .bind(l.discount_fen)
+                    .bind(l.paid_fen)
+                    .bind(l.discounts.clone())
+                    .bind(l.commission_bps)
+                    .bind(l.dispatch_promise);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes `units` from a SKU's stock if that many remain; false (and nothing taken) otherwise.
+    pub async fn reserve_stock(&mut self, sku_id: i64, units: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE skus SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
+            .bind(units)
+            .bind(sku_id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn return_stock(&mut self, sku_id: i64, units: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE skus SET stock = stock + $1 WHERE id = $2").bind(units).bind(sku_id).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Adds `units` (negative to release) to what a buyer holds of a SKU; returns the new total.
+    pub async fn add_purchase(&mut self, user_id: i64, sku_id: i64, units: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO purchases (user_id, sku_id, units) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, sku_id) DO UPDATE SET units = purchases.units + excluded.units RETURNING units",
+        )
+        .bind(user_id)
+        .bind(sku_id)
+        .bind(units)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("units")?)
+    }
+
+    /// Takes `units` from a flash sale's pool if that many remain.
+    pub async fn take_flash_units(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1")
+            .bind(units)
+            .bind(flash_sale_id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn return_flash_units(&mut self, flash_sale_id: i64, units: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE flash_sales SET remaining_units = remaining_units + $1 WHERE id = $2")
+            .bind(units)
+            .bind(flash_sale_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds units to what each buyer holds of a flash sale (negative to release).
+    pub async fn add_flash_purchases(&mut self, flash_sale_id: i64, per_user: &[(i64, i64)]) -> Result<(), StoreError> {
+        for chunk in per_user.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = multi_insert("flash_purchases", &["flash_sale_id", "user_id", "units"], chunk.len());
+            sql.push_str(" ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units");
+            let mut query = sqlx::query(&sql);
+            for &(user_id, units) in chunk {
+                query = query.bind(flash_sale_id).bind(user_id).bind(units);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves an order from `from` to `to` with `changes`, and audits it; an order no longer in
+    /// `from` is [`StoreError::Concurrent`] (someone else's transition won).
+    pub async fn transition_order(
+        &mut self,
+        order_id: i64,
+        from: &str,
+        to: &str,
+        changes: &OrderChanges,
+        actor_user_id: Option<i64>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = $1, paid_fen = COALESCE($2, paid_fen), paid_at_ms = COALESCE($3, paid_at_ms), \
+             dispatch_deadline_ms = COALESCE($4, dispatch_deadline_ms), carrier = COALESCE($5, carrier), \
+             tracking_number = COALESCE($6, tracking_number), shipped_at_ms = COALESCE($7, shipped_at_ms), \
+             delivered_at_ms = COALESCE($8, delivered_at_ms), completed_at_ms = COALESCE($9, completed_at_ms), \
+             closed_at_ms = COALESCE($10, closed_at_ms) WHERE id = $11 AND status = $12",
+        )
+        .bind(to)
+        .bind(changes.paid_fen)
+        .bind(changes.paid_at_ms)
+        .bind(changes.dispatch_deadline_ms)
+        .bind(changes.carrier.clone())
+        .bind(changes.tracking_number.clone())
+        .bind(changes.shipped_at_ms)
+        .bind(changes.delivered_at_ms)
+        .bind(changes.completed_at_ms)
+        .bind(changes.closed_at_ms)
+        .bind(order_id)
+        .bind(from)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        sqlx::query(
+            "INSERT INTO order_events (order_id, from_status, to_status, actor_user_id, reason, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(order_id)
+        .bind(from)
+        .bind(to)
+        .bind(actor_user_id)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a payment request for an order, or returns the one already recorded.
+    pub async fn upsert_payment(&mut self, order_id: i64, gateway: &str, amount_fen: i64, now_ms: i64) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO payments (order_id, gateway, amount_fen, status, created_at_ms) VALUES ($1, $2, $3, 'pending', $4) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(gateway)
+        .bind(amount_fen)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        let row = sqlx::query("SELECT id FROM payments WHERE order_id = $1").bind(order_id).fetch_one(self.conn()).await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Marks the order's payment succeeded, once: false if it already was.
+    pub async fn succeed_payment(&mut self, order_id: i64, gateway_ref: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE payments SET status = 'succeeded', gateway_ref = $1, succeeded_at_ms = $2 WHERE order_id = $3 AND status = 'pending'",
+        )
+        .bind(gateway_ref)
+        .bind(now_ms)
+        .bind(order_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a refund and adds it to the order's refunded total; the database refuses a total
+    /// above what was paid.
+    pub async fn insert_refund(&mut self, order_id: i64, amount_fen: i64, gateway_ref: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO refunds (order_id, amount_fen, gateway_ref, reason, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
+            .bind(order_id)
+            .bind(amount_fen)
+            .bind(gateway_ref)
+            .bind(reason)
+            .bind(now_ms)
+            .execute(self.conn())
+            .await?;
+        let done = sqlx::query("UPDATE orders SET refunded_fen = refunded_fen + $1 WHERE id = $2 AND refunded_fen + $1 <= paid_fen")
+            .bind(amount_fen)
+            .bind(order_id)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Concurrent) }
+    }
+
+    /// Marks a completed order settled, once.
+    pub async fn mark_settled(&mut self, order_id: i64, commission_fen: i64, now_ms: i64) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET settled_at_ms = $1, commission_fen = $2 WHERE id = $3 AND status = 'completed' AND settled_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(commission_fen)
+        .bind(order_id)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Concurrent) }
+    }
+
+    pub async fn insert_flash_sale(&mut self, sale: &NewFlashSale) -> Result<FlashSaleRow, StoreError> {
+        let sql = format!(
+            "INSERT INTO flash_sales (sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, \
+             per_user_limit, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) RETURNING {FLASH_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(sale.sku_id)
+            .bind(sale.merchant_id)
+            .bind(sale.price_fen)
+            .bind(sale.starts_at_ms)
+            .bind(sale.ends_at_ms)
+            .bind(sale.pool_units)
+            .bind(sale.per_user_limit)
+            .bind(sale.created_by)
+            .bind(sale.now_ms)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(FlashSaleRow::from_row(&row)?)
+    }
+
+    pub async fn order(&mut self, id: i64) -> Result<Option<OrderRow>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()).await?;
+        Ok(row.as_ref().map(OrderRow::from_row).transpose()?)
+    }
+
+    pub async fn lines(&mut self, order_id: i64) -> Result<Vec<LineRow>, StoreError> {
+        let sql = format!("SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY id");
+        let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.conn()).await?;
+        Ok(rows.iter().map(LineRow::from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+/// Which orders a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderScope {
+    Buyer(i64),
+    Merchant(i64),
+    Checkout(i64),
+}
+
+impl Store {
+    pub async fn order(&self, id: i64) -> Result<Option<OrderRow>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
+        Ok(row.as_ref().map(OrderRow::from_row).transpose()?)
+    }
+
+    pub async fn lines(&self, order_id: i64) -> Result<Vec<LineRow>, StoreError> {
+        let sql = format!("SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY id");
+        let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(LineRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Orders in `scope`, newest first, before `before_id`, at most `limit`.
+    pub async fn orders(&self, scope: OrderScope, before_id: Option<i64>, limit: u32) -> Result<Vec<OrderRow>, StoreError> {
+        let (column, value) = match scope {
+            OrderScope::Buyer(id) => ("buyer_user_id", id),
+            OrderScope::Merchant(id) => ("merchant_id", id),
+            OrderScope::Checkout(id) => ("checkout_id", id),
+        };
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+        let rows = sqlx::query(&sql)
+            .bind(value)
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.iter().map(OrderRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
+    pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT id, request_sha256 FROM checkouts WHERE buyer_user_id = $1 AND idempotency_key = $2")
+            .bind(buyer_user_id)
+            .bind(key)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("request_sha256")?))).transpose()
+    }
+
+    /// Ids of orders in `status` whose `time_column` is at or before `due_ms` (the timers' work).
+    pub async fn due_orders(&self, status: &str, time_column: DueColumn, due_ms: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let column = match time_column {
+            DueColumn::ExpiresAt => "expires_at_ms",
+            DueColumn::DeliveredAt => "delivered_at_ms",
+        };
+        let settled = if status == "completed" { " AND settled_at_ms IS NULL" } else { "" };
+        let sql = format!("SELECT id FROM orders WHERE status = $1 AND {column} <= $2{settled} ORDER BY {column} LIMIT $3");
+        let rows = sqlx::query(&sql).bind(status).bind(due_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn flash_sale(&self, id: i64) -> Result<Option<FlashSaleRow>, StoreError> {
+        let sql = format!("SELECT {FLASH_COLUMNS} FROM flash_sales WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
+        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+    }
+
+    /// The flash sale of a SKU in force at `now_ms`, if any.
+    pub async fn active_flash_sale(&self, sku_id: i64, now_ms: i64) -> Result<Option<FlashSaleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {FLASH_COLUMNS} FROM flash_sales WHERE sku_id = $1 AND starts_at_ms <= $2 AND ends_at_ms > $2 ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql).bind(sku_id).bind(now_ms).fetch_optional(self.reader()).await?;
+        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+    }
+
+    /// What each buyer holds of a flash sale, and the idempotency keys of its orders with their
+    /// order ids: what the in-memory admission gate is rebuilt from at start-up.
+    #[allow(clippy::type_complexity)]
+    pub async fn flash_state(&self, flash_sale_id: i64) -> Result<(Vec<(i64, i64)>, Vec<(i64, String, String, i64)>), StoreError> {
+        let holdings = sqlx::query("SELECT user_id, units FROM flash_purchases WHERE flash_sale_id = $1")
+            .bind(flash_sale_id)
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("units")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let keys = sqlx::query(
+            "SELECT c.buyer_user_id, c.idempotency_key, c.request_sha256, o.id FROM orders o \
+             JOIN checkouts c ON c.id = o.checkout_id WHERE o.flash_sale_id = $1",
+        )
+        .bind(flash_sale_id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("buyer_user_id")?, r.try_get("idempotency_key")?, r.try_get("request_sha256")?, r.try_get("id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((holdings, keys))
+    }
+
+    /// Per-category commission rates of SKUs, and their product's merchant, version, title and spec.
+    pub async fn sku_for_order(&self, sku_id: i64) -> Result<Option<SkuForOrder>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id AS sku_id, s.product_id, s.price_fen, s.spec, s.per_user_limit, p.merchant_id, p.version, p.title, \
+             p.status, c.commission_bps, m.qualification, m.shipping_fee_fen, m.free_shipping_over_fen, m.dispatch_promise \
+             FROM skus s JOIN products p ON p.id = s.product_id JOIN categories c ON c.id = p.category_id \
+             JOIN merchants m ON m.id = p.merchant_id WHERE s.id = $1",
+        )
+        .bind(sku_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            Ok(SkuForOrder {
+                sku_id: r.try_get("sku_id")?,
+                product_id: r.try_get("product_id")?,
+                price_fen: r.try_get("price_fen")?,
+                spec: r.try_get("spec")?,
+                per_user_limit: r.try_get("per_user_limit")?,
+                merchant_id: r.try_get("merchant_id")?,
+                product_version: r.try_get("version")?,
+                title: r.try_get("title")?,
+                product_status: r.try_get("status")?,
+                commission_bps: r.try_get("commission_bps")?,
+                merchant_qualification: r.try_get("qualification")?,
+                shipping_fee_fen: r.try_get("shipping_fee_fen")?,
+                free_shipping_over_fen: r.try_get("free_shipping_over_fen")?,
+                dispatch_promise: r.try_get("dispatch_promise")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    pub async fn set_merchant_fulfilment(
+        &self,
+        merchant_id: i64,
+        shipping_fee_fen: i64,
+        free_shipping_over_fen: Option<i64>,
+        dispatch_promise: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE merchants SET shipping_fee_fen = $1, free_shipping_over_fen = $2, dispatch_promise = $3 WHERE id = $4")
+            .bind(shipping_fee_fen)
+            .bind(free_shipping_over_fen)
+            .bind(dispatch_promise)
+            .bind(merchant_id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn set_sku_limit(&self, sku_id: i64, per_user_limit: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE skus SET per_user_limit = $1 WHERE id = $2").bind(per_user_limit).bind(sku_id).execute(tx.conn()).await?;
+        tx.commit().await
+    }
+}
+
+/// Which time an order becomes due by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueColumn {
+    ExpiresAt,
+    DeliveredAt,
+}
+
+/// Everything an order line needs to know about its SKU at purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuForOrder {
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub price_fen: i64,
+    pub spec: String,
+    pub per_user_limit: i64,
+    pub merchant_id: i64,
+    pub product_version: i64,
+    pub title: String,
+    pub product_status: String,
+    pub commission_bps: i64,
+    pub merchant_qualification: String,
+    pub shipping_fee_fen: i64,
+    pub free_shipping_over_fen: Option<i64>,
+    pub dispatch_promise: String,
+}
+
+impl Tx {
+    /// Records the amount paid on an order that closed before the payment arrived (it is refunded
+    /// in the same transaction).
+    pub async fn record_late_payment(&mut self, order_id: i64, paid_fen: i64) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE orders SET paid_fen = $1 WHERE id = $2 AND paid_fen = 0 AND status IN ('expired', 'cancelled')")
+            .bind(paid_fen)
+            .bind(order_id)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Concurrent) }
+    }
+}
+
+/// A delivery address as stored: a JSON object.
+pub fn encode_address(name: &str, phone: &str, region_code: &str, detail: &str) -> String {
+    serde_json::json!({"name": name, "phone": phone, "region_code": region_code, "detail": detail}).to_string()
+}
+
+/// The fields of a stored address: name, phone, region code, detail.
+pub fn decode_address(stored: &str) -> (String, String, String, String) {
+    let value: serde_json::Value = serde_json::from_str(stored).unwrap_or_default();
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    (field("name"), field("phone"), field("region_code"), field("detail"))
+}
+
+/// A line's discounts as stored: a JSON array of {lane, funder, source, amount_fen}.
+pub fn encode_discounts(discounts: &[(&str, &str, &str, i64)]) -> String {
+    let items: Vec<serde_json::Value> = discounts
+        .iter()
+        .map(|(lane, funder, source, amount_fen)| {
+            serde_json::json!({"lane": lane, "funder": funder, "source": source, "amount_fen": amount_fen})
+        })
+        .collect();
+    serde_json::Value::from(items).to_string()
+}
+
+/// The stored discounts of a line: (lane, funder, source, amount in 分).
+pub fn decode_discounts(stored: &str) -> Vec<(String, String, String, i64)> {
+    let value: serde_json::Value = serde_json::from_str(stored).unwrap_or_default();
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|d| {
+                    let text = |name: &str| d[name].as_str().unwrap_or_default().to_owned();
+                    (text("lane"), text("funder"), text("source"), d["amount_fen"].as_i64().unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,385 @@
+//! `xingqu bench …`: measurements against real peers on this machine, in the same run.
+
+pub mod peers;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use peers::{Attempt, PeerResult};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use xingqu_app::clock::SystemClock;
+use xingqu_app::{App, AppConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// One hot SKU, thousands of buyers at once: Xingqu over HTTP against PostgreSQL and Redis.
+    FlashSale(FlashSaleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FlashSaleArgs {
+    /// Units in the flash-sale pool.
+    #[arg(long, default_value_t = 10_000)]
+    stock: i64,
+    /// Purchase attempts, of which a tenth are retries reusing an earlier idempotency key.
+    #[arg(long, default_value_t = 30_000)]
+    attempts: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 256)]
+    clients: usize,
+    /// The PostgreSQL the PostgreSQL peer runs on.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    peer_postgres_url: String,
+    /// Print one JSON object with the figures as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::FlashSale(args) => flash_sale(args, database_url).await,
+    }
+}
+
+/// A deterministic generator (splitmix64) for the attempt order.
+struct Mix(u64);
+
+impl Mix {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+    }
+}
+
+/// The attempts: buyers with two fresh keys each, shuffled, and a tenth of retries each placed
+/// after the attempt whose key it reuses. `user_id` indexes the buyer list.
+fn attempts(total: usize) -> (Vec<Attempt>, usize) {
+    let retries = total / 10;
+    let fresh = total - retries;
+    let n_buyers = fresh.div_ceil(2);
+    let mut mix = Mix(0x5EED_F1A5);
+    let mut list: Vec<Attempt> = (0..fresh)
+        .map(|i| Attempt { user_id: (i % n_buyers) as i64, idempotency_key: format!("flash-{i}") })
+        .collect();
+    for i in (1..list.len()).rev() {
+        list.swap(i, mix.below(i + 1));
+    }
+    for _ in 0..retries {
+        let original = mix.below(list.len());
+        let position = original + 1 + mix.below(list.len() - original);
+        let retry = list[original].clone();
+        list.insert(position, retry);
+    }
+    (list, n_buyers)
+}
+
+/// What the Xingqu server achieved.
+struct ServerRun {
+    backend: &'static str,
+    orders_per_s: f64,
+    units_sold: i64,
+    duplicate_orders: i64,
+    p50_ms: f64,
+    p99_ms: f64,
+    sell_out_s: f64,
+    http_ceiling_rps: f64,
+    errors: usize,
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted_ms.len() as f64).ceil() as usize).clamp(1, sorted_ms.len());
+    sorted_ms[rank - 1]
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One request outcome: attempt index, status, latency, order id.
+type Outcome = (usize, u16, f64, Option<i64>, f64);
+
+/// Sends `n` requests from `clients` tasks; `request(i)` builds the i-th.
+async fn load(
+    clients: usize,
+    n: usize,
+    request: Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>,
+) -> anyhow::Result<(Vec<Outcome>, f64)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, next, request) = (client.clone(), next.clone(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let sent = Instant::now();
+                let response = request(&client, i).send().await;
+                let (status, order_id) = match response {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let bytes = response.bytes().await.unwrap_or_default();
+                        let order_id = if status < 300 {
+                            serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["order_id"].as_i64())
+                        } else {
+                            None
+                        };
+                        (status, order_id)
+                    }
+                    Err(_) => (0, None),
+                };
+                let done = started.elapsed().as_secs_f64();
+                outcomes.push((i, status, sent.elapsed().as_secs_f64() * 1000.0, order_id, done));
+            }
+            outcomes
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for task in tasks {
+        all.extend(task.await?);
+    }
+    Ok((all, started.elapsed().as_secs_f64()))
+}
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Server {
+    async fn start(database_url: &str) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("start the server")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut server = Server { child, url };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", server.url)).await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(server);
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the server exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.stop();
+        bail!("the server did not become healthy")
+    }
+
+    /// Graceful stop (SIGTERM), then wait.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn run_xingqu(backend: &'static str, database_url: &str, args: &FlashSaleArgs, attempts: &[Attempt], n_buyers: usize) -> anyhow::Result<ServerRun> {
+    let store = xingqu_store::connect(database_url).await?;
+    store.migrate().await?;
+    let app = App::new(store.clone(), Arc::new(SystemClock), AppConfig::default());
+    let scenario = app.seed_flash_scenario(n_buyers, args.stock, 2).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.close().await;
+
+    let mut server = Server::start(database_url).await?;
+    let path = format!("{}/v1/flash-sales/{}/orders", server.url, scenario.flash_sale_id);
+    let body = r#"{"quantity":1,"address":{"name":"金顺姬","phone":"13800000000","region_code":"222401","detail":"延吉市光明街 1 号"}}"#;
+    let plan: Arc<Vec<(String, String)>> = Arc::new(
+        attempts.iter().map(|a| (scenario.buyer_tokens[a.user_id as usize].clone(), a.idempotency_key.clone())).collect(),
+    );
+    let request = {
+        let plan = plan.clone();
+        Arc::new(move |client: &reqwest::Client, i: usize| {
+            let (token, key) = &plan[i];
+            client.post(&path).bearer_auth(token).header("idempotency-key", key).header("content-type", "application/json").body(body)
+        })
+    };
+    let result = load(args.clients, attempts.len(), request).await;
+    let ceiling_url = format!("{}/healthz", server.url);
+    let ceiling = load(args.clients, attempts.len(), Arc::new(move |client: &reqwest::Client, _| client.get(&ceiling_url))).await;
+    server.stop();
+    let (outcomes, elapsed_s) = result?;
+    let (ceiling_outcomes, ceiling_s) = ceiling?;
+    let ceiling_ok = ceiling_outcomes.iter().filter(|o| o.1 == 200).count();
+
+    let mut latencies: Vec<f64> = outcomes.iter().map(|o| o.2).collect();
+    latencies.sort_by(f64::total_cmp);
+    let successes = outcomes.iter().filter(|o| o.3.is_some()).count();
+    let errors = outcomes.iter().filter(|o| o.1 == 0 || o.1 >= 500).count();
+    let sell_out_s = outcomes.iter().filter(|o| o.1 == 201).map(|o| o.4).fold(0.0, f64::max);
+    let mut ids_per_key: HashMap<&str, HashSet<i64>> = HashMap::new();
+    for (i, _, _, order_id, _) in &outcomes {
+        if let Some(order_id) = order_id {
+            ids_per_key.entry(plan[*i].1.as_str()).or_default().insert(*order_id);
+        }
+    }
+    let duplicate_in_answers: i64 = ids_per_key.values().map(|ids| ids.len() as i64 - 1).sum();
+
+    let store = xingqu_store::connect(database_url).await?;
+    let sale = store.flash_sale(scenario.flash_sale_id).await?.context("the flash sale vanished")?;
+    let (holdings, keys) = store.flash_state(scenario.flash_sale_id).await?;
+    store.close().await;
+    let units_sold = sale.pool_units - sale.remaining_units;
+    let units_held: i64 = holdings.iter().map(|h| h.1).sum();
+    if units_held != units_sold {
+        bail!("{backend}: buyers hold {units_held} units but the pool sold {units_sold}");
+    }
+    let distinct_keys: HashSet<(i64, &str)> = keys.iter().map(|k| (k.0, k.1.as_str())).collect();
+    let duplicate_orders = duplicate_in_answers + (keys.len() - distinct_keys.len()) as i64;
+    Ok(ServerRun {
+        backend,
+        orders_per_s: successes as f64 / elapsed_s,
+        units_sold,
+        duplicate_orders,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        sell_out_s,
+        http_ceiling_rps: ceiling_ok as f64 / ceiling_s,
+        errors,
+    })
+}
+
+/// A fresh PostgreSQL schema for the Xingqu server run on PostgreSQL.
+async fn postgres_schema_url(base_url: &str) -> anyhow::Result<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let schema = format!("xq_bench_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(base_url).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+    admin.close().await;
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    Ok((format!("{base_url}{separator}options=-c%20search_path%3D{schema}"), schema))
+}
+
+async fn drop_schema(base_url: &str, schema: &str) {
+    if let Ok(admin) = sqlx::AnyPool::connect(base_url).await {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await;
+        admin.close().await;
+    }
+}
+
+async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<()> {
+    if args.stock < 1 || args.attempts < 10 || args.clients < 1 {
+        bail!("--stock, --attempts (at least 10) and --clients must be positive");
+    }
+    let (attempts, n_buyers) = attempts(args.attempts);
+    eprintln!(
+        "flash sale: {} units, {} attempts ({} retries), {} clients, {} buyers",
+        args.stock,
+        attempts.len(),
+        args.attempts / 10,
+        args.clients,
+        n_buyers
+    );
+    let mut runs = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    runs.push(run_xingqu("sqlite", &sqlite_url, &args, &attempts, n_buyers).await?);
+    if database_url.starts_with("postgres") {
+        let (url, schema) = postgres_schema_url(database_url).await?;
+        let run = run_xingqu("postgres", &url, &args, &attempts, n_buyers).await;
+        drop_schema(database_url, &schema).await;
+        runs.push(run?);
+    }
+    let pg = peers::postgres_peer(&args.peer_postgres_url, args.stock, &attempts, args.clients).await;
+    let redis = peers::redis_peer(args.stock, &attempts, args.clients).await;
+
+    let main = &runs[0];
+    println!();
+    println!("{:<28} {:>12} {:>8} {:>8} {:>8} {:>6} {:>9}", "", "orders/s", "p50 ms", "p99 ms", "sold", "dups", "vs xingqu");
+    for run in &runs {
+        println!(
+            "{:<28} {:>12.0} {:>8.2} {:>8.2} {:>8} {:>6} {:>9}",
+            format!("xingqu ({})", run.backend),
+            run.orders_per_s,
+            run.p50_ms,
+            run.p99_ms,
+            run.units_sold,
+            run.duplicate_orders,
+            format!("{:.2}x", run.orders_per_s / main.orders_per_s)
+        );
+    }
+    for (label, peer) in [("postgres (1 txn/purchase)", &pg), ("redis (lua, fsync always)", &redis)] {
+        match peer {
+            Ok(p) => println!(
+                "{:<28} {:>12.0} {:>8.2} {:>8.2} {:>8} {:>6} {:>9}   ({}: {:.2} s)",
+                label,
+                p.orders_per_s,
+                p.p50_ms,
+                p.p99_ms,
+                p.units_sold,
+                p.duplicate_orders,
+                format!("{:.2}x", main.orders_per_s / p.orders_per_s.max(f64::MIN_POSITIVE)),
+                p.name,
+                p.elapsed_s
+            ),
+            Err(reason) => println!("{label:<28} skipped: {reason}"),
+        }
+    }
+    println!(
+        "{:<28} {:>12.0}   xingqu reaches {:.2} of it",
+        "http ceiling (GET /healthz)",
+        main.http_ceiling_rps,
+        main.orders_per_s / main.http_ceiling_rps
+    );
+    println!("sell-out after {:.2} s; {} transport or server errors", main.sell_out_s, main.errors);
+    if args.json {
+        let peer = |p: &Result<PeerResult, String>| p.as_ref().ok().map(|p| p.orders_per_s);
+        let mut json = serde_json::json!({
+            "xingqu_orders_per_s": main.orders_per_s,
+            "postgres_orders_per_s": peer(&pg),
+            "redis_orders_per_s": peer(&redis),
+            "http_ceiling_rps": main.http_ceiling_rps,
+            "units_sold": main.units_sold,
+            "duplicate_orders": main.duplicate_orders,
+            "p50_ms": main.p50_ms,
+            "p99_ms": main.p99_ms,
+            "sell_out_s": main.sell_out_s,
+            "errors": main.errors,
+            "stock": args.stock,
+            "attempts": attempts.len(),
+            "clients": args.clients,
+        });
+        if let Some(run) = runs.get(1) {
+            json["xingqu_postgres_orders_per_s"] = run.orders_per_s.into();
+            json["xingqu_postgres_units_sold"] = run.units_sold.into();
+            json["xingqu_postgres_duplicate_orders"] = run.duplicate_orders.into();
+            json["xingqu_postgres_p99_ms"] = run.p99_ms.into();
+        }
+        println!("{json}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_have_a_tenth_of_retries_after_their_originals() {
+        let (list, n_buyers) = attempts(1000);
+        assert_eq!((list.len(), n_buyers), (1000, 450));
+        let mut first_seen = HashMap::new();
+        for (i, a) in list.iter().enumerate() {
+            first_seen.entry(a.idempotency_key.clone()).or_insert(i);
+        }
+        assert_eq!(first_seen.len(), 900);
+        assert!(list.iter().all(|a| (a.user_id as usize) < n_buyers));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
+    }
+}
