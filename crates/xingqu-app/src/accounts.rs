@@ -245,6 +245,20 @@ impl App {
         Ok(user)
     }
 
+    /// Loads the sessions created in the last day into the session cache, so the first minutes
+    /// after a (re)start — a deploy right before a flash sale — do not send every signed-in buyer's
+    /// first request to the database. Returns how many were loaded.
+    pub async fn warm_sessions(&self) -> AppResult<usize> {
+        let now_ms = self.now_ms();
+        let rows =
+            self.store().recent_sessions(now_ms - 86_400_000, now_ms, SESSION_CACHE_ENTRIES_MAX as u32 / 2).await?;
+        let n = rows.len();
+        for (hash, row, expires_at_ms) in rows {
+            self.sessions().put(hash, row.try_into()?, expires_at_ms, now_ms);
+        }
+        Ok(n)
+    }
+
     /// Revokes the session of `token`.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
         let hash = token_sha256(token);

@@ -187,28 +187,42 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>) {
 impl App {
     /// Puts a SKU on flash sale: its shop's staff or an operator.
     pub async fn create_flash_sale(&self, actor: &Actor, input: FlashSaleInput) -> AppResult<FlashSaleRow> {
-        let sku = self.store().sku_for_order(input.sku_id).await?.ok_or_else(|| {
-            AppError::invalid("sku_id", "unknown_sku", format!("no SKU {}", input.sku_id))
-        })?;
+        let sku = self
+            .store()
+            .sku_for_order(input.sku_id)
+            .await?
+            .ok_or_else(|| AppError::invalid("sku_id", "unknown_sku", format!("no SKU {}", input.sku_id)))?;
         if !actor.manages_merchant(sku.merchant_id) {
             return Err(AppError::Forbidden("only the shop's staff or an operator put its SKUs on flash sale"));
         }
         let price = PriceFen::parse("price_fen", input.price_fen)?;
         if price.fen() >= sku.price_fen {
-            return Err(AppError::invalid("price_fen", "not_a_discount", format!("must be below the list price of {} 分", sku.price_fen)));
+            return Err(AppError::invalid(
+                "price_fen",
+                "not_a_discount",
+                format!("must be below the list price of {} 分", sku.price_fen),
+            ));
         }
         let now_ms = self.now_ms();
         if input.ends_at_ms <= input.starts_at_ms || input.ends_at_ms <= now_ms {
             return Err(AppError::invalid("ends_at", "out_of_range", "must be after the start and in the future"));
         }
         if input.ends_at_ms - input.starts_at_ms > FLASH_SALE_DAYS_MAX * 86_400_000 {
-            return Err(AppError::invalid("ends_at", "out_of_range", format!("a flash sale lasts at most {FLASH_SALE_DAYS_MAX} days")));
+            return Err(AppError::invalid(
+                "ends_at",
+                "out_of_range",
+                format!("a flash sale lasts at most {FLASH_SALE_DAYS_MAX} days"),
+            ));
         }
         if !(1..=POOL_UNITS_MAX).contains(&input.pool_units) {
             return Err(AppError::invalid("pool_units", "out_of_range", format!("must be 1 to {POOL_UNITS_MAX}")));
         }
         if !(1..=PER_USER_LIMIT_MAX).contains(&input.per_user_limit) {
-            return Err(AppError::invalid("per_user_limit", "out_of_range", format!("must be 1 to {PER_USER_LIMIT_MAX}")));
+            return Err(AppError::invalid(
+                "per_user_limit",
+                "out_of_range",
+                format!("must be 1 to {PER_USER_LIMIT_MAX}"),
+            ));
         }
         let mut tx = self.store().begin().await?;
         let sale = tx
@@ -243,7 +257,11 @@ impl App {
             return Ok(gate.clone());
         }
         let sale = self.store().flash_sale(flash_sale_id).await?.ok_or(AppError::not_found("flash_sale"))?;
-        let sku = self.store().sku_for_order(sale.sku_id).await?.ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
+        let sku = self
+            .store()
+            .sku_for_order(sale.sku_id)
+            .await?
+            .ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
         let (holdings, keys) = self.store().flash_state(flash_sale_id).await?;
         let state = GateState {
             remaining_units: sale.remaining_units,
@@ -303,7 +321,11 @@ impl App {
             let mut state = gate.lock();
             match state.keys.get_mut(&slot_key) {
                 Some(KeySlot::Done { order_id, digest }) => {
-                    return if *digest == request_digest { Ok(order_of(*order_id, false)) } else { Err(Failure::KeyReused.into()) };
+                    return if *digest == request_digest {
+                        Ok(order_of(*order_id, false))
+                    } else {
+                        Err(Failure::KeyReused.into())
+                    };
                 }
                 Some(KeySlot::Pending { digest, waiters }) => {
                     if *digest != request_digest {
@@ -334,7 +356,10 @@ impl App {
                     }
                     state.remaining_units -= quantity;
                     *state.held_units.entry(actor.user_id).or_default() += quantity;
-                    state.keys.insert(slot_key.clone(), KeySlot::Pending { digest: request_digest.clone(), waiters: Vec::new() });
+                    state.keys.insert(
+                        slot_key.clone(),
+                        KeySlot::Pending { digest: request_digest.clone(), waiters: Vec::new() },
+                    );
                     None
                 }
             }
@@ -344,7 +369,8 @@ impl App {
             return Ok(order_of(order_id, false));
         }
 
-        let result = self.commit_flash_order(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms).await;
+        let result =
+            self.commit_flash_order(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms).await;
         let mut state = gate.lock();
         let waiters = match state.keys.remove(&slot_key) {
             Some(KeySlot::Pending { waiters, .. }) => waiters,
@@ -388,7 +414,8 @@ impl App {
         let list_total_fen = sku.price_fen * quantity;
         let paid_fen = sale.price_fen * quantity;
         let shipping_fen = self.flash_shipping_fen(sku, paid_fen);
-        let (checkout_id, order_id, line_id) = (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
+        let (checkout_id, order_id, line_id) =
+            (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
         let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None);
         let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
         let (reply, answer) = oneshot::channel();
@@ -445,7 +472,8 @@ impl App {
     /// Tells the gate that units of a closed flash order went back to the pool.
     pub(crate) async fn flash_released(&self, order: &OrderRow, units: i64) {
         let Some(flash_sale_id) = order.flash_sale_id else { return };
-        let Some(gate) = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned() else {
+        let Some(gate) = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned()
+        else {
             return;
         };
         let mut state = gate.lock();

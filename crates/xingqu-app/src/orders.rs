@@ -7,13 +7,14 @@ use crate::{App, AppError, AppResult};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use xingqu_domain::account::{Actor, Role};
-use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
 use xingqu_domain::catalog::{NAME_CHARS_MAX, ProductStatus, Qualification, RegionCode};
+use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
 use xingqu_domain::ledger::{Posting, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
 use xingqu_store::StoreError;
 use xingqu_store::orders::{LineRow, NewCheckout, NewLine, NewOrder, OrderChanges, OrderRow, OrderScope, SkuForOrder};
+use xingqu_store::products::Change;
 
 /// A cart line as it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,8 @@ pub(crate) fn parse_idempotency_key(raw: Option<&str>) -> Result<String, Invalid
 pub(crate) fn parse_address(address: &AddressInput) -> Result<String, Invalid> {
     let name = text::bounded("address.name", &address.name, NAME_CHARS_MAX)?;
     let phone = address.phone.trim();
-    let phone_ok = (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
+    let phone_ok =
+        (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
     if !phone_ok {
         return Err(Invalid::new("address.phone", "invalid_phone", "must be 5-20 digits, + or -"));
     }
@@ -119,7 +121,8 @@ fn request_digest(lines: &[CartLineInput], address: &str, salt: &str) -> String 
 }
 
 pub(crate) fn order_status(order: &OrderRow) -> AppResult<OrderStatus> {
-    OrderStatus::from_name(&order.status).ok_or_else(|| AppError::internal(format!("order {} has status {}", order.id, order.status)))
+    OrderStatus::from_name(&order.status)
+        .ok_or_else(|| AppError::internal(format!("order {} has status {}", order.id, order.status)))
 }
 
 fn dispatch_promise(raw: &str) -> DispatchPromise {
@@ -130,7 +133,11 @@ impl App {
     /// Loads and checks the cart's SKUs: each must exist and be for sale.
     async fn priced_lines(&self, lines: &[CartLineInput]) -> AppResult<(Vec<PricedLine>, BTreeMap<i64, SkuForOrder>)> {
         if lines.is_empty() || lines.len() > checkout::CART_LINES_MAX {
-            return Err(AppError::invalid("lines", "out_of_range", format!("a cart holds 1 to {} lines", checkout::CART_LINES_MAX)));
+            return Err(AppError::invalid(
+                "lines",
+                "out_of_range",
+                format!("a cart holds 1 to {} lines", checkout::CART_LINES_MAX),
+            ));
         }
         let mut seen = BTreeSet::new();
         let mut priced = Vec::new();
@@ -138,15 +145,24 @@ impl App {
         for line in lines {
             let quantity = Quantity::parse(line.quantity)?;
             if !seen.insert(line.sku_id) {
-                return Err(AppError::invalid("lines", "duplicate_sku", format!("SKU {} appears twice; add up the quantity", line.sku_id)));
+                return Err(AppError::invalid(
+                    "lines",
+                    "duplicate_sku",
+                    format!("SKU {} appears twice; add up the quantity", line.sku_id),
+                ));
             }
-            let sku = self
-                .store()
-                .sku_for_order(line.sku_id)
-                .await?
-                .ok_or_else(|| AppError::invalid("lines.sku_id", "unknown_sku", format!("no SKU {}", line.sku_id)))?;
-            if sku.product_status != ProductStatus::Listed.as_str() || sku.merchant_qualification != Qualification::Approved.as_str() {
-                return Err(AppError::invalid("lines.sku_id", "not_for_sale", format!("SKU {} is not for sale", line.sku_id)));
+            let sku =
+                self.store().sku_for_order(line.sku_id).await?.ok_or_else(|| {
+                    AppError::invalid("lines.sku_id", "unknown_sku", format!("no SKU {}", line.sku_id))
+                })?;
+            if sku.product_status != ProductStatus::Listed.as_str()
+                || sku.merchant_qualification != Qualification::Approved.as_str()
+            {
+                return Err(AppError::invalid(
+                    "lines.sku_id",
+                    "not_for_sale",
+                    format!("SKU {} is not for sale", line.sku_id),
+                ));
             }
             priced.push(PricedLine {
                 sku_id: sku.sku_id,
@@ -163,7 +179,9 @@ impl App {
 
     fn shipping_rules(skus: &BTreeMap<i64, SkuForOrder>) -> BTreeMap<i64, ShippingRule> {
         skus.values()
-            .map(|s| (s.merchant_id, ShippingRule { fee_fen: s.shipping_fee_fen, free_over_fen: s.free_shipping_over_fen }))
+            .map(|s| {
+                (s.merchant_id, ShippingRule { fee_fen: s.shipping_fee_fen, free_over_fen: s.free_shipping_over_fen })
+            })
             .collect()
     }
 
@@ -238,7 +256,11 @@ impl App {
                     discount_fen: line.list_total_fen - line.paid_fen,
                     paid_fen: line.paid_fen,
                     discounts: xingqu_store::orders::encode_discounts(
-                        &line.discounts.iter().map(|d| (d.lane.as_str(), d.funder.as_str(), d.source, d.amount_fen)).collect::<Vec<_>>(),
+                        &line
+                            .discounts
+                            .iter()
+                            .map(|d| (d.lane.as_str(), d.funder.as_str(), d.source, d.amount_fen))
+                            .collect::<Vec<_>>(),
                     ),
                     commission_bps: sku.commission_bps,
                     dispatch_promise: promise.as_str(),
@@ -259,16 +281,24 @@ impl App {
             Err(StoreError::Conflict { .. }) => {
                 // A concurrent request with the same key committed first: answer as it did.
                 drop(tx);
-                return self.replay(actor.user_id, &key, &digest).await?.ok_or_else(|| AppError::internal("checkout vanished"));
+                return self
+                    .replay(actor.user_id, &key, &digest)
+                    .await?
+                    .ok_or_else(|| AppError::internal("checkout vanished"));
             }
             Err(e) => return Err(e.into()),
         }
         for (index, line) in new_lines.iter().enumerate() {
             let Some(sku) = skus.get(&line.sku_id) else { continue };
             if !tx.reserve_stock(line.sku_id, line.quantity).await? {
-                return Err(AppError::conflict("out_of_stock", format!("line {index}: SKU {} has fewer than {} left", line.sku_id, line.quantity)));
+                return Err(AppError::conflict(
+                    "out_of_stock",
+                    format!("line {index}: SKU {} has fewer than {} left", line.sku_id, line.quantity),
+                ));
             }
-            if sku.per_user_limit > 0 && tx.add_purchase(actor.user_id, line.sku_id, line.quantity).await? > sku.per_user_limit {
+            if sku.per_user_limit > 0
+                && tx.add_purchase(actor.user_id, line.sku_id, line.quantity).await? > sku.per_user_limit
+            {
                 return Err(AppError::conflict(
                     "purchase_limit_exceeded",
                     format!("line {index}: at most {} of SKU {} per buyer", sku.per_user_limit, line.sku_id),
@@ -322,10 +352,18 @@ impl App {
     }
 
     /// The actor's orders: a buyer's own, or a shop's for its staff (operators pass a merchant).
-    pub async fn list_orders(&self, actor: &Actor, merchant_id: Option<i64>, before_id: Option<i64>, limit: u32) -> AppResult<Vec<OrderRow>> {
+    pub async fn list_orders(
+        &self,
+        actor: &Actor,
+        merchant_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> AppResult<Vec<OrderRow>> {
         let scope = match (merchant_id, actor.role) {
             (Some(m), _) if actor.manages_merchant(m) => OrderScope::Merchant(m),
-            (Some(_), _) => return Err(AppError::Forbidden("only the shop's staff or an operator may list its orders")),
+            (Some(_), _) => {
+                return Err(AppError::Forbidden("only the shop's staff or an operator may list its orders"));
+            }
             (None, Role::MerchantStaff) => OrderScope::Merchant(actor.merchant_id.unwrap_or_default()),
             (None, _) => OrderScope::Buyer(actor.user_id),
         };
@@ -379,7 +417,11 @@ impl App {
         }
         let order = self.store().order(callback.order_id).await?.ok_or(AppError::not_found("order"))?;
         if callback.amount_fen != order.total_fen {
-            return Err(AppError::invalid("amount_fen", "amount_mismatch", format!("the order costs {} 分", order.total_fen)));
+            return Err(AppError::invalid(
+                "amount_fen",
+                "amount_mismatch",
+                format!("the order costs {} 分", order.total_fen),
+            ));
         }
         let now_ms = self.now_ms();
         let mut tx = self.store().begin().await?;
@@ -393,7 +435,8 @@ impl App {
             // A concurrent delivery of the same callback recorded it first.
             return Ok(CallbackOutcome::AlreadyPaid);
         }
-        let payment = Posting::payment(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
+        let payment =
+            Posting::payment(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&payment, &format!("payment:order:{}", order.id), Some(order.id), now_ms).await?;
         if status == OrderStatus::Created {
             let promise = dispatch_promise(&order.dispatch_promise);
@@ -403,8 +446,14 @@ impl App {
                 dispatch_deadline_ms: promise.deadline_ms(now_ms),
                 ..OrderChanges::default()
             };
-            tx.transition_order(order.id, status.as_str(), OrderStatus::Paid.as_str(), &changes, None, "payment received", now_ms)
-                .await?;
+            tx.transition_order(
+                order.id,
+                status.as_str(),
+                OrderStatus::Paid.as_str(),
+                &changes,
+                Change { actor_user_id: None, reason: "payment received", now_ms },
+            )
+            .await?;
             tx.commit().await?;
             return Ok(CallbackOutcome::Paid);
         }
@@ -412,15 +461,23 @@ impl App {
         tx.record_late_payment(order.id, order.total_fen).await?;
         let reference = format!("late-payment:order:{}", order.id);
         let gateway_ref = self.gateway().refund(order.id, order.total_fen, &reference).map_err(AppError::internal)?;
-        tx.insert_refund(order.id, order.total_fen, &gateway_ref, "payment arrived after the order closed", now_ms).await?;
-        let refund = Posting::refund(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
+        tx.insert_refund(order.id, order.total_fen, &gateway_ref, "payment arrived after the order closed", now_ms)
+            .await?;
+        let refund =
+            Posting::refund(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         tx.commit().await?;
         Ok(CallbackOutcome::RefundedLate)
     }
 
     /// The shop ships a paid order.
-    pub async fn ship(&self, actor: &Actor, order_id: i64, carrier: &str, tracking_number: &str) -> AppResult<OrderView> {
+    pub async fn ship(
+        &self,
+        actor: &Actor,
+        order_id: i64,
+        carrier: &str,
+        tracking_number: &str,
+    ) -> AppResult<OrderView> {
         let order = self.order_view(actor, order_id).await?.order;
         if !actor.manages_merchant(order.merchant_id) {
             return Err(AppError::Forbidden("only the shop's staff ship its orders"));
@@ -473,17 +530,29 @@ impl App {
         let now_ms = self.now_ms();
         let refund_fen = order.paid_fen - order.refunded_fen;
         let gateway_ref = if refund_fen > 0 {
-            Some(self.gateway().refund(order.id, refund_fen, &format!("cancel:order:{}", order.id)).map_err(AppError::internal)?)
+            Some(
+                self.gateway()
+                    .refund(order.id, refund_fen, &format!("cancel:order:{}", order.id))
+                    .map_err(AppError::internal)?,
+            )
         } else {
             None
         };
         let mut tx = self.store().begin().await?;
         let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
-        tx.transition_order(order.id, status.as_str(), next.as_str(), &changes, Some(actor.user_id), &reason, now_ms).await?;
+        tx.transition_order(
+            order.id,
+            status.as_str(),
+            next.as_str(),
+            &changes,
+            Change { actor_user_id: Some(actor.user_id), reason: &reason, now_ms },
+        )
+        .await?;
         let units = self.release_stock(&mut tx, &order).await?;
         if let Some(gateway_ref) = gateway_ref {
             tx.insert_refund(order.id, refund_fen, &gateway_ref, &reason, now_ms).await?;
-            let refund = Posting::refund(order.merchant_id, refund_fen).map_err(|e| AppError::internal(e.to_string()))?;
+            let refund =
+                Posting::refund(order.merchant_id, refund_fen).map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&refund, &format!("cancel:order:{}", order.id), Some(order.id), now_ms).await?;
         }
         tx.commit().await?;
@@ -502,7 +571,14 @@ impl App {
         let from = order_status(order)?;
         let to = from.apply(event)?;
         let mut tx = self.store().begin().await?;
-        tx.transition_order(order.id, from.as_str(), to.as_str(), &changes, Some(actor.user_id), reason, self.now_ms()).await?;
+        tx.transition_order(
+            order.id,
+            from.as_str(),
+            to.as_str(),
+            &changes,
+            Change { actor_user_id: Some(actor.user_id), reason, now_ms: self.now_ms() },
+        )
+        .await?;
         tx.commit().await?;
         self.order_view(actor, order.id).await
     }
@@ -538,7 +614,16 @@ impl App {
             let Some(order) = self.store().order(order_id).await? else { continue };
             let mut tx = self.store().begin().await?;
             let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
-            match tx.transition_order(order_id, "created", "expired", &changes, None, "reservation expired", now_ms).await {
+            match tx
+                .transition_order(
+                    order_id,
+                    "created",
+                    "expired",
+                    &changes,
+                    Change { actor_user_id: None, reason: "reservation expired", now_ms },
+                )
+                .await
+            {
                 Err(StoreError::Concurrent) => continue,
                 other => other?,
             }
@@ -548,10 +633,21 @@ impl App {
             report.expired += 1;
         }
         let confirm_before_ms = now_ms - self.config().auto_complete_s * 1000;
-        for order_id in self.store().due_orders("delivered", DueColumn::DeliveredAt, confirm_before_ms, TIMER_BATCH).await? {
+        for order_id in
+            self.store().due_orders("delivered", DueColumn::DeliveredAt, confirm_before_ms, TIMER_BATCH).await?
+        {
             let mut tx = self.store().begin().await?;
             let changes = OrderChanges { completed_at_ms: Some(now_ms), ..OrderChanges::default() };
-            match tx.transition_order(order_id, "delivered", "completed", &changes, None, "receipt confirmed automatically", now_ms).await {
+            match tx
+                .transition_order(
+                    order_id,
+                    "delivered",
+                    "completed",
+                    &changes,
+                    Change { actor_user_id: None, reason: "receipt confirmed automatically", now_ms },
+                )
+                .await
+            {
                 Err(StoreError::Concurrent) => continue,
                 other => other?,
             }
@@ -559,7 +655,9 @@ impl App {
             report.completed += 1;
         }
         let window_closed_ms = now_ms - self.config().return_window_s * 1000;
-        for order_id in self.store().due_orders("completed", DueColumn::DeliveredAt, window_closed_ms, TIMER_BATCH).await? {
+        for order_id in
+            self.store().due_orders("completed", DueColumn::DeliveredAt, window_closed_ms, TIMER_BATCH).await?
+        {
             let mut tx = self.store().begin().await?;
             let Some(order) = tx.order(order_id).await? else { continue };
             if order.settled_at_ms.is_some() {
@@ -573,7 +671,8 @@ impl App {
                 other => other?,
             }
             if receivable_fen > 0 {
-                let posting = Posting::settlement(order.merchant_id, receivable_fen, commission).map_err(|e| AppError::internal(e.to_string()))?;
+                let posting = Posting::settlement(order.merchant_id, receivable_fen, commission)
+                    .map_err(|e| AppError::internal(e.to_string()))?;
                 tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;
             }
             tx.commit().await?;

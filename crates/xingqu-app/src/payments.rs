@@ -59,7 +59,7 @@ impl SimulatedGateway {
 }
 
 fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || hex.len() > 128 {
+    if !hex.len().is_multiple_of(2) || hex.len() > 128 {
         return None;
     }
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
@@ -73,7 +73,9 @@ impl PaymentGateway for SimulatedGateway {
     fn verify(&self, callback: &PaymentCallback) -> bool {
         let Some(signature) = hex_decode(&callback.signature) else { return false };
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else { return false };
-        mac.update(PaymentCallback::signed_text(callback.order_id, callback.amount_fen, &callback.gateway_ref).as_bytes());
+        mac.update(
+            PaymentCallback::signed_text(callback.order_id, callback.amount_fen, &callback.gateway_ref).as_bytes(),
+        );
         // Constant-time comparison.
         mac.verify_slice(&signature).is_ok()
     }

@@ -26,7 +26,12 @@ pub struct FlashScenario {
 impl App {
     /// Builds the scenario in one transaction: `n_buyers` consumers with live sessions, and a
     /// flash sale running now of `pool_units` at 2,990 分 (list price 5,990), `per_user_limit` each.
-    pub async fn seed_flash_scenario(&self, n_buyers: usize, pool_units: i64, per_user_limit: i64) -> AppResult<FlashScenario> {
+    pub async fn seed_flash_scenario(
+        &self,
+        n_buyers: usize,
+        pool_units: i64,
+        per_user_limit: i64,
+    ) -> AppResult<FlashScenario> {
         let now_ms = self.now_ms();
         let password_hash = hash_password(Password::parse("scenario-password")?).await?;
         let mut tx = self.store().begin().await?;
@@ -65,7 +70,9 @@ impl App {
         let product_id = tx.insert_product(merchant.id, &content, now_ms).await?;
         let spec = vec![("规格".to_owned(), "5kg".to_owned())];
         let change = Change { actor_user_id: Some(owner.id), reason: "initial price", now_ms };
-        let sku = tx.insert_sku(product_id, &SkuValues { spec: &spec, price_fen: 5990, stock: 1000, weight_g: 5000 }, change).await?;
+        let sku = tx
+            .insert_sku(product_id, &SkuValues { spec: &spec, price_fen: 5990, stock: 1000, weight_g: 5000 }, change)
+            .await?;
         tx.transition_product(product_id, "draft", "listed", change).await?;
         let sale = tx
             .insert_flash_sale(&NewFlashSale {
@@ -85,7 +92,14 @@ impl App {
         let expires_at_ms = now_ms + 24 * 3_600_000;
         for index in 0..n_buyers {
             let email = format!("buyer{index}@xingqu.bench");
-            let user = NewUser { email: &email, password_hash: &password_hash, display_name: &email, role: "consumer", merchant_id: None, now_ms };
+            let user = NewUser {
+                email: &email,
+                password_hash: &password_hash,
+                display_name: &email,
+                role: "consumer",
+                merchant_id: None,
+                now_ms,
+            };
             let id = tx.insert_user(&user).await?.id;
             let token = crate::accounts::new_token();
             tx.insert_session(id, &token_sha256(&token), now_ms, expires_at_ms).await?;
@@ -93,6 +107,13 @@ impl App {
             buyer_ids.push(id);
         }
         tx.commit().await.map_err(AppError::from)?;
-        Ok(FlashScenario { flash_sale_id: sale.id, sku_id: sku.id, pool_units, per_user_limit, buyer_tokens, buyer_ids })
+        Ok(FlashScenario {
+            flash_sale_id: sale.id,
+            sku_id: sku.id,
+            pool_units,
+            per_user_limit,
+            buyer_tokens,
+            buyer_ids,
+        })
     }
 }

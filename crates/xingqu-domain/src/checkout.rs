@@ -147,11 +147,19 @@ pub fn quote(lines: Vec<PricedLine>, rules: &BTreeMap<i64, ShippingRule>) -> Res
     }
     let mut merchants = Vec::new();
     for (merchant_id, lines) in by_merchant {
-        let rule = rules.get(&merchant_id).ok_or_else(|| Invalid::new("lines", "unknown_merchant", "a line's shop is unknown"))?;
+        let rule = rules
+            .get(&merchant_id)
+            .ok_or_else(|| Invalid::new("lines", "unknown_merchant", "a line's shop is unknown"))?;
         let goods_paid_fen: i64 = lines.iter().map(|l| l.paid_fen).sum();
         let free = rule.free_over_fen.is_some_and(|threshold| goods_paid_fen >= threshold);
         let shipping_fen = if free { 0 } else { rule.fee_fen };
-        merchants.push(MerchantQuote { merchant_id, lines, goods_paid_fen, shipping_fen, total_fen: goods_paid_fen + shipping_fen });
+        merchants.push(MerchantQuote {
+            merchant_id,
+            lines,
+            goods_paid_fen,
+            shipping_fen,
+            total_fen: goods_paid_fen + shipping_fen,
+        });
     }
     let total_fen = merchants.iter().map(|m| m.total_fen).sum();
     Ok(Quote { merchants, total_fen })
@@ -178,8 +186,11 @@ mod tests {
             (1, ShippingRule { fee_fen: 800, free_over_fen: Some(9900) }),
             (2, ShippingRule { fee_fen: 1000, free_over_fen: None }),
         ]);
-        let quote = quote(vec![line(10, 1, 5990, 2, Some(3990)), line(20, 2, 2990, 1, None), line(11, 1, 990, 1, None)], &rules)
-            .expect("quote");
+        let quote = quote(
+            vec![line(10, 1, 5990, 2, Some(3990)), line(20, 2, 2990, 1, None), line(11, 1, 990, 1, None)],
+            &rules,
+        )
+        .expect("quote");
         assert_eq!(quote.merchants.len(), 2);
         let first = &quote.merchants[0];
         assert_eq!(first.lines[0].discounts[0].amount_fen, 4000);

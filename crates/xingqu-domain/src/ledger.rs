@@ -98,7 +98,10 @@ impl Posting {
 
     /// Money returned to the buyer out of the merchant's receivable.
     pub fn refund(merchant_id: i64, refund_fen: i64) -> Result<Self, PostingError> {
-        Self::new(PostingKind::Refund, vec![(Account::MerchantReceivable(merchant_id), refund_fen), (Account::Refunds, -refund_fen)])
+        Self::new(
+            PostingKind::Refund,
+            vec![(Account::MerchantReceivable(merchant_id), refund_fen), (Account::Refunds, -refund_fen)],
+        )
     }
 
     /// The receivable of a finished order becomes the merchant's, less the platform's commission.

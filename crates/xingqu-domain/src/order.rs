@@ -128,7 +128,11 @@ impl DispatchPromise {
 
     pub fn parse(raw: &str) -> Result<Self, crate::Invalid> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw).ok_or_else(|| {
-            crate::Invalid::new("dispatch_promise", "invalid_dispatch_promise", "must be none, within_48h, within_24h or same_day")
+            crate::Invalid::new(
+                "dispatch_promise",
+                "invalid_dispatch_promise",
+                "must be none, within_48h, within_24h or same_day",
+            )
         })
     }
 

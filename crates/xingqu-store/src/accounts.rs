@@ -134,7 +134,31 @@ impl Store {
             USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
         );
         let row = sqlx::query(&sql).bind(token_sha256).bind(now_ms).fetch_optional(self.reader()).await?;
-        Ok(row.as_ref().map(|r| Ok::<_, sqlx::Error>((UserRow::from_row(r)?, r.try_get("expires_at_ms")?))).transpose()?)
+        Ok(row
+            .as_ref()
+            .map(|r| Ok::<_, sqlx::Error>((UserRow::from_row(r)?, r.try_get("expires_at_ms")?)))
+            .transpose()?)
+    }
+
+    /// Live sessions created since `since_ms`, newest first, at most `limit`: (token hash, user,
+    /// expiry). What a starting node warms its session cache with.
+    pub async fn recent_sessions(
+        &self,
+        since_ms: i64,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, UserRow, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT s.token_sha256, s.expires_at_ms, {} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.created_at_ms >= $1 AND s.revoked_at_ms IS NULL AND s.expires_at_ms > $2 ORDER BY s.id DESC LIMIT $3",
+            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        let rows =
+            sqlx::query(&sql).bind(since_ms).bind(now_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("token_sha256")?, UserRow::from_row(r)?, r.try_get("expires_at_ms")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Revokes a session; returns whether a live session was revoked (revoking twice is harmless).

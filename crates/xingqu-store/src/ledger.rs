@@ -8,23 +8,33 @@ use xingqu_domain::ledger::Posting;
 impl Tx {
     /// Writes a posting under a unique `reference` (e.g. `payment:order:42`). The same reference
     /// twice is a [`StoreError::Conflict`]: money never moves twice for one cause.
-    pub async fn post(&mut self, posting: &Posting, reference: &str, order_id: Option<i64>, now_ms: i64) -> Result<(), StoreError> {
-        let row = sqlx::query("INSERT INTO ledger_transactions (kind, reference, order_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(posting.kind().as_str())
-            .bind(reference)
-            .bind(order_id)
-            .bind(now_ms)
-            .fetch_one(self.conn())
-            .await?;
+    pub async fn post(
+        &mut self,
+        posting: &Posting,
+        reference: &str,
+        order_id: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO ledger_transactions (kind, reference, order_id, at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(posting.kind().as_str())
+        .bind(reference)
+        .bind(order_id)
+        .bind(now_ms)
+        .fetch_one(self.conn())
+        .await?;
         let transaction_id: i64 = row.try_get("id")?;
         for (account, amount_fen) in posting.entries() {
-            sqlx::query("INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) VALUES ($1, $2, $3, $4)")
-                .bind(transaction_id)
-                .bind(account.to_string())
-                .bind(*amount_fen)
-                .bind(order_id)
-                .execute(self.conn())
-                .await?;
+            sqlx::query(
+                "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(transaction_id)
+            .bind(account.to_string())
+            .bind(*amount_fen)
+            .bind(order_id)
+            .execute(self.conn())
+            .await?;
         }
         Ok(())
     }
@@ -45,10 +55,12 @@ pub struct LedgerReport {
 impl Store {
     /// Balance of one account.
     pub async fn account_balance(&self, account: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) AS balance FROM ledger_entries WHERE account = $1")
-            .bind(account)
-            .fetch_one(self.reader())
-            .await?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) AS balance FROM ledger_entries WHERE account = $1",
+        )
+        .bind(account)
+        .fetch_one(self.reader())
+        .await?;
         Ok(row.try_get("balance")?)
     }
 
@@ -75,7 +87,8 @@ impl Store {
         .fetch_all(self.reader())
         .await?;
         for row in unbalanced {
-            let (reference, total, n): (String, i64, i64) = (row.try_get("reference")?, row.try_get("total")?, row.try_get("n")?);
+            let (reference, total, n): (String, i64, i64) =
+                (row.try_get("reference")?, row.try_get("total")?, row.try_get("n")?);
             report.violations.push(format!("transaction {reference} has {n} entries summing to {total}, not zero"));
         }
 
@@ -98,7 +111,9 @@ impl Store {
                 row.try_get("received_fen")?,
             );
             if paid != lines + shipping {
-                report.violations.push(format!("order {id} paid {paid} but its lines and shipping sum to {}", lines + shipping));
+                report
+                    .violations
+                    .push(format!("order {id} paid {paid} but its lines and shipping sum to {}", lines + shipping));
             }
             if paid != received {
                 report.violations.push(format!("order {id} paid {paid} but the ledger received {received}"));
@@ -112,7 +127,8 @@ impl Store {
         .fetch_all(self.reader())
         .await?;
         for row in over_refunded {
-            let (id, paid, refunded): (i64, i64, i64) = (row.try_get("id")?, row.try_get("paid_fen")?, row.try_get("refunded")?);
+            let (id, paid, refunded): (i64, i64, i64) =
+                (row.try_get("id")?, row.try_get("paid_fen")?, row.try_get("refunded")?);
             if refunded > paid {
                 report.violations.push(format!("order {id} refunded {refunded}, more than the {paid} paid"));
             }

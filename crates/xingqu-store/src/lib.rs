@@ -169,7 +169,7 @@ impl Store {
     /// Starts a write transaction; on SQLite it holds the single writer until commit or drop.
     /// Dropping a [`Tx`] without [`Tx::commit`] rolls it back.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(Tx { inner: self.write.begin().await? })
+        Ok(Tx { inner: self.write.begin().await?, backend: self.backend })
     }
 
     pub(crate) fn reader(&self) -> &AnyPool {
@@ -180,6 +180,7 @@ impl Store {
 /// A write transaction: use cases make all the changes of one command through it, then commit.
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) backend: Backend,
 }
 
 impl Tx {

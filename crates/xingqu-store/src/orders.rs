@@ -1,7 +1,7 @@
 //! Checkouts, orders and their lines, stock reservations and purchase limits, payments, refunds,
 //! flash sales, and the queries the timers use to find due orders.
 
-use crate::{Store, StoreError, Tx};
+use crate::{Backend, Store, StoreError, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -193,7 +193,8 @@ pub struct FlashSaleRow {
     pub per_user_limit: i64,
 }
 
-const FLASH_COLUMNS: &str = "id, sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, per_user_limit";
+const FLASH_COLUMNS: &str =
+    "id, sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, per_user_limit";
 
 impl FlashSaleRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -224,8 +225,10 @@ pub struct NewFlashSale {
     pub now_ms: i64,
 }
 
-/// A multi-row `INSERT … VALUES (…), (…)` with `$N` placeholders for `rows` rows of `columns`.
-fn multi_insert(table: &str, columns: &[&str], rows: usize) -> String {
+/// A multi-row `INSERT … VALUES (…), (…)` for `rows` rows of `columns`. SQLite gets anonymous
+/// `?` placeholders: it resolves each numbered `$N` by a linear scan of the statement's parameter
+/// names, which makes binding a statement of thousands of parameters quadratic.
+fn multi_insert(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     for row in 0..rows {
         if row > 0 {
@@ -236,22 +239,41 @@ fn multi_insert(table: &str, columns: &[&str], rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * columns.len() + column + 1));
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", row * columns.len() + column + 1)),
+            }
         }
         sql.push(')');
     }
     sql
 }
 
-/// Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits.
-const ROWS_PER_STATEMENT: usize = 200;
+/// Rows per multi-row statement, largest first. A group is cut into pieces of these sizes only,
+/// so a handful of statement texts serve every group size and stay in the prepared-statement
+/// cache (preparing a statement of a thousand placeholders costs more than running it).
+const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// Cuts `items` into consecutive pieces whose lengths are in [`STATEMENT_ROWS`].
+fn pieces<T>(items: &[T]) -> Vec<&[T]> {
+    let mut pieces = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = STATEMENT_ROWS.iter().copied().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (piece, tail) = rest.split_at(size);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
 
 impl Tx {
     /// Records a checkout; its idempotency key already used by the buyer is a conflict.
     pub async fn insert_checkouts(&mut self, checkouts: &[NewCheckout]) -> Result<(), StoreError> {
-        const COLUMNS: [&str; 6] = ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
-        for chunk in checkouts.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_insert("checkouts", &COLUMNS, chunk.len());
+        const COLUMNS: [&str; 6] =
+            ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
+        for chunk in pieces(checkouts) {
+            let sql = multi_insert(self.backend, "checkouts", &COLUMNS, chunk.len());
             let mut query = sqlx::query(&sql);
             for c in chunk {
                 query = query
@@ -285,8 +307,8 @@ impl Tx {
             "created_at_ms",
             "expires_at_ms",
         ];
-        for chunk in orders.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_insert("orders", &COLUMNS, chunk.len());
+        for chunk in pieces(orders) {
+            let sql = multi_insert(self.backend, "orders", &COLUMNS, chunk.len());
             let mut query = sqlx::query(&sql);
             for o in chunk {
                 query = query
@@ -329,8 +351,8 @@ impl Tx {
             "commission_bps",
             "dispatch_promise",
         ];
-        for chunk in lines.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_insert("order_lines", &COLUMNS, chunk.len());
+        for chunk in pieces(lines) {
+            let sql = multi_insert(self.backend, "order_lines", &COLUMNS, chunk.len());
             let mut query = sqlx::query(&sql);
             for l in chunk {
                 query = query
@@ -366,7 +388,11 @@ impl Tx {
     }
 
     pub async fn return_stock(&mut self, sku_id: i64, units: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE skus SET stock = stock + $1 WHERE id = $2").bind(units).bind(sku_id).execute(self.conn()).await?;
+        sqlx::query("UPDATE skus SET stock = stock + $1 WHERE id = $2")
+            .bind(units)
+            .bind(sku_id)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -386,11 +412,13 @@ impl Tx {
 
     /// Takes `units` from a flash sale's pool if that many remain.
     pub async fn take_flash_units(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1")
-            .bind(units)
-            .bind(flash_sale_id)
-            .execute(self.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1",
+        )
+        .bind(units)
+        .bind(flash_sale_id)
+        .execute(self.conn())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -405,9 +433,12 @@ impl Tx {
 
     /// Adds units to what each buyer holds of a flash sale (negative to release).
     pub async fn add_flash_purchases(&mut self, flash_sale_id: i64, per_user: &[(i64, i64)]) -> Result<(), StoreError> {
-        for chunk in per_user.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = multi_insert("flash_purchases", &["flash_sale_id", "user_id", "units"], chunk.len());
-            sql.push_str(" ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units");
+        for chunk in pieces(per_user) {
+            let mut sql =
+                multi_insert(self.backend, "flash_purchases", &["flash_sale_id", "user_id", "units"], chunk.len());
+            sql.push_str(
+                " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units",
+            );
             let mut query = sqlx::query(&sql);
             for &(user_id, units) in chunk {
                 query = query.bind(flash_sale_id).bind(user_id).bind(units);
@@ -425,9 +456,7 @@ impl Tx {
         from: &str,
         to: &str,
         changes: &OrderChanges,
-        actor_user_id: Option<i64>,
-        reason: &str,
-        now_ms: i64,
+        change: crate::products::Change<'_>,
     ) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE orders SET status = $1, paid_fen = COALESCE($2, paid_fen), paid_at_ms = COALESCE($3, paid_at_ms), \
@@ -459,16 +488,22 @@ impl Tx {
         .bind(order_id)
         .bind(from)
         .bind(to)
-        .bind(actor_user_id)
-        .bind(reason)
-        .bind(now_ms)
+        .bind(change.actor_user_id)
+        .bind(change.reason)
+        .bind(change.now_ms)
         .execute(self.conn())
         .await?;
         Ok(())
     }
 
     /// Records a payment request for an order, or returns the one already recorded.
-    pub async fn upsert_payment(&mut self, order_id: i64, gateway: &str, amount_fen: i64, now_ms: i64) -> Result<i64, StoreError> {
+    pub async fn upsert_payment(
+        &mut self,
+        order_id: i64,
+        gateway: &str,
+        amount_fen: i64,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
         sqlx::query(
             "INSERT INTO payments (order_id, gateway, amount_fen, status, created_at_ms) VALUES ($1, $2, $3, 'pending', $4) \
              ON CONFLICT (order_id) DO NOTHING",
@@ -479,7 +514,8 @@ impl Tx {
         .bind(now_ms)
         .execute(self.conn())
         .await?;
-        let row = sqlx::query("SELECT id FROM payments WHERE order_id = $1").bind(order_id).fetch_one(self.conn()).await?;
+        let row =
+            sqlx::query("SELECT id FROM payments WHERE order_id = $1").bind(order_id).fetch_one(self.conn()).await?;
         Ok(row.try_get("id")?)
     }
 
@@ -498,7 +534,14 @@ impl Tx {
 
     /// Records a refund and adds it to the order's refunded total; the database refuses a total
     /// above what was paid.
-    pub async fn insert_refund(&mut self, order_id: i64, amount_fen: i64, gateway_ref: &str, reason: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn insert_refund(
+        &mut self,
+        order_id: i64,
+        amount_fen: i64,
+        gateway_ref: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO refunds (order_id, amount_fen, gateway_ref, reason, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
             .bind(order_id)
             .bind(amount_fen)
@@ -507,11 +550,13 @@ impl Tx {
             .bind(now_ms)
             .execute(self.conn())
             .await?;
-        let done = sqlx::query("UPDATE orders SET refunded_fen = refunded_fen + $1 WHERE id = $2 AND refunded_fen + $1 <= paid_fen")
-            .bind(amount_fen)
-            .bind(order_id)
-            .execute(self.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE orders SET refunded_fen = refunded_fen + $1 WHERE id = $2 AND refunded_fen + $1 <= paid_fen",
+        )
+        .bind(amount_fen)
+        .bind(order_id)
+        .execute(self.conn())
+        .await?;
         if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Concurrent) }
     }
 
@@ -583,13 +628,19 @@ impl Store {
     }
 
     /// Orders in `scope`, newest first, before `before_id`, at most `limit`.
-    pub async fn orders(&self, scope: OrderScope, before_id: Option<i64>, limit: u32) -> Result<Vec<OrderRow>, StoreError> {
+    pub async fn orders(
+        &self,
+        scope: OrderScope,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OrderRow>, StoreError> {
         let (column, value) = match scope {
             OrderScope::Buyer(id) => ("buyer_user_id", id),
             OrderScope::Merchant(id) => ("merchant_id", id),
             OrderScope::Checkout(id) => ("checkout_id", id),
         };
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+        let sql =
+            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
         let rows = sqlx::query(&sql)
             .bind(value)
             .bind(before_id.unwrap_or(i64::MAX))
@@ -601,22 +652,30 @@ impl Store {
 
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT id, request_sha256 FROM checkouts WHERE buyer_user_id = $1 AND idempotency_key = $2")
-            .bind(buyer_user_id)
-            .bind(key)
-            .fetch_optional(self.reader())
-            .await?;
+        let row =
+            sqlx::query("SELECT id, request_sha256 FROM checkouts WHERE buyer_user_id = $1 AND idempotency_key = $2")
+                .bind(buyer_user_id)
+                .bind(key)
+                .fetch_optional(self.reader())
+                .await?;
         row.map(|r| Ok((r.try_get("id")?, r.try_get("request_sha256")?))).transpose()
     }
 
     /// Ids of orders in `status` whose `time_column` is at or before `due_ms` (the timers' work).
-    pub async fn due_orders(&self, status: &str, time_column: DueColumn, due_ms: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+    pub async fn due_orders(
+        &self,
+        status: &str,
+        time_column: DueColumn,
+        due_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
         let column = match time_column {
             DueColumn::ExpiresAt => "expires_at_ms",
             DueColumn::DeliveredAt => "delivered_at_ms",
         };
         let settled = if status == "completed" { " AND settled_at_ms IS NULL" } else { "" };
-        let sql = format!("SELECT id FROM orders WHERE status = $1 AND {column} <= $2{settled} ORDER BY {column} LIMIT $3");
+        let sql =
+            format!("SELECT id FROM orders WHERE status = $1 AND {column} <= $2{settled} ORDER BY {column} LIMIT $3");
         let rows = sqlx::query(&sql).bind(status).bind(due_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
     }
@@ -639,7 +698,10 @@ impl Store {
     /// What each buyer holds of a flash sale, and the idempotency keys of its orders with their
     /// order ids: what the in-memory admission gate is rebuilt from at start-up.
     #[allow(clippy::type_complexity)]
-    pub async fn flash_state(&self, flash_sale_id: i64) -> Result<(Vec<(i64, i64)>, Vec<(i64, String, String, i64)>), StoreError> {
+    pub async fn flash_state(
+        &self,
+        flash_sale_id: i64,
+    ) -> Result<(Vec<(i64, i64)>, Vec<(i64, String, String, i64)>), StoreError> {
         let holdings = sqlx::query("SELECT user_id, units FROM flash_purchases WHERE flash_sale_id = $1")
             .bind(flash_sale_id)
             .fetch_all(self.reader())
@@ -655,7 +717,14 @@ impl Store {
         .fetch_all(self.reader())
         .await?
         .iter()
-        .map(|r| Ok((r.try_get("buyer_user_id")?, r.try_get("idempotency_key")?, r.try_get("request_sha256")?, r.try_get("id")?)))
+        .map(|r| {
+            Ok((
+                r.try_get("buyer_user_id")?,
+                r.try_get("idempotency_key")?,
+                r.try_get("request_sha256")?,
+                r.try_get("id")?,
+            ))
+        })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok((holdings, keys))
     }
@@ -713,7 +782,11 @@ impl Store {
 
     pub async fn set_sku_limit(&self, sku_id: i64, per_user_limit: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE skus SET per_user_limit = $1 WHERE id = $2").bind(per_user_limit).bind(sku_id).execute(tx.conn()).await?;
+        sqlx::query("UPDATE skus SET per_user_limit = $1 WHERE id = $2")
+            .bind(per_user_limit)
+            .bind(sku_id)
+            .execute(tx.conn())
+            .await?;
         tx.commit().await
     }
 }
@@ -748,11 +821,13 @@ impl Tx {
     /// Records the amount paid on an order that closed before the payment arrived (it is refunded
     /// in the same transaction).
     pub async fn record_late_payment(&mut self, order_id: i64, paid_fen: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE orders SET paid_fen = $1 WHERE id = $2 AND paid_fen = 0 AND status IN ('expired', 'cancelled')")
-            .bind(paid_fen)
-            .bind(order_id)
-            .execute(self.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE orders SET paid_fen = $1 WHERE id = $2 AND paid_fen = 0 AND status IN ('expired', 'cancelled')",
+        )
+        .bind(paid_fen)
+        .bind(order_id)
+        .execute(self.conn())
+        .await?;
         if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Concurrent) }
     }
 }

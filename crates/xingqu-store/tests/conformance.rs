@@ -151,8 +151,9 @@ async fn sessions_expire_and_revoke(store: &Store) {
     let id = user(store, "s@example.com", "consumer").await;
     store.insert_session(id, "hash-a", NOW_MS, NOW_MS + 1_000).await.expect("session a");
     store.insert_session(id, "hash-b", NOW_MS, NOW_MS + 1_000).await.expect("session b");
-    let live =
-        |hash: &'static str, at: i64| async move { store.session_user(hash, at).await.expect("lookup").map(|(u, _)| u.id) };
+    let live = |hash: &'static str, at: i64| async move {
+        store.session_user(hash, at).await.expect("lookup").map(|(u, _)| u.id)
+    };
     assert_eq!(live("hash-a", NOW_MS + 999).await, Some(id));
     assert_eq!(live("hash-a", NOW_MS + 1_000).await, None, "expired at expires_at_ms");
     assert_eq!(live("unknown", NOW_MS).await, None);

@@ -78,7 +78,12 @@ struct OrderOptions {
     #[arg(long, env = "XINGQU_RETURN_WINDOW_DAYS", default_value_t = 7)]
     return_window_days: i64,
     /// Secret the simulated payment gateway signs callbacks with.
-    #[arg(long, env = "XINGQU_PAYMENT_SECRET", default_value = "xingqu-simulated-gateway-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "XINGQU_PAYMENT_SECRET",
+        default_value = "xingqu-simulated-gateway-secret",
+        hide_env_values = true
+    )]
     payment_secret: String,
     /// This node's number (0-1023) when several processes share one database.
     #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0)]
@@ -124,6 +129,8 @@ async fn main() -> anyhow::Result<()> {
                 let report = app.seed_demo().await.context("seed the demo marketplace")?;
                 print_demo_banner(&report, listen);
             }
+            let warmed = app.warm_sessions().await.map_err(|e| anyhow::anyhow!("warm the session cache: {e}"))?;
+            tracing::info!(sessions = warmed, "session cache warmed");
             let http = HttpConfig { body_limit_bytes, request_timeout: Duration::from_secs(request_timeout_s) };
             let router = xingqu_http::router(app.clone(), http).context("build the router")?;
             let listener =
@@ -185,7 +192,12 @@ async fn run_timers(app: App) {
         interval.tick().await;
         match app.run_due_timers().await {
             Ok(report) if report != Default::default() => {
-                tracing::info!(expired = report.expired, completed = report.completed, settled = report.settled, "timers ran")
+                tracing::info!(
+                    expired = report.expired,
+                    completed = report.completed,
+                    settled = report.settled,
+                    "timers ran"
+                )
             }
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "timers failed"),

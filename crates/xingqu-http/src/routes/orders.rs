@@ -60,7 +60,12 @@ pub struct Address {
 
 impl From<&Address> for AddressInput {
     fn from(a: &Address) -> Self {
-        AddressInput { name: a.name.clone(), phone: a.phone.clone(), region_code: a.region_code.clone(), detail: a.detail.clone() }
+        AddressInput {
+            name: a.name.clone(),
+            phone: a.phone.clone(),
+            region_code: a.region_code.clone(),
+            detail: a.detail.clone(),
+        }
     }
 }
 
@@ -281,7 +286,11 @@ pub struct CheckoutResponse {
 
 impl From<CheckoutView> for CheckoutResponse {
     fn from(c: CheckoutView) -> Self {
-        Self { checkout_id: c.checkout_id, total_fen: c.total_fen, orders: c.orders.into_iter().map(Into::into).collect() }
+        Self {
+            checkout_id: c.checkout_id,
+            total_fen: c.total_fen,
+            orders: c.orders.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -293,7 +302,10 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
 /// amount; per merchant the shipping. Reserves nothing.
 #[utoipa::path(post, path = "/v1/quotes", tag = "orders", request_body = QuoteRequest,
     responses((status = 200, body = QuoteResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_quote(State(state): State<AppState>, ApiJson(body): ApiJson<QuoteRequest>) -> ApiResult<Json<QuoteResponse>> {
+async fn create_quote(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<QuoteRequest>,
+) -> ApiResult<Json<QuoteResponse>> {
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
     Ok(Json(state.app.quote(&lines).await?.into()))
 }
@@ -337,7 +349,11 @@ pub struct OrderList {
 /// Your orders (buyers), or a shop's (its staff; operators with `merchant_id`), newest first.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])), params(OrderListQuery),
     responses((status = 200, body = OrderList), (status = 403, body = ErrorBody)))]
-async fn list_orders(State(state): State<AppState>, auth: Auth, ApiQuery(q): ApiQuery<OrderListQuery>) -> ApiResult<Json<OrderList>> {
+async fn list_orders(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<OrderListQuery>,
+) -> ApiResult<Json<OrderList>> {
     let limit = page_limit(q.limit)?;
     let rows = state.app.list_orders(&auth.user.actor(), q.merchant_id, q.before_id, limit).await?;
     let next_before_id = if rows.len() == limit as usize { rows.last().map(|o| o.id) } else { None };
@@ -407,9 +423,16 @@ pub struct CallbackResponse {
 #[utoipa::path(post, path = "/v1/payments/simulated/callback", tag = "orders", request_body = CallbackBody,
     responses((status = 200, body = CallbackResponse), (status = 401, body = ErrorBody, description = "invalid_signature"),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody, description = "amount_mismatch")))]
-async fn payment_callback(State(state): State<AppState>, ApiJson(body): ApiJson<CallbackBody>) -> ApiResult<Json<CallbackResponse>> {
-    let callback =
-        PaymentCallback { order_id: body.order_id, amount_fen: body.amount_fen, gateway_ref: body.gateway_ref, signature: body.signature };
+async fn payment_callback(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CallbackBody>,
+) -> ApiResult<Json<CallbackResponse>> {
+    let callback = PaymentCallback {
+        order_id: body.order_id,
+        amount_fen: body.amount_fen,
+        gateway_ref: body.gateway_ref,
+        signature: body.signature,
+    };
     let outcome = match state.app.payment_callback(&callback).await? {
         CallbackOutcome::Paid => "paid",
         CallbackOutcome::AlreadyPaid => "already_paid",
@@ -429,7 +452,12 @@ pub struct ShipRequest {
 #[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ShipRequest,
     responses((status = 200, body = OrderResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn ship_order(State(state): State<AppState>, auth: Auth, Id(id): Id, ApiJson(body): ApiJson<ShipRequest>) -> ApiResult<Json<OrderResponse>> {
+async fn ship_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ShipRequest>,
+) -> ApiResult<Json<OrderResponse>> {
     Ok(Json(state.app.ship(&auth.user.actor(), id, &body.carrier, &body.tracking_number).await?.into()))
 }
 
@@ -453,7 +481,11 @@ async fn deliver_order(
     let signed_at_ms = match body.signed_at {
         None => None,
         Some(raw) => Some(crate::time_format::parse_rfc3339(&raw).ok_or_else(|| {
-            xingqu_domain::Invalid::new("signed_at", "invalid_time", "must be an RFC 3339 time such as 2026-11-11T10:00:00+08:00")
+            xingqu_domain::Invalid::new(
+                "signed_at",
+                "invalid_time",
+                "must be an RFC 3339 time such as 2026-11-11T10:00:00+08:00",
+            )
         })?),
     };
     Ok(Json(state.app.deliver(&auth.user.actor(), id, signed_at_ms).await?.into()))
@@ -539,8 +571,13 @@ async fn create_flash_sale(
     ApiJson(body): ApiJson<FlashSaleRequest>,
 ) -> ApiResult<(StatusCode, Json<FlashSaleResponse>)> {
     let time = |field: &'static str, raw: &str| {
-        crate::time_format::parse_rfc3339(raw)
-            .ok_or_else(|| xingqu_domain::Invalid::new(field, "invalid_time", "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00"))
+        crate::time_format::parse_rfc3339(raw).ok_or_else(|| {
+            xingqu_domain::Invalid::new(
+                field,
+                "invalid_time",
+                "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00",
+            )
+        })
     };
     let input = FlashSaleInput {
         sku_id: body.sku_id,
@@ -585,7 +622,13 @@ pub struct FlashOrderResponse {
 
 impl From<FlashOrder> for FlashOrderResponse {
     fn from(o: FlashOrder) -> Self {
-        Self { order_id: o.order_id, flash_sale_id: o.flash_sale_id, quantity: o.quantity, total_fen: o.total_fen, status: "created" }
+        Self {
+            order_id: o.order_id,
+            flash_sale_id: o.flash_sale_id,
+            quantity: o.quantity,
+            total_fen: o.total_fen,
+            status: "created",
+        }
     }
 }
 
@@ -603,7 +646,10 @@ async fn flash_purchase(
     ApiJson(body): ApiJson<FlashPurchaseRequest>,
 ) -> ApiResult<(StatusCode, Json<FlashOrderResponse>)> {
     let key = idempotency_key(&headers);
-    let order = state.app.flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &(&body.address).into()).await?;
+    let order = state
+        .app
+        .flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &(&body.address).into())
+        .await?;
     let status = if order.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(order.into())))
 }

@@ -33,8 +33,12 @@ pub struct Attempt {
 #[derive(Debug, Clone)]
 pub struct PeerResult {
     pub name: &'static str,
-    /// Successful purchases (first-time orders plus idempotent replays) per second of wall time.
+    /// New orders per second while stock lasted: units sold over [`PeerResult::sell_out_s`].
     pub orders_per_s: f64,
+    /// Seconds from the start until the last new order was answered.
+    pub sell_out_s: f64,
+    /// All attempts (orders, replays, sold-out answers) per second over the whole run.
+    pub attempts_per_s: f64,
     /// Units actually taken from stock, read back from the peer's storage after the run.
     pub units_sold: i64,
     /// Orders stored beyond one per idempotency key (must be 0), read back from storage.
@@ -49,6 +53,8 @@ pub struct PeerResult {
 struct Sample {
     index: usize,
     latency: Duration,
+    /// When the answer arrived, since the start of the run.
+    done: Duration,
     order: Option<i64>,
 }
 
@@ -82,7 +88,9 @@ async fn drive<B: Buyer>(attempts: &[Attempt], buyers: Vec<B>) -> Result<Run, St
                 let Some(attempt) = shared.get(index) else { break };
                 let began = Instant::now();
                 match buyer.buy(attempt).await {
-                    Ok(order) => samples.push(Sample { index, latency: began.elapsed(), order }),
+                    Ok(order) => {
+                        samples.push(Sample { index, latency: began.elapsed(), done: started.elapsed(), order })
+                    }
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
                         return Err(format!("attempt {index} failed: {e}"));
@@ -128,11 +136,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn summarize(name: &'static str, run: &Run, units_sold: i64, duplicate_orders: i64) -> PeerResult {
     let mut latencies: Vec<f64> = run.samples.iter().map(|s| s.latency.as_secs_f64() * 1000.0).collect();
     latencies.sort_by(f64::total_cmp);
-    let orders = run.samples.iter().filter(|s| s.order.is_some()).count();
     let elapsed_s = run.elapsed.as_secs_f64();
+    // The last new order: the latest answer carrying an order id no earlier answer carried.
+    let mut by_time: Vec<&Sample> = run.samples.iter().filter(|s| s.order.is_some()).collect();
+    by_time.sort_by_key(|s| s.done);
+    let mut seen = HashSet::new();
+    let sell_out_s = by_time
+        .iter()
+        .filter(|s| s.order.is_some_and(|id| seen.insert(id)))
+        .map(|s| s.done.as_secs_f64())
+        .fold(0.0, f64::max);
     PeerResult {
         name,
-        orders_per_s: if elapsed_s > 0.0 { orders as f64 / elapsed_s } else { 0.0 },
+        orders_per_s: if sell_out_s > 0.0 { units_sold as f64 / sell_out_s } else { 0.0 },
+        sell_out_s,
+        attempts_per_s: if elapsed_s > 0.0 { run.samples.len() as f64 / elapsed_s } else { 0.0 },
         units_sold,
         duplicate_orders,
         p50_ms: percentile(&latencies, 50.0),
