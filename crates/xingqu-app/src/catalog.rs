@@ -190,6 +190,33 @@ impl App {
         self.store().merchant(merchant_id).await?.ok_or(AppError::not_found("merchant"))
     }
 
+    /// Staff (or an operator) set a shop's shipping terms and dispatch promise; orders placed
+    /// afterwards use them (orders placed before keep what they were sold with).
+    pub async fn set_fulfilment(
+        &self,
+        actor: &Actor,
+        merchant_id: i64,
+        shipping_fee_fen: i64,
+        free_shipping_over_fen: Option<i64>,
+        dispatch_promise: &str,
+    ) -> AppResult<MerchantRow> {
+        self.visible_merchant(&Some(*actor), merchant_id).await?;
+        if !actor.manages_merchant(merchant_id) {
+            return Err(AppError::Forbidden("only the shop's staff or an operator may change it"));
+        }
+        if !(0..=100_000).contains(&shipping_fee_fen) {
+            return Err(AppError::invalid("shipping_fee_fen", "out_of_range", "must be 0 to 100000 分"));
+        }
+        if free_shipping_over_fen.is_some_and(|v| !(0..=xingqu_domain::money::PRICE_FEN_MAX).contains(&v)) {
+            return Err(AppError::invalid("free_shipping_over_fen", "out_of_range", "must be 0 to 100000000 分"));
+        }
+        let promise = xingqu_domain::order::DispatchPromise::parse(dispatch_promise)?;
+        self.store()
+            .set_merchant_fulfilment(merchant_id, shipping_fee_fen, free_shipping_over_fen, promise.as_str())
+            .await?;
+        self.store().merchant(merchant_id).await?.ok_or(AppError::not_found("merchant"))
+    }
+
     /// An operator decides a pending qualification.
     pub async fn decide_qualification(
         &self,

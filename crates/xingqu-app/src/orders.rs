@@ -296,9 +296,9 @@ impl App {
                     format!("line {index}: SKU {} has fewer than {} left", line.sku_id, line.quantity),
                 ));
             }
-            if sku.per_user_limit > 0
-                && tx.add_purchase(actor.user_id, line.sku_id, line.quantity).await? > sku.per_user_limit
-            {
+            // Holdings are kept for every SKU (a limit may be set later); checked where there is one.
+            let held = tx.add_purchase(actor.user_id, line.sku_id, line.quantity).await?;
+            if sku.per_user_limit > 0 && held > sku.per_user_limit {
                 return Err(AppError::conflict(
                     "purchase_limit_exceeded",
                     format!("line {index}: at most {} of SKU {} per buyer", sku.per_user_limit, line.sku_id),
@@ -591,7 +591,7 @@ impl App {
             match order.flash_sale_id {
                 Some(flash_sale_id) => {
                     tx.return_flash_units(flash_sale_id, line.quantity).await?;
-                    tx.add_flash_purchases(flash_sale_id, &[(order.buyer_user_id, -line.quantity)]).await?;
+                    tx.release_flash_purchase(flash_sale_id, order.buyer_user_id, line.quantity).await?;
                 }
                 None => {
                     tx.return_stock(line.sku_id, line.quantity).await?;

@@ -39,6 +39,8 @@ pub struct SkuInput {
     pub weight_g: Option<i64>,
     /// Why the price changed (recorded in the price history).
     pub reason: Option<String>,
+    /// Units one buyer may hold across live orders; 0 for no limit.
+    pub per_user_limit: Option<i64>,
 }
 
 /// A product with its SKUs.
@@ -343,9 +345,15 @@ impl App {
             return Err(AppError::conflict("product_banned", "a banned product cannot change"));
         }
         let (sku, reason) = parse_sku(input, Some(&current))?;
+        if input.per_user_limit.is_some_and(|l| !(0..=99).contains(&l)) {
+            return Err(AppError::invalid("per_user_limit", "out_of_range", "must be 0 (no limit) to 99"));
+        }
         let mut tx = self.store().begin().await?;
         let change = Change { actor_user_id: Some(actor.user_id), reason: &reason, now_ms: self.now_ms() };
         let row = tx.update_sku(sku_id, &sku.as_store(), change).await?;
+        if let Some(limit) = input.per_user_limit {
+            tx.set_sku_limit(sku_id, limit).await?;
+        }
         tx.commit().await?;
         Ok(row)
     }

@@ -398,15 +398,15 @@ impl Tx {
 
     /// Adds `units` (negative to release) to what a buyer holds of a SKU; returns the new total.
     pub async fn add_purchase(&mut self, user_id: i64, sku_id: i64, units: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+        // A release is a plain update: SQLite checks constraints on an upsert's proposed row, and
+        // a negative proposed row would be refused even though it never lands.
+        let sql = if units < 0 {
+            "UPDATE purchases SET units = units + $3 WHERE user_id = $1 AND sku_id = $2 RETURNING units"
+        } else {
             "INSERT INTO purchases (user_id, sku_id, units) VALUES ($1, $2, $3) \
-             ON CONFLICT (user_id, sku_id) DO UPDATE SET units = purchases.units + excluded.units RETURNING units",
-        )
-        .bind(user_id)
-        .bind(sku_id)
-        .bind(units)
-        .fetch_one(self.conn())
-        .await?;
+             ON CONFLICT (user_id, sku_id) DO UPDATE SET units = purchases.units + excluded.units RETURNING units"
+        };
+        let row = sqlx::query(sql).bind(user_id).bind(sku_id).bind(units).fetch_one(self.conn()).await?;
         Ok(row.try_get("units")?)
     }
 
@@ -431,7 +431,23 @@ impl Tx {
         Ok(())
     }
 
-    /// Adds units to what each buyer holds of a flash sale (negative to release).
+    /// Releases units a buyer held of a flash sale.
+    pub async fn release_flash_purchase(
+        &mut self,
+        flash_sale_id: i64,
+        user_id: i64,
+        units: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE flash_purchases SET units = units - $3 WHERE flash_sale_id = $1 AND user_id = $2")
+            .bind(flash_sale_id)
+            .bind(user_id)
+            .bind(units)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds units to what each buyer holds of a flash sale (all positive).
     pub async fn add_flash_purchases(&mut self, flash_sale_id: i64, per_user: &[(i64, i64)]) -> Result<(), StoreError> {
         for chunk in pieces(per_user) {
             let mut sql =
@@ -818,6 +834,15 @@ pub struct SkuForOrder {
 }
 
 impl Tx {
+    pub async fn set_sku_limit(&mut self, sku_id: i64, per_user_limit: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE skus SET per_user_limit = $1 WHERE id = $2")
+            .bind(per_user_limit)
+            .bind(sku_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Records the amount paid on an order that closed before the payment arrived (it is refunded
     /// in the same transaction).
     pub async fn record_late_payment(&mut self, order_id: i64, paid_fen: i64) -> Result<(), StoreError> {

@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_merchants, apply_merchant))
         .routes(routes!(get_merchant, update_merchant))
         .routes(routes!(decide_qualification))
+        .routes(routes!(set_fulfilment))
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
@@ -322,4 +323,52 @@ async fn decide_qualification(
 ) -> ApiResult<Json<MerchantResponse>> {
     let decision = Decision::parse(&body.decision)?;
     Ok(Json(state.app.decide_qualification(&auth.user.actor(), id, decision, &body.reason).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FulfilmentRequest {
+    /// Shipping charged per order, in 分.
+    shipping_fee_fen: i64,
+    /// Free shipping when the goods paid reach this; absent: never free.
+    free_shipping_over_fen: Option<i64>,
+    /// none, within_48h, within_24h or same_day.
+    dispatch_promise: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FulfilmentResponse {
+    merchant: MerchantResponse,
+    shipping_fee_fen: i64,
+    free_shipping_over_fen: Option<i64>,
+    dispatch_promise: String,
+}
+
+/// Sets a shop's shipping terms and dispatch promise (its staff or an operator).
+#[utoipa::path(put, path = "/v1/merchants/{id}/fulfilment", tag = "catalog", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = FulfilmentRequest,
+    responses((status = 200, body = FulfilmentResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_fulfilment(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<FulfilmentRequest>,
+) -> ApiResult<Json<FulfilmentResponse>> {
+    let merchant = state
+        .app
+        .set_fulfilment(
+            &auth.user.actor(),
+            id,
+            body.shipping_fee_fen,
+            body.free_shipping_over_fen,
+            &body.dispatch_promise,
+        )
+        .await?;
+    let promise = xingqu_domain::order::DispatchPromise::parse(&body.dispatch_promise)?;
+    Ok(Json(FulfilmentResponse {
+        merchant: merchant.into(),
+        shipping_fee_fen: body.shipping_fee_fen,
+        free_shipping_over_fen: body.free_shipping_over_fen,
+        dispatch_promise: promise.as_str().to_owned(),
+    }))
 }

@@ -59,6 +59,7 @@ impl From<&SkuRequest> for SkuInput {
             stock: Some(s.stock),
             weight_g: Some(s.weight_g),
             reason: None,
+            per_user_limit: None,
         }
     }
 }
@@ -72,6 +73,8 @@ pub struct UpdateSkuRequest {
     weight_g: Option<i64>,
     /// Why the price changes; kept in the price history.
     reason: Option<String>,
+    /// Units one buyer may hold across live orders; 0 for no limit.
+    per_user_limit: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -462,6 +465,7 @@ async fn update_sku(
         stock: body.stock,
         weight_g: body.weight_g,
         reason: body.reason,
+        per_user_limit: body.per_user_limit,
     };
     Ok(Json(state.app.update_sku(&auth.user.actor(), id, &input).await?.into()))
 }

@@ -54,7 +54,11 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, http: HttpConfig) -> Option<TestApp> {
         let db = TestDb::new(backend).await?;
         let clock = FakeClock::new(START_MS);
-        let app = App::new(db.store.clone(), Arc::new(clock.clone()), AppConfig { session_ttl_s: 3600 });
+        let app = App::new(
+            db.store.clone(),
+            Arc::new(clock.clone()),
+            AppConfig { session_ttl_s: 3600, ..AppConfig::default() },
+        );
         let router = xingqu_http::router(app.clone(), http).expect("router");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let url = format!("http://{}", listener.local_addr().expect("address"));

@@ -1,0 +1,492 @@
+//! Checkout, orders, payments, fulfilment, timers, the ledger and flash sales, over HTTP.
+
+use crate::helpers::{Reply, TestApp};
+use serde_json::{Value, json};
+
+crate::api_tests!(
+    quotes_split_carts_by_merchant,
+    orders_are_idempotent_even_when_concurrent,
+    stock_and_purchase_limits_hold,
+    payment_callbacks_are_verified_and_idempotent,
+    orders_live_through_to_settlement,
+    unpaid_orders_expire_once_and_late_payments_are_refunded,
+    cancelling_a_paid_order_refunds_it,
+    pay_and_expire_race_to_one_outcome,
+    flash_sales_admit_exactly_the_pool,
+    order_bad_input_is_refused
+);
+
+fn address() -> Value {
+    json!({"name": "金顺姬", "phone": "13800000000", "region_code": "222401", "detail": "延吉市光明街 1 号"})
+}
+
+async fn order(app: &TestApp, token: &str, key: &str, lines: Value) -> Reply {
+    let body = json!({"lines": lines, "address": address()}).to_string().into_bytes();
+    let request = reqwest::Client::new()
+        .post(format!("{}/v1/orders", app.url))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body);
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    Reply { status, body: response.json().await.unwrap_or(Value::Null) }
+}
+
+async fn stock(app: &TestApp, sku: i64) -> i64 {
+    app.get(&format!("/v1/skus/{sku}"), None).await.body["stock"].as_i64().expect("stock")
+}
+
+/// Pays an order through the simulated gateway's signed callback.
+async fn pay(app: &TestApp, buyer: &str, order_id: i64) -> Reply {
+    let payment = app.post(&format!("/v1/orders/{order_id}/pay"), Some(buyer), json!(null)).await;
+    let payment = if payment.status == 415 || payment.status == 422 {
+        app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(buyer), None).await
+    } else {
+        payment
+    };
+    assert_eq!(payment.status, 200, "{payment:?}");
+    app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await
+}
+
+async fn ledger_is_consistent(app: &TestApp) {
+    let report = app.app.store().check_ledger().await.expect("check ledger");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
+
+async fn quotes_split_carts_by_merchant(app: &TestApp) {
+    let (yanbian, yanbian_id) = app.shop("延吉米铺", "222401").await;
+    let (suzhou, suzhou_id) = app.shop("苏州绣坊", "320500").await;
+    let fulfilment = json!({"shipping_fee_fen": 800, "free_shipping_over_fen": 9900, "dispatch_promise": "within_24h"});
+    assert_eq!(
+        app.send(
+            "PUT",
+            &format!("/v1/merchants/{yanbian_id}/fulfilment"),
+            Some(&yanbian),
+            Some(("application/json", fulfilment.to_string().into_bytes()))
+        )
+        .await
+        .status,
+        200
+    );
+    let fee = json!({"shipping_fee_fen": 1200, "dispatch_promise": "none"});
+    app.send(
+        "PUT",
+        &format!("/v1/merchants/{suzhou_id}/fulfilment"),
+        Some(&suzhou),
+        Some(("application/json", fee.to_string().into_bytes())),
+    )
+    .await;
+    let (_, rice) = app.listed_product(&yanbian, "延边大米", 5990).await;
+    let (_, kimchi) = app.listed_product(&yanbian, "辣白菜", 2990).await;
+    let (_, fan) = app.listed_product(&suzhou, "苏绣团扇", 29900).await;
+    let quote = app.post("/v1/quotes", None, json!({"lines": [{"sku_id": rice, "quantity": 1}, {"sku_id": fan, "quantity": 1}, {"sku_id": kimchi, "quantity": 1}]})).await;
+    assert_eq!(quote.status, 200, "{quote:?}");
+    let merchants = quote.body["merchants"].as_array().expect("merchants");
+    assert_eq!(merchants.len(), 2);
+    assert_eq!(
+        (merchants[0]["goods_paid_fen"].as_i64(), merchants[0]["shipping_fen"].as_i64()),
+        (Some(8980), Some(800))
+    );
+    assert_eq!(
+        (merchants[1]["goods_paid_fen"].as_i64(), merchants[1]["shipping_fen"].as_i64()),
+        (Some(29900), Some(1200))
+    );
+    assert_eq!(quote.body["total_fen"], 8980 + 800 + 29900 + 1200);
+    let free = app.post("/v1/quotes", None, json!({"lines": [{"sku_id": rice, "quantity": 2}]})).await;
+    assert_eq!(free.body["merchants"][0]["shipping_fen"], 0, "free over 99 yuan");
+
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let checkout =
+        order(app, &buyer, "cart-1", json!([{"sku_id": rice, "quantity": 1}, {"sku_id": fan, "quantity": 1}])).await;
+    assert_eq!(checkout.status, 201, "{checkout:?}");
+    let orders = checkout.body["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 2, "one order per merchant");
+    assert!(orders[0]["lines"][0]["product_version"].as_i64().is_some());
+    assert_eq!(orders[0]["dispatch_promise"], "within_24h");
+    assert_eq!(checkout.body["total_fen"], 5990 + 800 + 29900 + 1200);
+}
+
+async fn orders_are_idempotent_even_when_concurrent(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let lines = json!([{"sku_id": sku, "quantity": 2}]);
+    let (a, b, c, d) = tokio::join!(
+        order(app, &buyer, "same-key", lines.clone()),
+        order(app, &buyer, "same-key", lines.clone()),
+        order(app, &buyer, "same-key", lines.clone()),
+        order(app, &buyer, "same-key", lines.clone())
+    );
+    let replies = [&a, &b, &c, &d];
+    let ids: std::collections::BTreeSet<i64> =
+        replies.iter().map(|r| r.body["checkout_id"].as_i64().expect("checkout")).collect();
+    assert_eq!(ids.len(), 1, "{replies:?}");
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 200, 201]);
+    assert_eq!(stock(app, sku).await, 98, "reserved once");
+    order(app, &buyer, "same-key", json!([{"sku_id": sku, "quantity": 1}]))
+        .await
+        .assert_error(422, "idempotency_key_reused");
+    let other_buyer = app.register("other@example.com", "consumer").await;
+    assert_eq!(order(app, &other_buyer, "same-key", lines).await.status, 201, "keys are per buyer");
+    assert_eq!(stock(app, sku).await, 96);
+}
+
+async fn stock_and_purchase_limits_hold(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let (_, other) = app.listed_product(&staff, "辣白菜", 2990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    order(app, &buyer, "too-many", json!([{"sku_id": other, "quantity": 1}, {"sku_id": sku, "quantity": 99}, {"sku_id": sku + 1000, "quantity": 1}])).await.assert_error(422, "unknown_sku");
+    app.patch(&format!("/v1/skus/{sku}"), Some(&staff), json!({"stock": 98})).await;
+    let reply =
+        order(app, &buyer, "too-many", json!([{"sku_id": other, "quantity": 1}, {"sku_id": sku, "quantity": 99}]))
+            .await;
+    reply.assert_error(409, "out_of_stock");
+    assert_eq!((stock(app, sku).await, stock(app, other).await), (98, 100), "nothing reserved when one line fails");
+    app.patch(&format!("/v1/skus/{sku}"), Some(&staff), json!({"stock": 100})).await;
+
+    app.patch(&format!("/v1/skus/{sku}"), Some(&staff), json!({"per_user_limit": 3})).await;
+    assert_eq!(order(app, &buyer, "l1", json!([{"sku_id": sku, "quantity": 2}])).await.status, 201);
+    order(app, &buyer, "l2", json!([{"sku_id": sku, "quantity": 2}]))
+        .await
+        .assert_error(409, "purchase_limit_exceeded");
+    assert_eq!(order(app, &buyer, "l3", json!([{"sku_id": sku, "quantity": 1}])).await.status, 201);
+    assert_eq!(stock(app, sku).await, 97);
+
+    // Many buyers at once on the last units: never more sold than there is.
+    app.patch(&format!("/v1/skus/{sku}"), Some(&staff), json!({"stock": 5, "per_user_limit": 0})).await;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(app.register(&format!("rush{i}@example.com"), "consumer").await);
+    }
+    let rush = |i: usize| order(app, &tokens[i], "rush", json!([{"sku_id": sku, "quantity": 1}]));
+    let (r0, r1, r2, r3, r4, r5, r6, r7) =
+        tokio::join!(rush(0), rush(1), rush(2), rush(3), rush(4), rush(5), rush(6), rush(7));
+    let won = [r0, r1, r2, r3, r4, r5, r6, r7].iter().filter(|r| r.status == 201).count();
+    assert_eq!((won, stock(app, sku).await), (5, 0));
+}
+
+async fn payment_callbacks_are_verified_and_idempotent(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let checkout = order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 1}])).await;
+    let order_id = checkout.body["orders"][0]["id"].as_i64().expect("order");
+    let payment = app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(&buyer), None).await;
+    assert_eq!((payment.status, payment.body["amount_fen"].as_i64()), (200, Some(5990)), "{payment:?}");
+    let callback = payment.body["simulated_callback"].clone();
+
+    let mut forged = callback.clone();
+    forged["signature"] = json!("00".repeat(32));
+    app.post("/v1/payments/simulated/callback", None, forged).await.assert_error(401, "invalid_signature");
+    let mut cheap = callback.clone();
+    cheap["amount_fen"] = json!(1);
+    app.post("/v1/payments/simulated/callback", None, cheap).await.assert_error(401, "invalid_signature");
+    let mut unsigned = callback.clone();
+    if let Some(object) = unsigned.as_object_mut() {
+        object.remove("signature");
+    }
+    app.post("/v1/payments/simulated/callback", None, unsigned).await.assert_error(422, "missing_field");
+    let order_view = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!((order_view.body["status"].as_str(), order_view.body["paid_fen"].as_i64()), (Some("created"), Some(0)));
+
+    let (first, second) = tokio::join!(
+        app.post("/v1/payments/simulated/callback", None, callback.clone()),
+        app.post("/v1/payments/simulated/callback", None, callback.clone())
+    );
+    let mut outcomes = vec![first.body["outcome"].clone(), second.body["outcome"].clone()];
+    outcomes.sort_by_key(|o| o.to_string());
+    assert_eq!(outcomes, vec![json!("already_paid"), json!("paid")], "{first:?} {second:?}");
+    let paid = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!((paid.body["status"].as_str(), paid.body["paid_fen"].as_i64()), (Some("paid"), Some(5990)));
+    assert_eq!(app.app.store().account_balance("buyer_payments").await.expect("balance"), 5990, "posted once");
+    ledger_is_consistent(app).await;
+}
+
+async fn orders_live_through_to_settlement(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let order_id = order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 1}])).await.body["orders"][0]["id"]
+        .as_i64()
+        .expect("id");
+    app.post(
+        &format!("/v1/orders/{order_id}/ship"),
+        Some(&staff),
+        json!({"carrier": "顺丰", "tracking_number": "SF1"}),
+    )
+    .await
+    .assert_error(409, "invalid_transition");
+    assert_eq!(pay(app, &buyer, order_id).await.body["outcome"], "paid");
+    app.post(
+        &format!("/v1/orders/{order_id}/ship"),
+        Some(&buyer),
+        json!({"carrier": "顺丰", "tracking_number": "SF1"}),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    let shipped = app
+        .post(
+            &format!("/v1/orders/{order_id}/ship"),
+            Some(&staff),
+            json!({"carrier": "顺丰", "tracking_number": "SF1234567890"}),
+        )
+        .await;
+    assert_eq!(
+        (shipped.body["status"].as_str(), shipped.body["tracking_number"].as_str()),
+        (Some("shipped"), Some("SF1234567890"))
+    );
+    app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&buyer), json!({}))
+        .await
+        .assert_error(409, "invalid_transition");
+    app.clock.advance_ms(86_400_000);
+    // Sessions in these tests last an hour: sign in again a day later.
+    let staff = app.login("延吉米铺@shop.test").await;
+    let delivered = app.post(&format!("/v1/orders/{order_id}/deliver"), Some(&staff), json!({})).await;
+    assert_eq!(delivered.body["status"], "delivered", "{delivered:?}");
+
+    // Seven days later receipt is confirmed by the timer; settlement waits for the return window.
+    app.clock.advance_ms(7 * 86_400_000);
+    let report = app.app.run_due_timers().await.expect("timers");
+    let staff = app.login("延吉米铺@shop.test").await;
+    let buyer = app.login("buyer@example.com").await;
+    assert_eq!((report.completed, report.settled), (1, 1), "the return window (7 days) has passed too");
+    let again = app.app.run_due_timers().await.expect("timers again");
+    assert_eq!((again.completed, again.settled), (0, 0), "timers act once");
+    let done = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!(done.body["status"], "completed");
+    assert!(done.body["settled_at"].is_string());
+    // Commission is the category's 5% on the goods.
+    let store = app.app.store();
+    assert_eq!(store.account_balance(&format!("merchant_settlement:{merchant}")).await.expect("balance"), -9500);
+    assert_eq!(store.account_balance("platform_commission").await.expect("balance"), -500);
+    assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), 0);
+    let events = app.get(&format!("/v1/orders/{order_id}"), Some(&staff)).await;
+    assert_eq!(events.status, 200);
+    ledger_is_consistent(app).await;
+}
+
+async fn unpaid_orders_expire_once_and_late_payments_are_refunded(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let order_id = order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 3}])).await.body["orders"][0]["id"]
+        .as_i64()
+        .expect("id");
+    let payment = app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(&buyer), None).await;
+    assert_eq!(stock(app, sku).await, 97);
+    app.clock.advance_ms(15 * 60 * 1000 - 1);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 0);
+    app.clock.advance_ms(1);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 1);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 0);
+    assert_eq!(stock(app, sku).await, 100, "returned exactly once");
+    app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(&buyer), None)
+        .await
+        .assert_error(409, "invalid_transition");
+
+    let late = app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await;
+    assert_eq!(late.body["outcome"], "refunded_late", "{late:?}");
+    let view = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!(
+        (view.body["status"].as_str(), view.body["paid_fen"].as_i64(), view.body["refunded_fen"].as_i64()),
+        (Some("expired"), Some(17970), Some(17970))
+    );
+    let again = app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await;
+    assert_eq!(again.body["outcome"], "already_paid");
+    assert_eq!(app.app.store().account_balance("refunds").await.expect("balance"), -17970);
+    ledger_is_consistent(app).await;
+}
+
+async fn cancelling_a_paid_order_refunds_it(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let stranger = app.register("stranger@example.com", "consumer").await;
+    let order_id = order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 2}])).await.body["orders"][0]["id"]
+        .as_i64()
+        .expect("id");
+    pay(app, &buyer, order_id).await;
+    app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&stranger), json!({}))
+        .await
+        .assert_error(404, "order_not_found");
+    let cancelled = app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&buyer), json!({"reason": "买错了"})).await;
+    assert_eq!(
+        (cancelled.body["status"].as_str(), cancelled.body["refunded_fen"].as_i64()),
+        (Some("cancelled"), Some(11980))
+    );
+    assert_eq!(stock(app, sku).await, 100);
+    assert_eq!(app.app.store().account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), 0);
+    app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&buyer), json!({}))
+        .await
+        .assert_error(409, "invalid_transition");
+    ledger_is_consistent(app).await;
+}
+
+async fn pay_and_expire_race_to_one_outcome(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    for round in 0..6 {
+        let buyer = app.register(&format!("racer{round}@example.com"), "consumer").await;
+        let order_id = order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 1}])).await.body["orders"][0]["id"]
+            .as_i64()
+            .expect("id");
+        let payment = app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(&buyer), None).await;
+        app.clock.advance_ms(15 * 60 * 1000);
+        let callback = payment.body["simulated_callback"].clone();
+        let (paid, timers) =
+            tokio::join!(app.post("/v1/payments/simulated/callback", None, callback), app.app.run_due_timers());
+        let timers = timers.expect("timers");
+        let view = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+        match (paid.body["outcome"].as_str(), timers.expired) {
+            (Some("paid"), 0) => assert_eq!(view.body["status"], "paid"),
+            (Some("refunded_late"), 1) => {
+                assert_eq!(
+                    (view.body["status"].as_str(), view.body["refunded_fen"].as_i64()),
+                    (Some("expired"), Some(5990))
+                )
+            }
+            other => panic!("round {round}: inconsistent outcome {other:?}: {paid:?} {view:?}"),
+        }
+    }
+    let held: i64 = 100 - stock(app, sku).await;
+    let paid = app.app.store().orders(xingqu_store::orders::OrderScope::Merchant(1), None, 100).await.expect("orders");
+    let live = paid.iter().filter(|o| o.status == "paid").count() as i64;
+    assert_eq!(held, live, "stock is held exactly by the paid orders");
+    ledger_is_consistent(app).await;
+}
+
+async fn flash_sales_admit_exactly_the_pool(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let consumer = app.register("nosy@example.com", "consumer").await;
+    let sale = |price: i64, pool: i64| {
+        json!({"sku_id": sku, "price_fen": price, "starts_at": "2025-11-26T00:00:00Z", "ends_at": "2025-11-27T00:00:00Z",
+               "pool_units": pool, "per_user_limit": 2})
+    };
+    app.post("/v1/flash-sales", Some(&consumer), sale(2990, 25)).await.assert_error(403, "forbidden");
+    app.post("/v1/flash-sales", Some(&staff), sale(5990, 25)).await.assert_error(422, "not_a_discount");
+    app.post("/v1/flash-sales", Some(&staff), sale(2990, 0)).await.assert_error(422, "out_of_range");
+    let created = app.post("/v1/flash-sales", Some(&staff), sale(2990, 25)).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.id();
+
+    let buy = |token: String, key: String, quantity: i64| async move {
+        let body = json!({"quantity": quantity, "address": address()}).to_string().into_bytes();
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        Reply { status, body: response.json().await.unwrap_or(Value::Null) }
+    };
+    let first = app.register("first@example.com", "consumer").await;
+    let bought = buy(first.clone(), "f1".into(), 2).await;
+    assert_eq!((bought.status, bought.body["total_fen"].as_i64()), (201, Some(5980)), "{bought:?}");
+    let replay = buy(first.clone(), "f1".into(), 2).await;
+    assert_eq!((replay.status, replay.body["order_id"].clone()), (200, bought.body["order_id"].clone()));
+    buy(first.clone(), "f1".into(), 1).await.assert_error(422, "idempotency_key_reused");
+    buy(first.clone(), "f2".into(), 1).await.assert_error(409, "purchase_limit_exceeded");
+
+    // 30 buyers, 2 attempts each plus a retry, for the 23 units left.
+    let mut tokens = Vec::new();
+    for i in 0..30 {
+        tokens.push(app.register(&format!("flash{i}@example.com"), "consumer").await);
+    }
+    let mut attempts = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        attempts.push(buy(token.clone(), format!("a{i}"), 1));
+        attempts.push(buy(token.clone(), format!("b{i}"), 1));
+        attempts.push(buy(token.clone(), format!("a{i}"), 1));
+    }
+    let results = join_all(attempts).await;
+    let mut order_ids = std::collections::BTreeSet::new();
+    for result in &results {
+        assert!(matches!(result.status, 200 | 201 | 409), "{result:?}");
+        if let Some(order_id) = result.body["order_id"].as_i64() {
+            order_ids.insert(order_id);
+        }
+    }
+    let sale_now = app.get(&format!("/v1/flash-sales/{id}"), None).await;
+    assert_eq!(sale_now.body["remaining_units"], 0);
+    assert_eq!(order_ids.len(), 23, "one order per unit, replays return the same order");
+    let held: i64 = app.app.store().flash_state(id).await.expect("state").0.iter().map(|h| h.1).sum();
+    assert_eq!(held, 25);
+    assert_eq!(stock(app, sku).await, 100, "the pool is apart from normal stock");
+
+    // An unpaid flash order expires and its unit goes back to the pool, and can be bought again.
+    app.clock.advance_ms(15 * 60 * 1000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 24);
+    let again = buy(app.register("late@example.com", "consumer").await, "x".into(), 2).await;
+    assert_eq!(again.status, 201, "{again:?}");
+}
+
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+async fn order_bad_input_is_refused(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let line = |quantity: i64| json!([{"sku_id": sku, "quantity": quantity}]);
+    order(app, &buyer, "k", line(0)).await.assert_error(422, "out_of_range");
+    order(app, &buyer, "k", line(-1)).await.assert_error(422, "out_of_range");
+    order(app, &buyer, "k", line(100)).await.assert_error(422, "out_of_range");
+    order(app, &buyer, "k", json!([])).await.assert_error(422, "out_of_range");
+    order(app, &buyer, "k", json!([{"sku_id": sku, "quantity": 1}, {"sku_id": sku, "quantity": 1}]))
+        .await
+        .assert_error(422, "duplicate_sku");
+    order(app, &buyer, "bad key with spaces", line(1)).await.assert_error(422, "invalid_idempotency_key");
+    order(app, &staff, "k", line(1)).await.assert_error(403, "forbidden");
+    let no_key = app.post("/v1/orders", Some(&buyer), json!({"lines": line(1), "address": address()})).await;
+    no_key.assert_error(422, "invalid_idempotency_key");
+    let mut bad_address = address();
+    bad_address["phone"] = json!("call me");
+    let body = json!({"lines": line(1), "address": bad_address});
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/orders", app.url))
+        .bearer_auth(&buyer)
+        .header("idempotency-key", "k")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reply.status().as_u16(), 422);
+    app.raw("POST", "/v1/orders", Some(&buyer), r#"{"lines": [{"sku_id": 1, "quantity": 99999999999999999999}]"#)
+        .await
+        .assert_error(400, "malformed_json");
+    app.get("/v1/orders/99999", Some(&buyer)).await.assert_error(404, "order_not_found");
+    app.post(
+        "/v1/payments/simulated/callback",
+        None,
+        json!({"order_id": 99999, "amount_fen": 1, "gateway_ref": "x", "signature": "zz"}),
+    )
+    .await
+    .assert_error(401, "invalid_signature");
+    assert_eq!(stock(app, sku).await, 100, "nothing reserved");
+    assert!(app.get("/v1/orders", Some(&buyer)).await.body["items"].as_array().is_some_and(Vec::is_empty));
+}
