@@ -46,6 +46,7 @@ conformance!(
     listing_filters_sorts_and_pages,
     listing_text_matches_literally,
     dropped_transaction_leaves_nothing,
+    concurrent_reservations_never_oversell,
 );
 
 const NOW_MS: i64 = 1_764_000_000_000;
@@ -436,4 +437,41 @@ async fn dropped_transaction_leaves_nothing(store: &Store) {
     tx.commit().await.expect("commit");
     let mut tx = store.begin().await.expect("begin");
     assert!(is_conflict(&tx.insert_setting("marker", "y").await.expect_err("set twice")));
+}
+
+async fn concurrent_reservations_never_oversell(store: &Store) {
+    let (merchant, _, leaf) = shop(store, "rush", "222401", "approved").await;
+    let product = listed(store, merchant, leaf, "秒杀米", "222401", OriginTags::default(), 100).await;
+    let sku = store.skus(product).await.expect("skus")[0].id;
+    let mut tx = store.begin().await.expect("begin");
+    let spec = vec![("规格".to_owned(), "1件".to_owned())];
+    tx.update_sku(
+        sku,
+        &SkuValues { spec: &spec, price_fen: 100, stock: 7, weight_g: 500 },
+        change(None, "restock", NOW_MS),
+    )
+    .await
+    .expect("set stock");
+    tx.commit().await.expect("commit");
+    let mut tasks = Vec::new();
+    for user in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            if !tx.reserve_stock(sku, 1).await? {
+                return Ok::<bool, StoreError>(false);
+            }
+            tx.add_purchase(user, sku, 1).await?;
+            tx.commit().await?;
+            Ok(true)
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task.await.expect("join").expect("reserve") {
+            won += 1;
+        }
+    }
+    let left = store.sku(sku).await.expect("sku").expect("exists").stock;
+    assert_eq!((won, left), (7, 0), "sold + stock = initial, never more than there was");
 }

@@ -20,20 +20,27 @@ struct Server {
 
 async fn start(database_url: &str) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_xingqu"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xingqu"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start the server binary");
     let url = format!("http://127.0.0.1:{port}");
+    let mut healthy = false;
     for _ in 0..400 {
         if reqwest::get(format!("{url}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
-            return Server { child, url };
+            healthy = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the server did not become healthy");
+    if !healthy {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not become healthy");
+    }
+    Server { child, url }
 }
 
 /// Buyer `i` buys with key `k{i}-{n}`; returns the order id on a 2xx, None otherwise.
