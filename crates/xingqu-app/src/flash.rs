@@ -124,32 +124,27 @@ fn digest(quantity: i64, address: &str) -> String {
 
 /// Commits a group of orders in one transaction; any failure fails the whole group.
 async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
-    let internal = |e: StoreError| match e {
+    let failure = |e: StoreError| match e {
         StoreError::Conflict { .. } => Failure::KeyReused,
+        StoreError::Constraint => Failure::SoldOut,
         other => Failure::Internal(other.to_string()),
     };
-    let mut tx = store.begin().await.map_err(internal)?;
     let checkouts: Vec<NewCheckout> = jobs.iter().map(|j| j.checkout.clone()).collect();
-    tx.insert_checkouts(&checkouts).await.map_err(internal)?;
     let orders: Vec<NewOrder> = jobs.iter().map(|j| j.order.clone()).collect();
-    tx.insert_orders(&orders).await.map_err(internal)?;
     let lines: Vec<NewLine> = jobs.iter().map(|j| j.line.clone()).collect();
-    tx.insert_lines(&lines).await.map_err(internal)?;
-    let mut per_sale: HashMap<i64, (i64, HashMap<i64, i64>)> = HashMap::new();
+    let mut takes: HashMap<i64, i64> = HashMap::new();
+    let mut holdings: HashMap<(i64, i64), i64> = HashMap::new();
     for job in jobs {
-        let entry = per_sale.entry(job.flash_sale_id).or_default();
-        entry.0 += job.line.quantity;
-        *entry.1.entry(job.order.buyer_user_id).or_default() += job.line.quantity;
+        *takes.entry(job.flash_sale_id).or_default() += job.line.quantity;
+        *holdings.entry((job.flash_sale_id, job.order.buyer_user_id)).or_default() += job.line.quantity;
     }
-    for (flash_sale_id, (units, per_user)) in per_sale {
-        if !tx.take_flash_units(flash_sale_id, units).await.map_err(internal)? {
-            return Err(Failure::SoldOut);
-        }
-        let mut holdings: Vec<(i64, i64)> = per_user.into_iter().collect();
-        holdings.sort_unstable();
-        tx.add_flash_purchases(flash_sale_id, &holdings).await.map_err(internal)?;
-    }
-    tx.commit().await.map_err(internal)
+    let mut takes: Vec<(i64, i64)> = takes.into_iter().collect();
+    takes.sort_unstable();
+    let mut holdings: Vec<(i64, i64, i64)> = holdings.into_iter().map(|((sale, user), units)| (sale, user, units)).collect();
+    holdings.sort_unstable();
+    let mut tx = store.begin().await.map_err(failure)?;
+    tx.insert_flash_group(&checkouts, &orders, &lines, &takes, &holdings).await.map_err(failure)?;
+    tx.commit().await.map_err(failure)
 }
 
 /// The writer: takes what is queued (up to a group), commits it, answers. If a group fails, its

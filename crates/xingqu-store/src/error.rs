@@ -9,6 +9,9 @@ pub enum StoreError {
     /// A unique key already holds this value (`constraint` names it when the database says).
     #[error("conflict on {constraint}")]
     Conflict { constraint: String },
+    /// A CHECK constraint refused the change (a pool or a balance would go below zero).
+    #[error("a constraint refused the change")]
+    Constraint,
     /// A row changed between read and write (compare-and-set lost).
     #[error("concurrent modification")]
     Concurrent,
@@ -27,6 +30,11 @@ impl From<sqlx::Error> for StoreError {
         {
             let constraint = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
             return StoreError::Conflict { constraint };
+        }
+        if let sqlx::Error::Database(db) = &error
+            && matches!(db.kind(), sqlx::error::ErrorKind::CheckViolation)
+        {
+            return StoreError::Constraint;
         }
         if let sqlx::Error::RowNotFound = error {
             return StoreError::NotFound;

@@ -267,113 +267,170 @@ fn pieces<T>(items: &[T]) -> Vec<&[T]> {
     pieces
 }
 
+const CHECKOUT_INSERT: [&str; 6] = ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
+const ORDER_INSERT: [&str; 15] = [
+    "id",
+    "checkout_id",
+    "buyer_user_id",
+    "merchant_id",
+    "trade_type",
+    "flash_sale_id",
+    "status",
+    "goods_list_fen",
+    "discount_fen",
+    "shipping_fen",
+    "total_fen",
+    "address",
+    "dispatch_promise",
+    "created_at_ms",
+    "expires_at_ms",
+];
+const LINE_INSERT: [&str; 15] = [
+    "id",
+    "order_id",
+    "sku_id",
+    "product_id",
+    "product_version",
+    "title",
+    "spec",
+    "unit_price_fen",
+    "quantity",
+    "list_total_fen",
+    "discount_fen",
+    "paid_fen",
+    "discounts",
+    "commission_bps",
+    "dispatch_promise",
+];
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_checkout<'q>(query: AnyQuery<'q>, c: &NewCheckout) -> AnyQuery<'q> {
+    query
+        .bind(c.id)
+        .bind(c.buyer_user_id)
+        .bind(c.idempotency_key.clone())
+        .bind(c.request_sha256.clone())
+        .bind(c.total_fen)
+        .bind(c.created_at_ms)
+}
+
+fn bind_order<'q>(query: AnyQuery<'q>, o: &NewOrder) -> AnyQuery<'q> {
+    query
+        .bind(o.id)
+        .bind(o.checkout_id)
+        .bind(o.buyer_user_id)
+        .bind(o.merchant_id)
+        .bind(o.trade_type)
+        .bind(o.flash_sale_id)
+        .bind("created")
+        .bind(o.goods_list_fen)
+        .bind(o.discount_fen)
+        .bind(o.shipping_fen)
+        .bind(o.total_fen)
+        .bind(o.address.clone())
+        .bind(o.dispatch_promise)
+        .bind(o.created_at_ms)
+        .bind(o.expires_at_ms)
+}
+
+fn bind_line<'q>(query: AnyQuery<'q>, l: &NewLine) -> AnyQuery<'q> {
+    query
+        .bind(l.id)
+        .bind(l.order_id)
+        .bind(l.sku_id)
+        .bind(l.product_id)
+        .bind(l.product_version)
+        .bind(l.title.clone())
+        .bind(l.spec.clone())
+        .bind(l.unit_price_fen)
+        .bind(l.quantity)
+        .bind(l.list_total_fen)
+        .bind(l.discount_fen)
+        .bind(l.paid_fen)
+        .bind(l.discounts.clone())
+        .bind(l.commission_bps)
+        .bind(l.dispatch_promise)
+}
+
 impl Tx {
-    /// Records a checkout; its idempotency key already used by the buyer is a conflict.
+    /// Records checkouts; an idempotency key already used by the buyer is a conflict.
     pub async fn insert_checkouts(&mut self, checkouts: &[NewCheckout]) -> Result<(), StoreError> {
-        const COLUMNS: [&str; 6] =
-            ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
         for chunk in pieces(checkouts) {
-            let sql = multi_insert(self.backend, "checkouts", &COLUMNS, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for c in chunk {
-                query = query
-                    .bind(c.id)
-                    .bind(c.buyer_user_id)
-                    .bind(c.idempotency_key.clone())
-                    .bind(c.request_sha256.clone())
-                    .bind(c.total_fen)
-                    .bind(c.created_at_ms);
-            }
-            query.execute(self.conn()).await?;
+            let sql = multi_insert(self.backend, "checkouts", &CHECKOUT_INSERT, chunk.len());
+            chunk.iter().fold(sqlx::query(&sql), bind_checkout).execute(self.conn()).await?;
         }
         Ok(())
     }
 
     pub async fn insert_orders(&mut self, orders: &[NewOrder]) -> Result<(), StoreError> {
-        const COLUMNS: [&str; 15] = [
-            "id",
-            "checkout_id",
-            "buyer_user_id",
-            "merchant_id",
-            "trade_type",
-            "flash_sale_id",
-            "status",
-            "goods_list_fen",
-            "discount_fen",
-            "shipping_fen",
-            "total_fen",
-            "address",
-            "dispatch_promise",
-            "created_at_ms",
-            "expires_at_ms",
-        ];
         for chunk in pieces(orders) {
-            let sql = multi_insert(self.backend, "orders", &COLUMNS, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for o in chunk {
-                query = query
-                    .bind(o.id)
-                    .bind(o.checkout_id)
-                    .bind(o.buyer_user_id)
-                    .bind(o.merchant_id)
-                    .bind(o.trade_type)
-                    .bind(o.flash_sale_id)
-                    .bind("created")
-                    .bind(o.goods_list_fen)
-                    .bind(o.discount_fen)
-                    .bind(o.shipping_fen)
-                    .bind(o.total_fen)
-                    .bind(o.address.clone())
-                    .bind(o.dispatch_promise)
-                    .bind(o.created_at_ms)
-                    .bind(o.expires_at_ms);
-            }
-            query.execute(self.conn()).await?;
+            let sql = multi_insert(self.backend, "orders", &ORDER_INSERT, chunk.len());
+            chunk.iter().fold(sqlx::query(&sql), bind_order).execute(self.conn()).await?;
         }
         Ok(())
     }
 
     pub async fn insert_lines(&mut self, lines: &[NewLine]) -> Result<(), StoreError> {
-        const COLUMNS: [&str; 15] = [
-            "id",
-            "order_id",
-            "sku_id",
-            "product_id",
-            "product_version",
-            "title",
-            "spec",
-            "unit_price_fen",
-            "quantity",
-            "list_total_fen",
-            "discount_fen",
-            "paid_fen",
-            "discounts",
-            "commission_bps",
-            "dispatch_promise",
-        ];
         for chunk in pieces(lines) {
-            let sql = multi_insert(self.backend, "order_lines", &COLUMNS, chunk.len());
-            let mut query = sqlx::query(&sql);
-            for l in chunk {
-                query = query
-                    .bind(l.id)
-                    .bind(l.order_id)
-                    .bind(l.sku_id)
-                    .bind(l.product_id)
-                    .bind(l.product_version)
-                    .bind(l.title.clone())
-                    .bind(l.spec.clone())
-                    .bind(l.unit_price_fen)
-                    .bind(l.quantity)
-                    .bind(l.list_total_fen)
-                    .bind(l.discount_fen)
-                    .bind(l.paid_fen)
-                    .bind(l.discounts.clone())
-                    .bind(l.commission_bps)
-                    .bind(l.dispatch_promise);
-            }
-            query.execute(self.conn()).await?;
+            let sql = multi_insert(self.backend, "order_lines", &LINE_INSERT, chunk.len());
+            chunk.iter().fold(sqlx::query(&sql), bind_line).execute(self.conn()).await?;
         }
+        Ok(())
+    }
+
+    /// Writes a group of flash-sale orders: their checkouts, orders and lines, the units they take
+    /// from each pool (`takes`: sale, units) and what each buyer now holds (`holdings`: sale,
+    /// buyer, units). A pool that would go below zero fails the whole group
+    /// ([`StoreError::Constraint`]). On SQLite the group is one multi-statement round trip to the
+    /// database thread; PostgreSQL's extended protocol takes one statement at a time.
+    pub async fn insert_flash_group(
+        &mut self,
+        checkouts: &[NewCheckout],
+        orders: &[NewOrder],
+        lines: &[NewLine],
+        takes: &[(i64, i64)],
+        holdings: &[(i64, i64, i64)],
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres || checkouts.is_empty() {
+            self.insert_checkouts(checkouts).await?;
+            self.insert_orders(orders).await?;
+            self.insert_lines(lines).await?;
+            for &(flash_sale_id, units) in takes {
+                if !self.take_flash_units(flash_sale_id, units).await? {
+                    return Err(StoreError::Constraint);
+                }
+            }
+            for &(flash_sale_id, user_id, units) in holdings {
+                self.add_flash_purchases(flash_sale_id, &[(user_id, units)]).await?;
+            }
+            return Ok(());
+        }
+        let mut sql = multi_insert(Backend::Sqlite, "checkouts", &CHECKOUT_INSERT, checkouts.len());
+        sql.push_str(";\n");
+        sql.push_str(&multi_insert(Backend::Sqlite, "orders", &ORDER_INSERT, orders.len()));
+        sql.push_str(";\n");
+        sql.push_str(&multi_insert(Backend::Sqlite, "order_lines", &LINE_INSERT, lines.len()));
+        sql.push_str(";\n");
+        for _ in takes {
+            // The CHECK (remaining_units >= 0) refuses an oversell; the statement is unguarded.
+            sql.push_str("UPDATE flash_sales SET remaining_units = remaining_units - ? WHERE id = ?;\n");
+        }
+        if !holdings.is_empty() {
+            sql.push_str(&multi_insert(Backend::Sqlite, "flash_purchases", &["flash_sale_id", "user_id", "units"], holdings.len()));
+            sql.push_str(" ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units;");
+        }
+        let mut query = sqlx::query(&sql).persistent(false);
+        query = checkouts.iter().fold(query, bind_checkout);
+        query = orders.iter().fold(query, bind_order);
+        query = lines.iter().fold(query, bind_line);
+        for &(flash_sale_id, units) in takes {
+            query = query.bind(units).bind(flash_sale_id);
+        }
+        for &(flash_sale_id, user_id, units) in holdings {
+            query = query.bind(flash_sale_id).bind(user_id).bind(units);
+        }
+        query.execute(self.conn()).await?;
         Ok(())
     }
 
