@@ -140,7 +140,8 @@ async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
     }
     let mut takes: Vec<(i64, i64)> = takes.into_iter().collect();
     takes.sort_unstable();
-    let mut holdings: Vec<(i64, i64, i64)> = holdings.into_iter().map(|((sale, user), units)| (sale, user, units)).collect();
+    let mut holdings: Vec<(i64, i64, i64)> =
+        holdings.into_iter().map(|((sale, user), units)| (sale, user, units)).collect();
     holdings.sort_unstable();
     let mut tx = store.begin().await.map_err(failure)?;
     tx.insert_flash_group(&checkouts, &orders, &lines, &takes, &holdings).await.map_err(failure)?;

@@ -38,11 +38,22 @@ impl Default for HttpConfig {
     }
 }
 
-/// What handlers share.
+/// What handlers share. One `Arc`, because axum clones the state for every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<SharedState>);
+
+#[derive(Debug)]
+pub struct SharedState {
     pub app: App,
     pub metrics: metrics::Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
 }
 
 #[derive(OpenApi)]
@@ -95,7 +106,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application as an axum router, ready to serve.
 pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error> {
     let metrics = metrics::Metrics::new()?;
-    let state = AppState { app, metrics: metrics.clone() };
+    let state = AppState(std::sync::Arc::new(SharedState { app, metrics: metrics.clone() }));
     let (api, document) = api();
     let document_json = document.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let request_id = HeaderName::from_static("x-request-id");

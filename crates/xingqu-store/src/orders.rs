@@ -267,7 +267,8 @@ fn pieces<T>(items: &[T]) -> Vec<&[T]> {
     pieces
 }
 
-const CHECKOUT_INSERT: [&str; 6] = ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
+const CHECKOUT_INSERT: [&str; 6] =
+    ["id", "buyer_user_id", "idempotency_key", "request_sha256", "total_fen", "created_at_ms"];
 const ORDER_INSERT: [&str; 15] = [
     "id",
     "checkout_id",
@@ -417,8 +418,15 @@ impl Tx {
             sql.push_str("UPDATE flash_sales SET remaining_units = remaining_units - ? WHERE id = ?;\n");
         }
         if !holdings.is_empty() {
-            sql.push_str(&multi_insert(Backend::Sqlite, "flash_purchases", &["flash_sale_id", "user_id", "units"], holdings.len()));
-            sql.push_str(" ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units;");
+            sql.push_str(&multi_insert(
+                Backend::Sqlite,
+                "flash_purchases",
+                &["flash_sale_id", "user_id", "units"],
+                holdings.len(),
+            ));
+            sql.push_str(
+                " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units;",
+            );
         }
         let mut query = sqlx::query(&sql).persistent(false);
         query = checkouts.iter().fold(query, bind_checkout);

@@ -70,6 +70,11 @@ async fn every_json_endpoint_refuses_malformed_bodies(app: &TestApp) {
         ("POST", format!("/v1/products/{product}/ban"), Some(&op)),
         ("POST", format!("/v1/products/{product}/skus"), Some(&staff)),
         ("PATCH", format!("/v1/skus/{sku}"), Some(&staff)),
+        ("PUT", format!("/v1/merchants/{merchant}/fulfilment"), Some(&staff)),
+        ("POST", "/v1/quotes".into(), None),
+        ("POST", "/v1/orders".into(), Some(&consumer)),
+        ("POST", "/v1/payments/simulated/callback".into(), None),
+        ("POST", "/v1/flash-sales".into(), Some(&staff)),
     ];
     let huge = format!("{{\"title\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     for (method, path, token) in &endpoints {
