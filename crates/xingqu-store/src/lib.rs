@@ -43,11 +43,17 @@ impl Backend {
 /// SQLite is opened in WAL mode so readers never wait for the writer, with `synchronous=FULL` so a
 /// commit is on disk before it is acknowledged (money and orders survive a power cut too; group
 /// commit on the hot path amortises the fsync).
-const SQLITE_PRAGMAS: [&str; 4] = [
+///
+/// The rest is for speed: a 64 MiB page cache and memory-mapped reads keep hot pages out of
+/// `pread`, and statement journals (multi-row inserts inside a transaction) stay in memory.
+const SQLITE_PRAGMAS: [&str; 7] = [
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA mmap_size = 268435456",
+    "PRAGMA temp_store = MEMORY",
 ];
 
 /// Handle to the database: cheap to clone, safe to share.
