@@ -14,7 +14,7 @@ use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{ProductStatus, Qualification};
 use xingqu_domain::money::PriceFen;
 use xingqu_domain::order::DispatchPromise;
-use xingqu_store::orders::{FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, OrderRow, SkuForOrder};
+use xingqu_store::orders::{FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder};
 use xingqu_store::{Store, StoreError};
 
 /// Orders committed in one transaction at most.
@@ -456,6 +456,7 @@ impl App {
                 discounts: xingqu_store::orders::encode_discounts(&discount),
                 commission_bps: sku.commission_bps,
                 dispatch_promise: promise.as_str(),
+                flash_sale_id: Some(sale.id),
             },
             flash_sale_id: sale.id,
             reply,
@@ -465,17 +466,23 @@ impl App {
         Ok(order_id)
     }
 
-    /// Tells the gate that units of a closed flash order went back to the pool.
-    pub(crate) async fn flash_released(&self, order: &OrderRow, units: i64) {
-        let Some(flash_sale_id) = order.flash_sale_id else { return };
+    /// Tells a loaded gate that units went back to a pool (a closed order released them).
+    pub(crate) fn flash_released(&self, buyer_user_id: i64, flash_sale_id: i64, units: i64) {
+        self.adjust_gate(buyer_user_id, flash_sale_id, units);
+    }
+
+    /// Tells a loaded gate that a cart order took units from a pool in the store directly.
+    pub(crate) fn flash_taken(&self, buyer_user_id: i64, flash_sale_id: i64, units: i64) {
+        self.adjust_gate(buyer_user_id, flash_sale_id, -units);
+    }
+
+    fn adjust_gate(&self, buyer_user_id: i64, flash_sale_id: i64, units_back: i64) {
         let Some(gate) = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned()
         else {
             return;
         };
         let mut state = gate.lock();
-        state.remaining_units += units;
-        if let Some(held) = state.held_units.get_mut(&order.buyer_user_id) {
-            *held -= units;
-        }
+        state.remaining_units += units_back;
+        *state.held_units.entry(buyer_user_id).or_default() -= units_back;
     }
 }

@@ -164,13 +164,22 @@ impl App {
                     format!("SKU {} is not for sale", line.sku_id),
                 ));
             }
+            // A flash sale running with units left prices the line (the item-price lane).
+            let flash =
+                self.store().active_flash_sale(sku.sku_id, self.now_ms()).await?.filter(|f| f.remaining_units > 0).map(
+                    |f| checkout::FlashOffer {
+                        flash_sale_id: f.id,
+                        price_fen: f.price_fen,
+                        per_user_limit: f.per_user_limit,
+                    },
+                );
             priced.push(PricedLine {
                 sku_id: sku.sku_id,
                 product_id: sku.product_id,
                 merchant_id: sku.merchant_id,
                 unit_price_fen: sku.price_fen,
                 quantity,
-                flash: None,
+                flash,
             });
             skus.insert(sku.sku_id, sku);
         }
@@ -185,8 +194,8 @@ impl App {
             .collect()
     }
 
-    /// Prices a cart without reserving anything. Flash-sale prices apply through the flash sale's
-    /// own purchase endpoint, not the cart.
+    /// Prices a cart without reserving anything. A SKU on a running flash sale with units left is
+    /// priced at the flash price (item-price lane, merchant-funded); the order takes from the pool.
     pub async fn quote(&self, lines: &[CartLineInput]) -> AppResult<Quote> {
         let (priced, skus) = self.priced_lines(lines).await?;
         Ok(checkout::quote(priced, &Self::shipping_rules(&skus))?)
@@ -264,6 +273,7 @@ impl App {
                     ),
                     commission_bps: sku.commission_bps,
                     dispatch_promise: promise.as_str(),
+                    flash_sale_id: line.line.flash.map(|f| f.flash_sale_id),
                 });
             }
         }
@@ -288,8 +298,30 @@ impl App {
             }
             Err(e) => return Err(e.into()),
         }
+        let flash_limits: BTreeMap<i64, i64> = quote
+            .merchants
+            .iter()
+            .flat_map(|m| &m.lines)
+            .filter_map(|l| l.line.flash.map(|f| (f.flash_sale_id, f.per_user_limit)))
+            .collect();
         for (index, line) in new_lines.iter().enumerate() {
             let Some(sku) = skus.get(&line.sku_id) else { continue };
+            if let Some(flash_sale_id) = line.flash_sale_id {
+                if !tx.take_flash_units(flash_sale_id, line.quantity).await? {
+                    return Err(AppError::conflict(
+                        "sold_out",
+                        format!("line {index}: the flash sale has fewer than {} left", line.quantity),
+                    ));
+                }
+                let limit = flash_limits.get(&flash_sale_id).copied().unwrap_or(0);
+                if tx.add_flash_purchase(flash_sale_id, actor.user_id, line.quantity).await? > limit {
+                    return Err(AppError::conflict(
+                        "purchase_limit_exceeded",
+                        format!("line {index}: at most {limit} per buyer in this flash sale"),
+                    ));
+                }
+                continue;
+            }
             if !tx.reserve_stock(line.sku_id, line.quantity).await? {
                 return Err(AppError::conflict(
                     "out_of_stock",
@@ -308,6 +340,11 @@ impl App {
         tx.insert_orders(&orders).await?;
         tx.insert_lines(&new_lines).await?;
         tx.commit().await?;
+        for line in &new_lines {
+            if let Some(flash_sale_id) = line.flash_sale_id {
+                self.flash_taken(actor.user_id, flash_sale_id, line.quantity);
+            }
+        }
         let mut view = self.checkout_view(checkout_id, quote.total_fen).await?;
         view.created = true;
         Ok(view)
@@ -548,7 +585,7 @@ impl App {
             Change { actor_user_id: Some(actor.user_id), reason: &reason, now_ms },
         )
         .await?;
-        let units = self.release_stock(&mut tx, &order).await?;
+        let released = self.release_stock(&mut tx, &order).await?;
         if let Some(gateway_ref) = gateway_ref {
             tx.insert_refund(order.id, refund_fen, &gateway_ref, &reason, now_ms).await?;
             let refund =
@@ -556,7 +593,7 @@ impl App {
             tx.post(&refund, &format!("cancel:order:{}", order.id), Some(order.id), now_ms).await?;
         }
         tx.commit().await?;
-        self.flash_released(&order, units).await;
+        self.flash_released_all(&order, &released);
         self.order_view(actor, order_id).await
     }
 
@@ -583,15 +620,18 @@ impl App {
         self.order_view(actor, order.id).await
     }
 
-    /// Returns an order's units to where they came from: the SKU's stock or the flash pool, and
-    /// what the buyer holds against purchase limits.
-    async fn release_stock(&self, tx: &mut xingqu_store::Tx, order: &OrderRow) -> AppResult<i64> {
+    /// Returns an order's units to where they came from — the SKU's stock or the flash pool — and
+    /// what the buyer holds against purchase limits. Returns the flash units released, per sale,
+    /// for the in-memory gates (told after commit).
+    async fn release_stock(&self, tx: &mut xingqu_store::Tx, order: &OrderRow) -> AppResult<Vec<(i64, i64)>> {
         let lines = tx.lines(order.id).await?;
+        let mut flash = Vec::new();
         for line in &lines {
-            match order.flash_sale_id {
+            match line.flash_sale_id {
                 Some(flash_sale_id) => {
                     tx.return_flash_units(flash_sale_id, line.quantity).await?;
                     tx.release_flash_purchase(flash_sale_id, order.buyer_user_id, line.quantity).await?;
+                    flash.push((flash_sale_id, line.quantity));
                 }
                 None => {
                     tx.return_stock(line.sku_id, line.quantity).await?;
@@ -599,7 +639,13 @@ impl App {
                 }
             }
         }
-        Ok(lines.iter().map(|l| l.quantity).sum())
+        Ok(flash)
+    }
+
+    fn flash_released_all(&self, order: &OrderRow, released: &[(i64, i64)]) {
+        for &(flash_sale_id, units) in released {
+            self.flash_released(order.buyer_user_id, flash_sale_id, units);
+        }
     }
 
     /// Runs every due timer once: expires unpaid orders past their reservation, completes
@@ -627,9 +673,9 @@ impl App {
                 Err(StoreError::Concurrent) => continue,
                 other => other?,
             }
-            let units = self.release_stock(&mut tx, &order).await?;
+            let released = self.release_stock(&mut tx, &order).await?;
             tx.commit().await?;
-            self.flash_released(&order, units).await;
+            self.flash_released_all(&order, &released);
             report.expired += 1;
         }
         let confirm_before_ms = now_ms - self.config().auto_complete_s * 1000;

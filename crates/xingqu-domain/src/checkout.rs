@@ -77,6 +77,7 @@ pub struct Discount {
 pub struct FlashOffer {
     pub flash_sale_id: i64,
     pub price_fen: i64,
+    pub per_user_limit: i64,
 }
 
 /// A cart line with what the catalog says about it.
@@ -176,7 +177,7 @@ mod tests {
             merchant_id,
             unit_price_fen,
             quantity: Quantity::parse(quantity).expect("quantity"),
-            flash: flash.map(|price_fen| FlashOffer { flash_sale_id: 1, price_fen }),
+            flash: flash.map(|price_fen| FlashOffer { flash_sale_id: 1, price_fen, per_user_limit: 2 }),
         }
     }
 

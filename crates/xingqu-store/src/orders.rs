@@ -40,6 +40,7 @@ pub struct NewLine {
     pub discounts: String,
     pub commission_bps: i64,
     pub dispatch_promise: &'static str,
+    pub flash_sale_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +140,11 @@ pub struct LineRow {
     pub discounts: String,
     pub commission_bps: i64,
     pub dispatch_promise: String,
+    pub flash_sale_id: Option<i64>,
 }
 
 const LINE_COLUMNS: &str = "id, order_id, sku_id, product_id, product_version, title, spec, unit_price_fen, quantity, \
-    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise";
+    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise, flash_sale_id";
 
 impl LineRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -162,6 +164,7 @@ impl LineRow {
             discounts: row.try_get("discounts")?,
             commission_bps: row.try_get("commission_bps")?,
             dispatch_promise: row.try_get("dispatch_promise")?,
+            flash_sale_id: row.try_get("flash_sale_id")?,
         })
     }
 }
@@ -286,7 +289,7 @@ const ORDER_INSERT: [&str; 15] = [
     "created_at_ms",
     "expires_at_ms",
 ];
-const LINE_INSERT: [&str; 15] = [
+const LINE_INSERT: [&str; 16] = [
     "id",
     "order_id",
     "sku_id",
@@ -302,6 +305,7 @@ const LINE_INSERT: [&str; 15] = [
     "discounts",
     "commission_bps",
     "dispatch_promise",
+    "flash_sale_id",
 ];
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -352,6 +356,7 @@ fn bind_line<'q>(query: AnyQuery<'q>, l: &NewLine) -> AnyQuery<'q> {
         .bind(l.discounts.clone())
         .bind(l.commission_bps)
         .bind(l.dispatch_promise)
+        .bind(l.flash_sale_id)
 }
 
 impl Tx {
@@ -494,6 +499,25 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Adds units a buyer holds of a flash sale; returns what they hold now.
+    pub async fn add_flash_purchase(
+        &mut self,
+        flash_sale_id: i64,
+        user_id: i64,
+        units: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO flash_purchases (flash_sale_id, user_id, units) VALUES ($1, $2, $3) \
+             ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units RETURNING units",
+        )
+        .bind(flash_sale_id)
+        .bind(user_id)
+        .bind(units)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("units")?)
     }
 
     /// Releases units a buyer held of a flash sale.

@@ -13,6 +13,7 @@ crate::api_tests!(
     cancelling_a_paid_order_refunds_it,
     pay_and_expire_race_to_one_outcome,
     flash_sales_admit_exactly_the_pool,
+    carts_buy_flash_sales_at_the_flash_price,
     order_bad_input_is_refused
 );
 
@@ -427,6 +428,68 @@ async fn flash_sales_admit_exactly_the_pool(app: &TestApp) {
     assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 24);
     let again = buy(app.register("late@example.com", "consumer").await, "x".into(), 2).await;
     assert_eq!(again.status, 201, "{again:?}");
+}
+
+async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let (_, kimchi) = app.listed_product(&staff, "辣白菜", 2990).await;
+    let sale = json!({"sku_id": sku, "price_fen": 3990, "starts_at": "2025-11-26T00:00:00Z", "ends_at": "2025-11-27T00:00:00Z",
+                      "pool_units": 3, "per_user_limit": 2});
+    let id = app.post("/v1/flash-sales", Some(&staff), sale).await.id();
+    let lines = json!([{"sku_id": sku, "quantity": 2}, {"sku_id": kimchi, "quantity": 1}]);
+    let quote = app.post("/v1/quotes", None, json!({"lines": lines})).await;
+    let discount = &quote.body["merchants"][0]["lines"][0]["discounts"][0];
+    assert_eq!(
+        (
+            discount["lane"].as_str(),
+            discount["funder"].as_str(),
+            discount["source"].as_str(),
+            discount["amount_fen"].as_i64()
+        ),
+        (Some("item_price"), Some("merchant"), Some("flash_sale"), Some(4000)),
+        "{quote:?}"
+    );
+    assert_eq!(quote.body["merchants"][0]["lines"][0]["paid_fen"], 7980);
+
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let checkout = order(app, &buyer, "cart", lines).await;
+    assert_eq!((checkout.status, checkout.body["total_fen"].as_i64()), (201, Some(7980 + 2990)), "{checkout:?}");
+    assert_eq!(stock(app, sku).await, 100, "flash units come from the pool, not normal stock");
+    assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 1);
+    order(app, &buyer, "cart-2", json!([{"sku_id": sku, "quantity": 1}]))
+        .await
+        .assert_error(409, "purchase_limit_exceeded");
+
+    // The hot path and the cart share the pool: one unit left.
+    let other = app.register("other@example.com", "consumer").await;
+    let body = json!({"quantity": 1, "address": address()}).to_string().into_bytes();
+    let flash_buy = |token: String, key: &'static str| {
+        let body = body.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(flash_buy(other.clone(), "h1").await, 201);
+    assert_eq!(flash_buy(app.register("third@example.com", "consumer").await, "h1").await, 409);
+    assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 0);
+
+    // The cart order expires: its two units return to the pool and can be sold again.
+    app.clock.advance_ms(15 * 60 * 1000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 2);
+    assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 3);
+    let late = app.register("late@example.com", "consumer").await;
+    assert_eq!(flash_buy(late, "h2").await, 201);
+    ledger_is_consistent(app).await;
 }
 
 async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {

@@ -74,7 +74,9 @@ CREATE TABLE order_lines (
     -- Each discount with its lane, funder and source, as JSON.
     discounts TEXT NOT NULL,
     commission_bps BIGINT NOT NULL,
-    dispatch_promise TEXT NOT NULL
+    dispatch_promise TEXT NOT NULL,
+    -- The flash sale whose pool this line's units came from; NULL: the SKU's normal stock.
+    flash_sale_id BIGINT
 );
 CREATE INDEX order_lines_order ON order_lines (order_id);
 
