@@ -388,6 +388,16 @@ impl App {
         Ok(OrderView { order, lines })
     }
 
+    /// Who moved an order between states, when and why (those who may see the order).
+    pub async fn order_events(
+        &self,
+        actor: &Actor,
+        order_id: i64,
+    ) -> AppResult<Vec<xingqu_store::products::StatusChangeRow>> {
+        self.order_view(actor, order_id).await?;
+        Ok(self.store().order_events(order_id).await?)
+    }
+
     /// The actor's orders: a buyer's own, or a shop's for its staff (operators pass a merchant).
     pub async fn list_orders(
         &self,

@@ -755,6 +755,28 @@ impl Store {
         Ok(rows.iter().map(OrderRow::from_row).collect::<Result<_, _>>()?)
     }
 
+    /// An order's transitions, oldest first: from, to, actor, reason, when.
+    pub async fn order_events(&self, order_id: i64) -> Result<Vec<crate::products::StatusChangeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT from_status, to_status, actor_user_id, reason, at_ms FROM order_events WHERE order_id = $1 ORDER BY id LIMIT 100",
+        )
+        .bind(order_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::products::StatusChangeRow {
+                    from_status: row.try_get("from_status")?,
+                    to_status: row.try_get("to_status")?,
+                    actor_user_id: row.try_get("actor_user_id")?,
+                    reason: row.try_get("reason")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
         let row =

@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_quote))
         .routes(routes!(list_orders, create_orders))
         .routes(routes!(get_order))
+        .routes(routes!(order_events))
         .routes(routes!(pay_order))
         .routes(routes!(payment_callback))
         .routes(routes!(ship_order))
@@ -365,6 +366,18 @@ async fn list_orders(
     responses((status = 200, body = OrderResponse), (status = 404, body = ErrorBody)))]
 async fn get_order(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<OrderResponse>> {
     Ok(Json(state.app.order_view(&auth.user.actor(), id).await?.into()))
+}
+
+/// Who moved the order between states, when and why.
+#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = crate::routes::products::StatusLog), (status = 404, body = ErrorBody)))]
+async fn order_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<Json<crate::routes::products::StatusLog>> {
+    let items = state.app.order_events(&auth.user.actor(), id).await?.into_iter().map(Into::into).collect();
+    Ok(Json(crate::routes::products::StatusLog { items }))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

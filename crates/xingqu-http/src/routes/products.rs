@@ -414,7 +414,7 @@ impl From<StatusChangeRow> for StatusChangeResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct StatusLog {
-    items: Vec<StatusChangeResponse>,
+    pub(crate) items: Vec<StatusChangeResponse>,
 }
 
 /// Who moved the product between states, when and why (its shop's staff and operators).

@@ -265,8 +265,20 @@ async fn orders_live_through_to_settlement(app: &TestApp) {
     assert_eq!(store.account_balance(&format!("merchant_settlement:{merchant}")).await.expect("balance"), -9500);
     assert_eq!(store.account_balance("platform_commission").await.expect("balance"), -500);
     assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), 0);
-    let events = app.get(&format!("/v1/orders/{order_id}"), Some(&staff)).await;
-    assert_eq!(events.status, 200);
+    let events = app.get(&format!("/v1/orders/{order_id}/events"), Some(&staff)).await;
+    let moves: Vec<(&str, &str)> = events.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| (e["from_status"].as_str().unwrap_or(""), e["to_status"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![("created", "paid"), ("paid", "shipped"), ("shipped", "delivered"), ("delivered", "completed")]
+    );
+    app.get(&format!("/v1/orders/{order_id}/events"), Some(&app.register("nosy@example.com", "consumer").await))
+        .await
+        .assert_error(404, "order_not_found");
     ledger_is_consistent(app).await;
 }
 
