@@ -1,6 +1,7 @@
 //! The `xingqu` binary: `serve`, `migrate` and `admin`, with one typed configuration parsed here.
 
 mod bench;
+mod eval;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -52,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: CheckCommand,
     },
+    /// Offline evaluation of the recommender against baselines on an interaction log.
+    Eval(eval::EvalArgs),
     /// Benchmarks that compare Xingqu with real peers on this machine.
     Bench {
         #[command(subcommand)]
@@ -161,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} ledger violations", report.violations.len());
             }
         }
+        Command::Eval(args) => eval::run(args)?,
         Command::Bench { command } => bench::run(command, &cli.database_url).await?,
         Command::Migrate => {
             open_app(&cli.database_url, AppConfig::default()).await?;
