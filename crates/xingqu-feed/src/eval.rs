@@ -2,6 +2,7 @@
 
 use crate::metrics::{Accumulator, Metrics, top_k};
 use crate::models::Recommender;
+use crate::rerank::{Candidate, Exposure, Rules, rerank};
 use crate::split::{Protocol, Split};
 
 pub const K: usize = 10;
@@ -31,6 +32,52 @@ pub fn evaluate(
         accumulator.add(&ranked, held_out, K);
     }
     accumulator.finish()
+}
+
+/// Candidates a page is re-ranked from.
+const CANDIDATES: usize = 200;
+
+/// Like [`evaluate`], but each list is re-ranked by `rules` from the model's top candidates;
+/// `support_bits(item)` says which traffic-support programmes an item belongs to. Returns the
+/// metrics and the exposure delivered, to weigh what each boost costs against what it delivers.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_reranked(
+    model: &dyn Recommender,
+    split: &Split,
+    histories: &[Vec<u32>],
+    weights: &[Vec<f32>],
+    n_items: usize,
+    protocol: Protocol,
+    rules: &Rules,
+    support_bits: &dyn Fn(u32) -> u32,
+) -> (Metrics, Exposure) {
+    let mut accumulator = Accumulator::new(n_items);
+    let mut exposure = Exposure::default();
+    let mut scores = vec![0f32; n_items];
+    let empty: Vec<u32> = Vec::new();
+    for (user, held_out) in split.test.iter().enumerate() {
+        if held_out.is_empty() {
+            continue;
+        }
+        let history = histories.get(user).unwrap_or(&empty);
+        let user_weights = weights.get(user).map_or(&[][..], Vec::as_slice);
+        model.score_weighted(history, user_weights, &mut scores);
+        let excluded = if protocol.excludes_training_items() { history.as_slice() } else { &[] };
+        let candidates: Vec<Candidate> = top_k(&scores, excluded, CANDIDATES)
+            .into_iter()
+            .map(|item| Candidate {
+                item,
+                score: scores[item as usize],
+                author: item,
+                support_bits: support_bits(item),
+                blocked: false,
+            })
+            .collect();
+        let page = rerank(&candidates, rules, &[], K, &mut exposure);
+        let ranked: Vec<u32> = page.iter().map(|r| r.item).collect();
+        accumulator.add(&ranked, held_out, K);
+    }
+    (accumulator.finish(), exposure)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod interactions;
 pub mod linalg;
 pub mod metrics;
 pub mod models;
+pub mod rerank;
 pub mod split;
 
 /// A small deterministic generator (splitmix64) for seeded splits.
