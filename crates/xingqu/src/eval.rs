@@ -110,7 +110,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             supports: vec![TrafficSupport { name: name.into(), bit: 0, target_share: target }],
             ..Rules::default()
         };
-        let tagged = |item: u32| u32::from(item % 10 == 0);
+        let tagged = |item: u32| u32::from(item.is_multiple_of(10));
         let (metrics, exposure) =
             evaluate_reranked(&ease, &split, &histories, &weights, log.n_items, protocol, &rules, &tagged);
         println!(
