@@ -161,7 +161,24 @@ impl Connection {
 }
 
 /// Sends the prepared `requests` from `clients` connections, each taking the next request.
+/// Runs [`load_here`] on its own single-threaded runtime and OS thread: one client thread keeps
+/// the load generator from competing with the server for both cores with a thread pool of its
+/// own (the same for the flash sale and the ceiling).
 async fn load(address: &str, clients: usize, requests: Arc<Vec<Vec<u8>>>) -> anyhow::Result<(Vec<Outcome>, f64)> {
+    let address = address.to_owned();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(load_here(&address, clients, requests)));
+        let _ = sender.send(result);
+    });
+    receiver.await.map_err(|_| anyhow::anyhow!("the load thread stopped"))?
+}
+
+async fn load_here(address: &str, clients: usize, requests: Arc<Vec<Vec<u8>>>) -> anyhow::Result<(Vec<Outcome>, f64)> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
