@@ -665,8 +665,8 @@ impl App {
     pub async fn run_due_timers(&self) -> AppResult<TimerReport> {
         let mut report = TimerReport::default();
         let now_ms = self.now_ms();
-        use xingqu_store::orders::DueColumn;
-        for order_id in self.store().due_orders("created", DueColumn::ExpiresAt, now_ms, TIMER_BATCH).await? {
+        use xingqu_store::orders::Due;
+        for order_id in self.store().due_orders(Due::Expiry, now_ms, TIMER_BATCH).await? {
             let Some(order) = self.store().order(order_id).await? else { continue };
             let mut tx = self.store().begin().await?;
             let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
@@ -689,9 +689,7 @@ impl App {
             report.expired += 1;
         }
         let confirm_before_ms = now_ms - self.config().auto_complete_s * 1000;
-        for order_id in
-            self.store().due_orders("delivered", DueColumn::DeliveredAt, confirm_before_ms, TIMER_BATCH).await?
-        {
+        for order_id in self.store().due_orders(Due::Completion, confirm_before_ms, TIMER_BATCH).await? {
             let mut tx = self.store().begin().await?;
             let changes = OrderChanges { completed_at_ms: Some(now_ms), ..OrderChanges::default() };
             match tx
@@ -711,9 +709,7 @@ impl App {
             report.completed += 1;
         }
         let window_closed_ms = now_ms - self.config().return_window_s * 1000;
-        for order_id in
-            self.store().due_orders("completed", DueColumn::DeliveredAt, window_closed_ms, TIMER_BATCH).await?
-        {
+        for order_id in self.store().due_orders(Due::Settlement, window_closed_ms, TIMER_BATCH).await? {
             let mut tx = self.store().begin().await?;
             let Some(order) = tx.order(order_id).await? else { continue };
             if order.settled_at_ms.is_some() {

@@ -788,22 +788,23 @@ impl Store {
         row.map(|r| Ok((r.try_get("id")?, r.try_get("request_sha256")?))).transpose()
     }
 
-    /// Ids of orders in `status` whose `time_column` is at or before `due_ms` (the timers' work).
-    pub async fn due_orders(
-        &self,
-        status: &str,
-        time_column: DueColumn,
-        due_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<i64>, StoreError> {
-        let column = match time_column {
-            DueColumn::ExpiresAt => "expires_at_ms",
-            DueColumn::DeliveredAt => "delivered_at_ms",
+    /// Ids of orders a timer must act on at `now`: `due_ms` is the expiry time for
+    /// [`Due::Expiry`] and the latest delivery time that qualifies for the others.
+    pub async fn due_orders(&self, due: Due, due_ms: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        // Literal predicates, so the planners use the partial indexes of the migration.
+        let sql = match due {
+            Due::Expiry => {
+                "SELECT id FROM orders WHERE status = 'created' AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2"
+            }
+            Due::Completion => {
+                "SELECT id FROM orders WHERE status = 'delivered' AND delivered_at_ms <= $1 ORDER BY delivered_at_ms LIMIT $2"
+            }
+            Due::Settlement => {
+                "SELECT id FROM orders WHERE status = 'completed' AND settled_at_ms IS NULL AND delivered_at_ms <= $1 \
+                 ORDER BY delivered_at_ms LIMIT $2"
+            }
         };
-        let settled = if status == "completed" { " AND settled_at_ms IS NULL" } else { "" };
-        let sql =
-            format!("SELECT id FROM orders WHERE status = $1 AND {column} <= $2{settled} ORDER BY {column} LIMIT $3");
-        let rows = sqlx::query(&sql).bind(status).bind(due_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        let rows = sqlx::query(sql).bind(due_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
     }
 
@@ -918,11 +919,15 @@ impl Store {
     }
 }
 
-/// Which time an order becomes due by.
+/// What a timer does to due orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DueColumn {
-    ExpiresAt,
-    DeliveredAt,
+pub enum Due {
+    /// Unpaid orders past their reservation.
+    Expiry,
+    /// Delivered orders past the confirmation period.
+    Completion,
+    /// Completed, unsettled orders past the return window.
+    Settlement,
 }
 
 /// Everything an order line needs to know about its SKU at purchase.

@@ -51,8 +51,10 @@ CREATE TABLE orders (
     settled_at_ms BIGINT,
     commission_fen BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX orders_due_expiry ON orders (status, expires_at_ms);
-CREATE INDEX orders_due_completion ON orders (status, delivered_at_ms);
+-- The timers' queues: partial indexes hold only the orders each timer may act on.
+CREATE INDEX orders_due_expiry ON orders (expires_at_ms) WHERE status = 'created';
+CREATE INDEX orders_due_completion ON orders (delivered_at_ms) WHERE status = 'delivered';
+CREATE INDEX orders_due_settlement ON orders (delivered_at_ms) WHERE status = 'completed' AND settled_at_ms IS NULL;
 CREATE INDEX orders_buyer ON orders (buyer_user_id, id);
 CREATE INDEX orders_merchant ON orders (merchant_id, id);
 CREATE INDEX orders_checkout ON orders (checkout_id);
