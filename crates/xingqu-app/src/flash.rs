@@ -30,6 +30,9 @@ const PER_USER_LIMIT_MAX: i64 = 99;
 enum Failure {
     SoldOut,
     KeyReused,
+    /// The store refused the order: the pool is empty or the buyer is at the per-buyer limit
+    /// (the gate in memory thought otherwise: another node sold, or it was loaded mid-release).
+    NotAdmitted,
     Internal(String),
 }
 
@@ -41,6 +44,10 @@ impl From<Failure> for AppError {
                 "Idempotency-Key",
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request",
+            ),
+            Failure::NotAdmitted => AppError::conflict(
+                "not_admitted",
+                "the flash sale is sold out, or this buyer reached the per-buyer limit",
             ),
             Failure::Internal(message) => AppError::internal(message),
         }
@@ -77,6 +84,7 @@ struct Job {
     order: NewOrder,
     line: NewLine,
     flash_sale_id: i64,
+    per_user_limit: i64,
     reply: oneshot::Sender<Result<(), Failure>>,
 }
 
@@ -126,7 +134,7 @@ fn digest(quantity: i64, address: &str) -> String {
 async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
     let failure = |e: StoreError| match e {
         StoreError::Conflict { .. } => Failure::KeyReused,
-        StoreError::Constraint => Failure::SoldOut,
+        StoreError::Constraint => Failure::NotAdmitted,
         other => Failure::Internal(other.to_string()),
     };
     let checkouts: Vec<NewCheckout> = jobs.iter().map(|j| j.checkout.clone()).collect();
@@ -140,8 +148,11 @@ async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
     }
     let mut takes: Vec<(i64, i64)> = takes.into_iter().collect();
     takes.sort_unstable();
-    let mut holdings: Vec<(i64, i64, i64)> =
-        holdings.into_iter().map(|((sale, user), units)| (sale, user, units)).collect();
+    let limits: HashMap<i64, i64> = jobs.iter().map(|j| (j.flash_sale_id, j.per_user_limit)).collect();
+    let mut holdings: Vec<(i64, i64, i64, i64)> = holdings
+        .into_iter()
+        .map(|((sale, user), units)| (sale, user, units, limits.get(&sale).copied().unwrap_or(0)))
+        .collect();
     holdings.sort_unstable();
     let mut tx = store.begin().await.map_err(failure)?;
     tx.insert_flash_group(&checkouts, &orders, &lines, &takes, &holdings).await.map_err(failure)?;
@@ -365,28 +376,36 @@ impl App {
             return Ok(order_of(order_id, false));
         }
 
-        let result =
-            self.commit_flash_order(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms).await;
-        let mut state = gate.lock();
-        let waiters = match state.keys.remove(&slot_key) {
-            Some(KeySlot::Pending { waiters, .. }) => waiters,
-            _ => Vec::new(),
-        };
-        match &result {
-            Ok(order_id) => {
-                state.keys.insert(slot_key, KeySlot::Done { order_id: *order_id, digest: request_digest });
-            }
-            Err(_) => {
-                state.remaining_units += quantity;
-                if let Some(held) = state.held_units.get_mut(&actor.user_id) {
-                    *held -= quantity;
+        // The commit and the slot's resolution run in their own task: a request dropped midway
+        // (a timeout, a client gone) must not leave its key pending or its units taken.
+        let (app, task_gate, buyer_user_id) = (self.clone(), gate.clone(), actor.user_id);
+        let task = tokio::spawn(async move {
+            let result = app
+                .commit_flash_order(&task_gate, buyer_user_id, &key, &request_digest, quantity, address, now_ms)
+                .await;
+            let mut state = task_gate.lock();
+            let waiters = match state.keys.remove(&slot_key) {
+                Some(KeySlot::Pending { waiters, .. }) => waiters,
+                _ => Vec::new(),
+            };
+            match &result {
+                Ok(order_id) => {
+                    state.keys.insert(slot_key, KeySlot::Done { order_id: *order_id, digest: request_digest });
+                }
+                Err(_) => {
+                    state.remaining_units += quantity;
+                    if let Some(held) = state.held_units.get_mut(&buyer_user_id) {
+                        *held -= quantity;
+                    }
                 }
             }
-        }
-        drop(state);
-        for waiter in waiters {
-            let _ = waiter.send(result.clone());
-        }
+            drop(state);
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+            result
+        });
+        let result = task.await.map_err(|e| AppError::internal(format!("flash commit task failed: {e}")))?;
         Ok(order_of(result?, true))
     }
 
@@ -459,6 +478,7 @@ impl App {
                 flash_sale_id: Some(sale.id),
             },
             flash_sale_id: sale.id,
+            per_user_limit: sale.per_user_limit,
             reply,
         };
         self.writer().try_send(job).map_err(|_| Failure::Internal("the flash-sale queue is full; retry".into()))?;

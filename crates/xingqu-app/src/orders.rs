@@ -75,6 +75,8 @@ pub struct TimerReport {
     pub expired: usize,
     pub completed: usize,
     pub settled: usize,
+    /// Pending refunds the gateway confirmed on retry.
+    pub refunds_sent: usize,
 }
 
 const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
@@ -304,7 +306,11 @@ impl App {
             .flat_map(|m| &m.lines)
             .filter_map(|l| l.line.flash.map(|f| (f.flash_sale_id, f.per_user_limit)))
             .collect();
-        for (index, line) in new_lines.iter().enumerate() {
+        // Rows are locked in SKU order everywhere, so two carts (or a cart and an expiry) cannot
+        // wait on each other in opposite orders on PostgreSQL.
+        let mut in_lock_order: Vec<(usize, &NewLine)> = new_lines.iter().enumerate().collect();
+        in_lock_order.sort_by_key(|(_, line)| line.sku_id);
+        for (index, line) in in_lock_order {
             let Some(sku) = skus.get(&line.sku_id) else { continue };
             if let Some(flash_sale_id) = line.flash_sale_id {
                 if !tx.take_flash_units(flash_sale_id, line.quantity).await? {
@@ -314,12 +320,15 @@ impl App {
                     ));
                 }
                 let limit = flash_limits.get(&flash_sale_id).copied().unwrap_or(0);
-                if tx.add_flash_purchase(flash_sale_id, actor.user_id, line.quantity).await? > limit {
-                    return Err(AppError::conflict(
-                        "purchase_limit_exceeded",
-                        format!("line {index}: at most {limit} per buyer in this flash sale"),
-                    ));
-                }
+                match tx.add_flash_purchase(flash_sale_id, actor.user_id, line.quantity, limit).await {
+                    Err(StoreError::Constraint) => {
+                        return Err(AppError::conflict(
+                            "purchase_limit_exceeded",
+                            format!("line {index}: at most {limit} per buyer in this flash sale"),
+                        ));
+                    }
+                    other => other?,
+                };
                 continue;
             }
             if !tx.reserve_stock(line.sku_id, line.quantity).await? {
@@ -507,13 +516,13 @@ impl App {
         // Expired or cancelled before the money arrived: keep the record, send the money back.
         tx.record_late_payment(order.id, order.total_fen).await?;
         let reference = format!("late-payment:order:{}", order.id);
-        let gateway_ref = self.gateway().refund(order.id, order.total_fen, &reference).map_err(AppError::internal)?;
-        tx.insert_refund(order.id, order.total_fen, &gateway_ref, "payment arrived after the order closed", now_ms)
+        tx.insert_refund(order.id, order.total_fen, &reference, "payment arrived after the order closed", now_ms)
             .await?;
         let refund =
             Posting::refund(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         tx.commit().await?;
+        self.send_refund(&reference, order.id, order.total_fen).await;
         Ok(CallbackOutcome::RefundedLate)
     }
 
@@ -576,15 +585,7 @@ impl App {
         let next = status.apply(OrderEvent::Cancel)?;
         let now_ms = self.now_ms();
         let refund_fen = order.paid_fen - order.refunded_fen;
-        let gateway_ref = if refund_fen > 0 {
-            Some(
-                self.gateway()
-                    .refund(order.id, refund_fen, &format!("cancel:order:{}", order.id))
-                    .map_err(AppError::internal)?,
-            )
-        } else {
-            None
-        };
+        let reference = format!("cancel:order:{}", order.id);
         let mut tx = self.store().begin().await?;
         let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
         tx.transition_order(
@@ -596,15 +597,37 @@ impl App {
         )
         .await?;
         let released = self.release_stock(&mut tx, &order).await?;
-        if let Some(gateway_ref) = gateway_ref {
-            tx.insert_refund(order.id, refund_fen, &gateway_ref, &reason, now_ms).await?;
+        if refund_fen > 0 {
+            tx.insert_refund(order.id, refund_fen, &reference, &reason, now_ms).await?;
             let refund =
                 Posting::refund(order.merchant_id, refund_fen).map_err(|e| AppError::internal(e.to_string()))?;
-            tx.post(&refund, &format!("cancel:order:{}", order.id), Some(order.id), now_ms).await?;
+            tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         }
         tx.commit().await?;
+        // The money moves only after the decision is durable; a failure here is retried by the timers.
+        if refund_fen > 0 {
+            self.send_refund(&reference, order.id, refund_fen).await;
+        }
         self.flash_released_all(&order, &released);
         self.order_view(actor, order_id).await
+    }
+
+    /// Asks the gateway to pay a recorded refund back, and marks it sent. Idempotent by
+    /// `reference`; a failure leaves the refund pending for the timers to retry.
+    async fn send_refund(&self, reference: &str, order_id: i64, amount_fen: i64) -> bool {
+        match self.gateway().refund(order_id, amount_fen, reference) {
+            Ok(gateway_ref) => match self.store().mark_refund_sent(reference, &gateway_ref, self.now_ms()).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, reference, "refund sent but not marked; it will be re-sent (idempotent)");
+                    false
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, reference, "gateway refused a refund; retrying later");
+                false
+            }
+        }
     }
 
     async fn transition_order(
@@ -634,7 +657,8 @@ impl App {
     /// what the buyer holds against purchase limits. Returns the flash units released, per sale,
     /// for the in-memory gates (told after commit).
     async fn release_stock(&self, tx: &mut xingqu_store::Tx, order: &OrderRow) -> AppResult<Vec<(i64, i64)>> {
-        let lines = tx.lines(order.id).await?;
+        let mut lines = tx.lines(order.id).await?;
+        lines.sort_by_key(|l| l.sku_id);
         let mut flash = Vec::new();
         for line in &lines {
             match line.flash_sale_id {
@@ -660,79 +684,94 @@ impl App {
 
     /// Runs every due timer once: expires unpaid orders past their reservation, completes
     /// delivered orders past the confirmation period, settles completed orders past the return
-    /// window. Each order's change is one transaction guarded by its status, so a timer that
-    /// fires twice, or on two nodes, changes each order once.
+    /// window, and retries refunds the gateway has not confirmed. Each order's change is one
+    /// transaction guarded by its status, so a timer that fires twice, or on two nodes, changes
+    /// each order once; one order failing (a deadlock victim, say) does not stop the others.
     pub async fn run_due_timers(&self) -> AppResult<TimerReport> {
+        use xingqu_store::orders::Due;
         let mut report = TimerReport::default();
         let now_ms = self.now_ms();
-        use xingqu_store::orders::Due;
         for order_id in self.store().due_orders(Due::Expiry, now_ms, TIMER_BATCH).await? {
-            let Some(order) = self.store().order(order_id).await? else { continue };
-            let mut tx = self.store().begin().await?;
-            let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
-            match tx
-                .transition_order(
-                    order_id,
-                    "created",
-                    "expired",
-                    &changes,
-                    Change { actor_user_id: None, reason: "reservation expired", now_ms },
-                )
-                .await
-            {
-                Err(StoreError::Concurrent) => continue,
-                other => other?,
+            match self.expire(order_id, now_ms).await {
+                Ok(done) => report.expired += usize::from(done),
+                Err(error) => tracing::warn!(order_id, %error, "expiring an order failed; retrying next run"),
             }
-            let released = self.release_stock(&mut tx, &order).await?;
-            tx.commit().await?;
-            self.flash_released_all(&order, &released);
-            report.expired += 1;
         }
         let confirm_before_ms = now_ms - self.config().auto_complete_s * 1000;
         for order_id in self.store().due_orders(Due::Completion, confirm_before_ms, TIMER_BATCH).await? {
-            let mut tx = self.store().begin().await?;
-            let changes = OrderChanges { completed_at_ms: Some(now_ms), ..OrderChanges::default() };
-            match tx
-                .transition_order(
-                    order_id,
-                    "delivered",
-                    "completed",
-                    &changes,
-                    Change { actor_user_id: None, reason: "receipt confirmed automatically", now_ms },
-                )
-                .await
-            {
-                Err(StoreError::Concurrent) => continue,
-                other => other?,
+            match self.auto_complete(order_id, now_ms).await {
+                Ok(done) => report.completed += usize::from(done),
+                Err(error) => tracing::warn!(order_id, %error, "completing an order failed; retrying next run"),
             }
-            tx.commit().await?;
-            report.completed += 1;
         }
         let window_closed_ms = now_ms - self.config().return_window_s * 1000;
         for order_id in self.store().due_orders(Due::Settlement, window_closed_ms, TIMER_BATCH).await? {
-            let mut tx = self.store().begin().await?;
-            let Some(order) = tx.order(order_id).await? else { continue };
-            if order.settled_at_ms.is_some() {
-                continue;
+            match self.settle(order_id, now_ms).await {
+                Ok(done) => report.settled += usize::from(done),
+                Err(error) => tracing::warn!(order_id, %error, "settling an order failed; retrying next run"),
             }
-            let lines = tx.lines(order_id).await?;
-            let receivable_fen = order.paid_fen - order.refunded_fen;
-            let commission = settlement_commission(&lines, order.paid_fen, receivable_fen);
-            match tx.mark_settled(order_id, commission, now_ms).await {
-                Err(StoreError::Concurrent) => continue,
-                other => other?,
-            }
-            if receivable_fen > 0 {
-                let posting = Posting::settlement(order.merchant_id, receivable_fen, commission)
-                    .map_err(|e| AppError::internal(e.to_string()))?;
-                tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;
-            }
-            tx.commit().await?;
-            report.settled += 1;
+        }
+        // Refunds sent inline normally succeed at once; these are the ones that did not.
+        for (reference, order_id, amount_fen) in
+            self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?
+        {
+            report.refunds_sent += usize::from(self.send_refund(&reference, order_id, amount_fen).await);
         }
         Ok(report)
     }
+
+    async fn expire(&self, order_id: i64, now_ms: i64) -> AppResult<bool> {
+        let Some(order) = self.store().order(order_id).await? else { return Ok(false) };
+        let mut tx = self.store().begin().await?;
+        let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
+        let change = Change { actor_user_id: None, reason: "reservation expired", now_ms };
+        match tx.transition_order(order_id, "created", "expired", &changes, change).await {
+            Err(StoreError::Concurrent) => return Ok(false),
+            other => other?,
+        }
+        let released = self.release_stock(&mut tx, &order).await?;
+        tx.commit().await?;
+        self.flash_released_all(&order, &released);
+        Ok(true)
+    }
+
+    async fn auto_complete(&self, order_id: i64, now_ms: i64) -> AppResult<bool> {
+        let mut tx = self.store().begin().await?;
+        let changes = OrderChanges { completed_at_ms: Some(now_ms), ..OrderChanges::default() };
+        let change = Change { actor_user_id: None, reason: "receipt confirmed automatically", now_ms };
+        match tx.transition_order(order_id, "delivered", "completed", &changes, change).await {
+            Err(StoreError::Concurrent) => return Ok(false),
+            other => other?,
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn settle(&self, order_id: i64, now_ms: i64) -> AppResult<bool> {
+        let mut tx = self.store().begin().await?;
+        let Some(order) = tx.order(order_id).await? else { return Ok(false) };
+        if order.settled_at_ms.is_some() {
+            return Ok(false);
+        }
+        let lines = tx.lines(order_id).await?;
+        let receivable_fen = order.paid_fen - order.refunded_fen;
+        let commission = settlement_commission(&lines, order.paid_fen, receivable_fen);
+        match tx.mark_settled(order_id, commission, now_ms).await {
+            Err(StoreError::Concurrent) => return Ok(false),
+            other => other?,
+        }
+        if receivable_fen > 0 {
+            let posting = Posting::settlement(order.merchant_id, receivable_fen, commission)
+                .map_err(|e| AppError::internal(e.to_string()))?;
+            tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
 }
+
+/// Refunds still pending this long after they were recorded are re-sent by the timers.
+const REFUND_RETRY_AFTER_MS: i64 = 30_000;
 
 /// Commission on what the merchant keeps: each line's rate on its paid amount, scaled by the
 /// share of the order not refunded, rounded down.

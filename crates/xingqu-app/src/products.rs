@@ -515,7 +515,8 @@ impl ParsedContent {
 struct ParsedSku {
     spec: SkuSpec,
     price: PriceFen,
-    stock: Stock,
+    /// `None` on an update that does not set the stock (it stays what reservations made it).
+    stock: Option<Stock>,
     weight: WeightG,
 }
 
@@ -524,7 +525,7 @@ impl ParsedSku {
         SkuValues {
             spec: self.spec.attributes(),
             price_fen: self.price.fen(),
-            stock: self.stock.units(),
+            stock: self.stock.map(Stock::units),
             weight_g: self.weight.grams(),
         }
     }
@@ -542,7 +543,11 @@ fn parse_sku(input: &SkuInput, current: Option<&SkuRow>) -> Result<(ParsedSku, S
         "price_fen",
         input.price_fen.or(current.map(|c| c.price_fen)).ok_or_else(|| missing("price_fen"))?,
     )?;
-    let stock = Stock::parse("stock", input.stock.or(current.map(|c| c.stock)).unwrap_or(0))?;
+    let stock = match (input.stock, current) {
+        (Some(raw), _) => Some(Stock::parse("stock", raw)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(Stock::parse("stock", 0)?),
+    };
     let weight =
         WeightG::parse("weight_g", input.weight_g.or(current.map(|c| c.weight_g)).ok_or_else(|| missing("weight_g"))?)?;
     let reason = parse_reason(input.reason.as_deref(), "price change")?;

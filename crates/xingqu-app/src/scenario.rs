@@ -71,7 +71,11 @@ impl App {
         let spec = vec![("规格".to_owned(), "5kg".to_owned())];
         let change = Change { actor_user_id: Some(owner.id), reason: "initial price", now_ms };
         let sku = tx
-            .insert_sku(product_id, &SkuValues { spec: &spec, price_fen: 5990, stock: 1000, weight_g: 5000 }, change)
+            .insert_sku(
+                product_id,
+                &SkuValues { spec: &spec, price_fen: 5990, stock: Some(1000), weight_g: 5000 },
+                change,
+            )
             .await?;
         tx.transition_product(product_id, "draft", "listed", change).await?;
         let sale = tx

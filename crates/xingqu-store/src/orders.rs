@@ -396,7 +396,7 @@ impl Tx {
         orders: &[NewOrder],
         lines: &[NewLine],
         takes: &[(i64, i64)],
-        holdings: &[(i64, i64, i64)],
+        holdings: &[(i64, i64, i64, i64)],
     ) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres || checkouts.is_empty() {
             self.insert_checkouts(checkouts).await?;
@@ -407,8 +407,8 @@ impl Tx {
                     return Err(StoreError::Constraint);
                 }
             }
-            for &(flash_sale_id, user_id, units) in holdings {
-                self.add_flash_purchases(flash_sale_id, &[(user_id, units)]).await?;
+            for &(flash_sale_id, user_id, units, limit_units) in holdings {
+                self.add_flash_purchase(flash_sale_id, user_id, units, limit_units).await?;
             }
             return Ok(());
         }
@@ -426,7 +426,7 @@ impl Tx {
             sql.push_str(&multi_insert(
                 Backend::Sqlite,
                 "flash_purchases",
-                &["flash_sale_id", "user_id", "units"],
+                &["flash_sale_id", "user_id", "units", "limit_units"],
                 holdings.len(),
             ));
             sql.push_str(
@@ -440,8 +440,8 @@ impl Tx {
         for &(flash_sale_id, units) in takes {
             query = query.bind(units).bind(flash_sale_id);
         }
-        for &(flash_sale_id, user_id, units) in holdings {
-            query = query.bind(flash_sale_id).bind(user_id).bind(units);
+        for &(flash_sale_id, user_id, units, limit_units) in holdings {
+            query = query.bind(flash_sale_id).bind(user_id).bind(units).bind(limit_units);
         }
         query.execute(self.conn()).await?;
         Ok(())
@@ -501,20 +501,23 @@ impl Tx {
         Ok(())
     }
 
-    /// Adds units a buyer holds of a flash sale; returns what they hold now.
+    /// Adds units a buyer holds of a flash sale; returns what they hold now. Beyond
+    /// `limit_units` the store refuses it ([`StoreError::Constraint`]).
     pub async fn add_flash_purchase(
         &mut self,
         flash_sale_id: i64,
         user_id: i64,
         units: i64,
+        limit_units: i64,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO flash_purchases (flash_sale_id, user_id, units) VALUES ($1, $2, $3) \
+            "INSERT INTO flash_purchases (flash_sale_id, user_id, units, limit_units) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units RETURNING units",
         )
         .bind(flash_sale_id)
         .bind(user_id)
         .bind(units)
+        .bind(limit_units)
         .fetch_one(self.conn())
         .await?;
         Ok(row.try_get("units")?)
@@ -533,23 +536,6 @@ impl Tx {
             .bind(units)
             .execute(self.conn())
             .await?;
-        Ok(())
-    }
-
-    /// Adds units to what each buyer holds of a flash sale (all positive).
-    pub async fn add_flash_purchases(&mut self, flash_sale_id: i64, per_user: &[(i64, i64)]) -> Result<(), StoreError> {
-        for chunk in pieces(per_user) {
-            let mut sql =
-                multi_insert(self.backend, "flash_purchases", &["flash_sale_id", "user_id", "units"], chunk.len());
-            sql.push_str(
-                " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units",
-            );
-            let mut query = sqlx::query(&sql);
-            for &(user_id, units) in chunk {
-                query = query.bind(flash_sale_id).bind(user_id).bind(units);
-            }
-            query.execute(self.conn()).await?;
-        }
         Ok(())
     }
 
@@ -637,24 +623,27 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records a refund and adds it to the order's refunded total; the database refuses a total
-    /// above what was paid.
+    /// Records a pending refund under `reference` and adds it to the order's refunded total; the
+    /// database refuses a total above what was paid ([`StoreError::Concurrent`]).
     pub async fn insert_refund(
         &mut self,
         order_id: i64,
         amount_fen: i64,
-        gateway_ref: &str,
+        reference: &str,
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO refunds (order_id, amount_fen, gateway_ref, reason, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
-            .bind(order_id)
-            .bind(amount_fen)
-            .bind(gateway_ref)
-            .bind(reason)
-            .bind(now_ms)
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "INSERT INTO refunds (order_id, amount_fen, reference, status, reason, created_at_ms) \
+             VALUES ($1, $2, $3, 'pending', $4, $5)",
+        )
+        .bind(order_id)
+        .bind(amount_fen)
+        .bind(reference)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
         let done = sqlx::query(
             "UPDATE orders SET refunded_fen = refunded_fen + $1 WHERE id = $2 AND refunded_fen + $1 <= paid_fen",
         )
@@ -786,6 +775,35 @@ impl Store {
                 .fetch_optional(self.reader())
                 .await?;
         row.map(|r| Ok((r.try_get("id")?, r.try_get("request_sha256")?))).transpose()
+    }
+
+    /// Marks a refund the gateway confirmed.
+    pub async fn mark_refund_sent(&self, reference: &str, gateway_ref: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE refunds SET status = 'sent', gateway_ref = $1, sent_at_ms = $2 WHERE reference = $3 AND status = 'pending'")
+            .bind(gateway_ref)
+            .bind(now_ms)
+            .bind(reference)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// Refunds the gateway has not confirmed, created at or before `before_ms`: (reference,
+    /// order, amount).
+    pub async fn pending_refunds(&self, before_ms: i64, limit: u32) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT reference, order_id, amount_fen FROM refunds WHERE status = 'pending' AND created_at_ms <= $1 \
+             ORDER BY created_at_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("reference")?, r.try_get("order_id")?, r.try_get("amount_fen")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Ids of orders a timer must act on at `now`: `due_ms` is the expiry time for

@@ -112,7 +112,8 @@ fn spec_json(spec: &[(String, String)]) -> String {
 pub struct SkuValues<'a> {
     pub spec: &'a [(String, String)],
     pub price_fen: i64,
-    pub stock: i64,
+    /// `None` on an update leaves the stock as it is (orders reserve from it concurrently).
+    pub stock: Option<i64>,
     pub weight_g: i64,
 }
 
@@ -273,7 +274,7 @@ impl Tx {
             .bind(product_id)
             .bind(spec_json(sku.spec))
             .bind(sku.price_fen)
-            .bind(sku.stock)
+            .bind(sku.stock.unwrap_or(0))
             .bind(sku.weight_g)
             .bind(change.now_ms)
             .fetch_one(self.conn())
@@ -296,7 +297,7 @@ impl Tx {
         let row = sqlx::query(&sql).bind(sku_id).fetch_optional(self.conn()).await?.ok_or(StoreError::NotFound)?;
         let before = SkuRow::from_row(&row)?;
         let sql = format!(
-            "UPDATE skus SET spec = $1, price_fen = $2, stock = $3, weight_g = $4, updated_at_ms = $5 \
+            "UPDATE skus SET spec = $1, price_fen = $2, stock = COALESCE($3, stock), weight_g = $4, updated_at_ms = $5 \
              WHERE id = $6 RETURNING {SKU_COLUMNS}"
         );
         let row = sqlx::query(&sql)

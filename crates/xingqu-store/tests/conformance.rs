@@ -118,7 +118,7 @@ async fn listed(
     let id =
         tx.insert_product(merchant_id, &content(category_id, title, region, tags, &[]), NOW_MS).await.expect("product");
     let spec = vec![("规格".to_owned(), "1件".to_owned())];
-    let sku = SkuValues { spec: &spec, price_fen, stock: 10, weight_g: 500 };
+    let sku = SkuValues { spec: &spec, price_fen, stock: Some(10), weight_g: 500 };
     tx.insert_sku(id, &sku, change(None, "initial price", NOW_MS)).await.expect("sku");
     tx.transition_product(id, "draft", "listed", change(None, "seed", NOW_MS)).await.expect("list");
     tx.commit().await.expect("commit");
@@ -242,7 +242,7 @@ async fn sku_prices_append_to_history(store: &Store) {
     let sku = tx
         .insert_sku(
             product,
-            &SkuValues { spec: &spec, price_fen: 5990, stock: 100, weight_g: 5000 },
+            &SkuValues { spec: &spec, price_fen: 5990, stock: Some(100), weight_g: 5000 },
             change(Some(actor), "initial price", NOW_MS),
         )
         .await
@@ -254,14 +254,14 @@ async fn sku_prices_append_to_history(store: &Store) {
     let mut tx = store.begin().await.expect("begin");
     tx.update_sku(
         sku.id,
-        &SkuValues { spec: &spec, price_fen: 5990, stock: 80, weight_g: 5000 },
+        &SkuValues { spec: &spec, price_fen: 5990, stock: Some(80), weight_g: 5000 },
         change(Some(actor), "restock", NOW_MS + 1),
     )
     .await
     .expect("stock only");
     tx.update_sku(
         sku.id,
-        &SkuValues { spec: &spec, price_fen: 4990, stock: 80, weight_g: 5000 },
+        &SkuValues { spec: &spec, price_fen: 4990, stock: Some(80), weight_g: 5000 },
         change(Some(actor), "双11", NOW_MS + 2),
     )
     .await
@@ -286,7 +286,7 @@ async fn sku_prices_append_to_history(store: &Store) {
     let missing = tx
         .update_sku(
             sku.id + 999,
-            &SkuValues { spec: &spec, price_fen: 1, stock: 1, weight_g: 1 },
+            &SkuValues { spec: &spec, price_fen: 1, stock: Some(1), weight_g: 1 },
             change(None, "x", NOW_MS),
         )
         .await;
@@ -447,7 +447,7 @@ async fn concurrent_reservations_never_oversell(store: &Store) {
     let spec = vec![("规格".to_owned(), "1件".to_owned())];
     tx.update_sku(
         sku,
-        &SkuValues { spec: &spec, price_fen: 100, stock: 7, weight_g: 500 },
+        &SkuValues { spec: &spec, price_fen: 100, stock: Some(7), weight_g: 500 },
         change(None, "restock", NOW_MS),
     )
     .await

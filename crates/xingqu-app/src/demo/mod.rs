@@ -239,7 +239,8 @@ impl App {
                     // Vary stock by up to ±20% so shops do not look stamped out of one mould.
                     let jitter = sku.stock / 5;
                     let stock = sku.stock - jitter + rng.below(2 * jitter as u64 + 1) as i64;
-                    let values = SkuValues { spec: &spec, price_fen: sku.price_fen, stock, weight_g: sku.weight_g };
+                    let values =
+                        SkuValues { spec: &spec, price_fen: sku.price_fen, stock: Some(stock), weight_g: sku.weight_g };
                     let change = Change { actor_user_id: Some(owner_id), reason: "initial price", now_ms: created_ms };
                     tx.insert_sku(product_id, &values, change).await?;
                 }

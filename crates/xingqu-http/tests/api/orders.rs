@@ -491,6 +491,7 @@ async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
             response.status().as_u16()
         }
     };
+    assert_eq!(flash_buy(buyer.clone(), "h0").await, 409, "the cart's two units count against the limit");
     assert_eq!(flash_buy(other.clone(), "h1").await, 201);
     assert_eq!(flash_buy(app.register("third@example.com", "consumer").await, "h1").await, 409);
     assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 0);

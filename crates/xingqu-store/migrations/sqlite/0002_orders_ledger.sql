@@ -113,14 +113,21 @@ CREATE TABLE payments (
     succeeded_at_ms BIGINT
 );
 
+-- A refund is recorded (with its ledger posting) in the transaction that decides it, as
+-- `pending`; the gateway is asked after commit, under `reference`, and the row becomes `sent`.
+-- Pending refunds are retried by the timers, so a crash between the two loses nothing.
 CREATE TABLE refunds (
     id INTEGER PRIMARY KEY,
     order_id BIGINT NOT NULL REFERENCES orders (id),
     amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
-    gateway_ref TEXT NOT NULL,
+    reference TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent')),
+    gateway_ref TEXT,
     reason TEXT NOT NULL,
-    created_at_ms BIGINT NOT NULL
+    created_at_ms BIGINT NOT NULL,
+    sent_at_ms BIGINT
 );
+CREATE INDEX refunds_pending ON refunds (created_at_ms) WHERE status = 'pending';
 CREATE INDEX refunds_order ON refunds (order_id);
 
 -- The ledger: transactions of entries that sum to zero. `reference` is unique, so a posting made
@@ -159,9 +166,12 @@ CREATE TABLE flash_sales (
 );
 CREATE INDEX flash_sales_sku ON flash_sales (sku_id);
 
+-- What each buyer holds of a flash sale; the store itself refuses more than the per-buyer limit.
 CREATE TABLE flash_purchases (
     flash_sale_id BIGINT NOT NULL REFERENCES flash_sales (id),
     user_id BIGINT NOT NULL,
     units BIGINT NOT NULL CHECK (units >= 0),
-    PRIMARY KEY (flash_sale_id, user_id)
+    limit_units BIGINT NOT NULL,
+    PRIMARY KEY (flash_sale_id, user_id),
+    CHECK (units <= limit_units)
 );
