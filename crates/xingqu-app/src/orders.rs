@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{NAME_CHARS_MAX, ProductStatus, Qualification, RegionCode};
 use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
-use xingqu_domain::ledger::{Posting, commission_fen};
+use xingqu_domain::ledger::{Account, Posting, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
 use xingqu_store::StoreError;
@@ -67,6 +67,8 @@ pub enum CallbackOutcome {
     AlreadyPaid,
     /// The order had expired or been cancelled: the money went straight back.
     RefundedLate,
+    /// A second, different payment for an order already paid: refunded.
+    RefundedDuplicate,
 }
 
 /// What one timer run did.
@@ -484,7 +486,27 @@ impl App {
         let order = tx.order(order.id).await?.ok_or(AppError::not_found("order"))?;
         let status = order_status(&order)?;
         if order.paid_fen > 0 {
-            return Ok(CallbackOutcome::AlreadyPaid);
+            let recorded = tx.payment_gateway_ref(order.id).await?;
+            if recorded.as_deref() == Some(callback.gateway_ref.as_str()) {
+                return Ok(CallbackOutcome::AlreadyPaid);
+            }
+            // A second, different payment for an order already paid (the buyer paid twice):
+            // the money came in and goes straight back; the order is not touched.
+            let reference = format!("duplicate-payment:{}:{}", order.id, callback.gateway_ref);
+            let posting = Posting::new(
+                xingqu_domain::ledger::PostingKind::Refund,
+                vec![(Account::BuyerPayments, order.total_fen), (Account::Refunds, -order.total_fen)],
+            )
+            .map_err(|e| AppError::internal(e.to_string()))?;
+            match tx.post(&posting, &reference, None, now_ms).await {
+                Err(StoreError::Conflict { .. }) => return Ok(CallbackOutcome::AlreadyPaid),
+                other => other?,
+            }
+            tx.commit().await?;
+            if let Err(error) = self.gateway().refund(order.id, order.total_fen, &reference) {
+                tracing::error!(%error, reference, "refunding a duplicate payment failed; needs an operator");
+            }
+            return Ok(CallbackOutcome::RefundedDuplicate);
         }
         tx.upsert_payment(order.id, self.gateway().name(), order.total_fen, now_ms).await?;
         if !tx.succeed_payment(order.id, &callback.gateway_ref, now_ms).await? {

@@ -610,6 +610,15 @@ impl Tx {
         Ok(row.try_get("id")?)
     }
 
+    /// The gateway's reference of the payment that paid an order, if any.
+    pub async fn payment_gateway_ref(&mut self, order_id: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT gateway_ref FROM payments WHERE order_id = $1 AND status = 'succeeded'")
+            .bind(order_id)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.map(|r| r.try_get("gateway_ref")).transpose()?.flatten())
+    }
+
     /// Marks the order's payment succeeded, once: false if it already was.
     pub async fn succeed_payment(&mut self, order_id: i64, gateway_ref: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(

@@ -428,7 +428,8 @@ async fn pay_order(State(state): State<AppState>, auth: Auth, Id(id): Id) -> Api
 
 #[derive(Serialize, ToSchema)]
 pub struct CallbackResponse {
-    /// paid, already_paid, or refunded_late (the order had closed; the money went back).
+    /// paid, already_paid, refunded_late (the order had closed; the money went back) or
+    /// refunded_duplicate (a second payment for a paid order; the money went back).
     outcome: &'static str,
 }
 
@@ -450,6 +451,7 @@ async fn payment_callback(
         CallbackOutcome::Paid => "paid",
         CallbackOutcome::AlreadyPaid => "already_paid",
         CallbackOutcome::RefundedLate => "refunded_late",
+        CallbackOutcome::RefundedDuplicate => "refunded_duplicate",
     };
     Ok(Json(CallbackResponse { outcome }))
 }

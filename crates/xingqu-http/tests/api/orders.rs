@@ -204,6 +204,17 @@ async fn payment_callbacks_are_verified_and_idempotent(app: &TestApp) {
     let paid = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
     assert_eq!((paid.body["status"].as_str(), paid.body["paid_fen"].as_i64()), (Some("paid"), Some(5990)));
     assert_eq!(app.app.store().account_balance("buyer_payments").await.expect("balance"), 5990, "posted once");
+    // The buyer pays a second time through the gateway: that money goes straight back.
+    let gateway = xingqu_app::payments::SimulatedGateway::new(&xingqu_app::AppConfig::default().payment_secret);
+    let mut second_body = callback.clone();
+    second_body["gateway_ref"] = json!("sim-pay-second");
+    second_body["signature"] = json!(gateway.sign(order_id, 5990, "sim-pay-second"));
+    let duplicate = app.post("/v1/payments/simulated/callback", None, second_body.clone()).await;
+    assert_eq!(duplicate.body["outcome"], "refunded_duplicate", "{duplicate:?}");
+    let again = app.post("/v1/payments/simulated/callback", None, second_body).await;
+    assert_eq!(again.body["outcome"], "already_paid", "refunded once");
+    assert_eq!(app.app.store().account_balance("buyer_payments").await.expect("balance"), 11980);
+    assert_eq!(app.app.store().account_balance("refunds").await.expect("balance"), -5990);
     ledger_is_consistent(app).await;
 }
 
