@@ -178,7 +178,16 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>) {
             }
             Err(_) if group.len() > 1 => {
                 for job in group {
-                    let result = commit_group(&store, std::slice::from_ref(&job)).await;
+                    let mut result = commit_group(&store, std::slice::from_ref(&job)).await;
+                    if result == Err(Failure::KeyReused) {
+                        // The group's commit may have landed after all (an error on the way back
+                        // from the database): if this very checkout is stored, the order exists.
+                        let stored =
+                            store.checkout_by_key(job.checkout.buyer_user_id, &job.checkout.idempotency_key).await;
+                        if matches!(stored, Ok(Some((id, _))) if id == job.checkout.id) {
+                            result = Ok(());
+                        }
+                    }
                     let _ = job.reply.send(result);
                 }
             }
