@@ -7,6 +7,7 @@ pub mod clock;
 pub mod demo;
 mod error;
 pub mod flash;
+pub mod hotlist;
 mod ids;
 pub mod orders;
 pub mod payments;

@@ -1,5 +1,6 @@
 //! `xingqu bench …`: measurements against real peers on this machine, in the same run.
 
+pub mod hotlist;
 pub mod peers;
 
 use anyhow::{Context, bail};
@@ -16,6 +17,8 @@ use xingqu_app::{App, AppConfig};
 pub enum BenchCommand {
     /// One hot SKU, thousands of buyers at once: Xingqu over HTTP against PostgreSQL and Redis.
     FlashSale(FlashSaleArgs),
+    /// Real-time hot lists fed by sale events: lag to visibility, highest rate, against Redis.
+    HotList(hotlist::HotListArgs),
 }
 
 #[derive(Args, Debug)]
@@ -40,6 +43,7 @@ pub struct FlashSaleArgs {
 pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()> {
     match command {
         BenchCommand::FlashSale(args) => flash_sale(args, database_url).await,
+        BenchCommand::HotList(args) => hotlist::run(args).await,
     }
 }
 

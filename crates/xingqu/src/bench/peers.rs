@@ -367,7 +367,7 @@ return id
 ";
 
 /// A `redis-server` this peer started; killed, and its directory removed, when dropped.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
@@ -383,8 +383,14 @@ impl Drop for RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a free loopback port and waits until it answers PING.
+    /// Starts `redis-server` with AOF and `appendfsync always` on a free loopback port and
+    /// waits until it answers PING.
     async fn start() -> Result<Self, String> {
+        Self::start_with(true).await
+    }
+
+    /// Starts `redis-server` (durable: AOF with fsync always; otherwise in memory only).
+    pub(crate) async fn start_with(durable: bool) -> Result<Self, String> {
         let mut last_error = String::new();
         // A port found free can be taken before the server binds it: try a few.
         for _ in 0..3 {
@@ -393,7 +399,7 @@ impl RedisServer {
                 .tempdir()
                 .map_err(|e| format!("cannot create a temp dir for redis-server: {e}"))?;
             let port = free_port()?;
-            let child = spawn_redis_server(dir.path(), port)?;
+            let child = spawn_redis_server(dir.path(), port, durable)?;
             let mut server = Self { child: Some(child), port, dir };
             match server.wait_ready().await {
                 Ok(()) => return Ok(server),
@@ -403,7 +409,7 @@ impl RedisServer {
         Err(last_error)
     }
 
-    fn client(&self) -> Result<redis::Client, String> {
+    pub(crate) fn client(&self) -> Result<redis::Client, String> {
         redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).map_err(|e| e.to_string())
     }
 
@@ -445,7 +451,7 @@ impl RedisServer {
     }
 
     /// SHUTDOWN NOSAVE, then waits briefly for the process to go; `Drop` kills it if it has not.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Ok(client) = self.client() {
             let connected = tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection());
             if let Ok(Ok(mut con)) = connected.await {
@@ -474,10 +480,15 @@ fn free_port() -> Result<u16, String> {
     listener.local_addr().map(|a| a.port()).map_err(|e| format!("no free port: {e}"))
 }
 
-fn spawn_redis_server(dir: &Path, port: u16) -> Result<Child, String> {
+fn spawn_redis_server(dir: &Path, port: u16, durable: bool) -> Result<Child, String> {
+    let persistence: &[&str] = if durable {
+        &["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+    } else {
+        &["--appendonly", "no", "--save", ""]
+    };
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"])
-        .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+        .args(persistence)
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")

@@ -1,0 +1,257 @@
+//! Real-time hot-sales lists (实时热卖榜): top SKUs by net units and net GMV over sliding windows
+//! (1 h, 24 h) and campaign-to-date, overall and per category, fed by sale events. Refunds are
+//! negative events; events flagged as suspected brushing are kept apart for review, not counted.
+//!
+//! Minute buckets hold what each minute added; each window keeps running totals and an ordered
+//! index per measure, and subtracts a bucket when it leaves the window. Events are applied in
+//! batches, so a hot SKU sold a thousand times in a batch touches the indexes once.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+const MINUTE_MS: i64 = 60_000;
+
+/// Net (units, GMV in 分) added per (sku, category).
+type Deltas = HashMap<(i64, i64), (i64, i64)>;
+/// Events kept for review at most (the oldest are dropped first).
+const REVIEW_MAX: usize = 100_000;
+
+/// A sale (positive) or refund (negative) of a SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleEvent {
+    pub sku_id: i64,
+    pub category_id: i64,
+    pub units: i64,
+    pub gmv_fen: i64,
+    pub at_ms: i64,
+    /// Flagged by the brushing rules: excluded from the lists, kept for review.
+    pub suspected_brushing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Hour,
+    Day,
+    CampaignToDate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Measure {
+    Units,
+    GmvFen,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::Hour, Window::Day, Window::CampaignToDate];
+
+    fn span_minutes(self) -> Option<i64> {
+        match self {
+            Window::Hour => Some(60),
+            Window::Day => Some(24 * 60),
+            Window::CampaignToDate => None,
+        }
+    }
+}
+
+/// Running totals of one window and the rankings over them. Only positive totals are ranked.
+#[derive(Debug, Default)]
+struct WindowState {
+    totals: HashMap<i64, (i64, i64, i64)>,
+    units: Ranking,
+    gmv: Ranking,
+    /// Minute buckets up to this one have been subtracted (they left the window).
+    expired_through_minute: i64,
+}
+
+#[derive(Debug, Default)]
+struct Ranking {
+    overall: BTreeSet<(i64, std::cmp::Reverse<i64>)>,
+    by_category: HashMap<i64, BTreeSet<(i64, std::cmp::Reverse<i64>)>>,
+}
+
+impl Ranking {
+    fn set(&mut self, sku_id: i64, category_id: i64, old: i64, new: i64) {
+        let key = std::cmp::Reverse(sku_id);
+        if old > 0 {
+            self.overall.remove(&(old, key));
+            if let Some(set) = self.by_category.get_mut(&category_id) {
+                set.remove(&(old, key));
+            }
+        }
+        if new > 0 {
+            self.overall.insert((new, key));
+            self.by_category.entry(category_id).or_default().insert((new, key));
+        }
+    }
+
+    fn top(&self, category_id: Option<i64>, n: usize) -> Vec<(i64, i64)> {
+        let set = match category_id {
+            None => Some(&self.overall),
+            Some(c) => self.by_category.get(&c),
+        };
+        set.map(|s| s.iter().rev().take(n).map(|&(value, std::cmp::Reverse(sku))| (sku, value)).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl WindowState {
+    fn add(&mut self, sku_id: i64, category_id: i64, units: i64, gmv_fen: i64) {
+        let entry = self.totals.entry(sku_id).or_insert((0, 0, category_id));
+        let (old_units, old_gmv) = (entry.0, entry.1);
+        entry.0 += units;
+        entry.1 += gmv_fen;
+        let (new_units, new_gmv) = (entry.0, entry.1);
+        if new_units == 0 && new_gmv == 0 {
+            self.totals.remove(&sku_id);
+        }
+        if old_units != new_units {
+            self.units.set(sku_id, category_id, old_units, new_units);
+        }
+        if old_gmv != new_gmv {
+            self.gmv.set(sku_id, category_id, old_gmv, new_gmv);
+        }
+    }
+}
+
+/// The hot lists. Not thread-safe by itself: one task applies batches, readers take a lock or a
+/// snapshot (see the bench and the app's projection).
+#[derive(Debug, Default)]
+pub struct HotLists {
+    /// (minute, what that minute added), oldest first, the last 24 h.
+    buckets: VecDeque<(i64, Deltas)>,
+    windows: [WindowState; 3],
+    review: VecDeque<SaleEvent>,
+    applied: u64,
+}
+
+impl HotLists {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Events applied so far (brushing excluded).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies a batch of events and moves the windows to `now_ms`.
+    pub fn apply(&mut self, events: &[SaleEvent], now_ms: i64) {
+        let now_minute = now_ms.div_euclid(MINUTE_MS);
+        let mut deltas: Deltas = HashMap::new();
+        for event in events {
+            if event.suspected_brushing {
+                if self.review.len() == REVIEW_MAX {
+                    self.review.pop_front();
+                }
+                self.review.push_back(*event);
+                continue;
+            }
+            let delta = deltas.entry((event.sku_id, event.category_id)).or_default();
+            delta.0 += event.units;
+            delta.1 += event.gmv_fen;
+            self.applied += 1;
+        }
+        if !deltas.is_empty() {
+            match self.buckets.back_mut() {
+                Some((minute, bucket)) if *minute == now_minute => {
+                    for (&key, &(units, gmv)) in &deltas {
+                        let entry = bucket.entry(key).or_default();
+                        entry.0 += units;
+                        entry.1 += gmv;
+                    }
+                }
+                _ => self.buckets.push_back((now_minute, deltas.clone())),
+            }
+            for window in &mut self.windows {
+                for (&(sku, category), &(units, gmv)) in &deltas {
+                    window.add(sku, category, units, gmv);
+                }
+            }
+        }
+        self.advance(now_minute);
+    }
+
+    /// Subtracts the minutes that left each window; drops buckets older than a day.
+    fn advance(&mut self, now_minute: i64) {
+        for (index, window) in Window::ALL.iter().enumerate() {
+            let Some(span) = window.span_minutes() else { continue };
+            let cutoff = now_minute - span;
+            let state = &mut self.windows[index];
+            for (minute, bucket) in &self.buckets {
+                if *minute > cutoff {
+                    break;
+                }
+                if *minute > state.expired_through_minute || state.expired_through_minute == 0 {
+                    for (&(sku, category), &(units, gmv)) in bucket {
+                        state.add(sku, category, -units, -gmv);
+                    }
+                }
+            }
+            state.expired_through_minute = state.expired_through_minute.max(cutoff);
+        }
+        let day_cutoff = now_minute - 24 * 60;
+        while self.buckets.front().is_some_and(|(minute, _)| *minute <= day_cutoff) {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// The top `n` SKUs of a window by a measure, overall or in one category: (sku, value).
+    pub fn top(&self, window: Window, measure: Measure, category_id: Option<i64>, n: usize) -> Vec<(i64, i64)> {
+        let index = Window::ALL.iter().position(|w| *w == window).unwrap_or(0);
+        let state = &self.windows[index];
+        match measure {
+            Measure::Units => state.units.top(category_id, n),
+            Measure::GmvFen => state.gmv.top(category_id, n),
+        }
+    }
+
+    /// Events excluded as suspected brushing, most recent last.
+    pub fn for_review(&self) -> impl Iterator<Item = &SaleEvent> {
+        self.review.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(sku_id: i64, category_id: i64, units: i64, at_ms: i64) -> SaleEvent {
+        SaleEvent { sku_id, category_id, units, gmv_fen: units * 100, at_ms, suspected_brushing: false }
+    }
+
+    #[test]
+    fn windows_slide_refunds_subtract_and_brushing_is_kept_apart() {
+        let mut lists = HotLists::new();
+        let t0 = 1_000 * MINUTE_MS;
+        lists.apply(&[sale(1, 10, 5, t0), sale(2, 10, 3, t0), sale(3, 20, 4, t0)], t0);
+        assert_eq!(lists.top(Window::Hour, Measure::Units, None, 2), vec![(1, 5), (3, 4)]);
+        assert_eq!(lists.top(Window::Hour, Measure::Units, Some(10), 5), vec![(1, 5), (2, 3)]);
+        // A refund subtracts; a brushed order does not count.
+        let brushed = SaleEvent { suspected_brushing: true, ..sale(2, 10, 100, t0) };
+        lists.apply(&[sale(1, 10, -4, t0 + 1), brushed], t0 + 1);
+        assert_eq!(lists.top(Window::Hour, Measure::Units, None, 3), vec![(3, 4), (2, 3), (1, 1)]);
+        assert_eq!(lists.for_review().count(), 1);
+        // Thirty minutes later sku 2 sells again; an hour after t0 the first minute leaves the hour.
+        lists.apply(&[sale(2, 10, 2, t0 + 30 * MINUTE_MS)], t0 + 30 * MINUTE_MS);
+        lists.apply(&[], t0 + 61 * MINUTE_MS);
+        assert_eq!(lists.top(Window::Hour, Measure::Units, None, 5), vec![(2, 2)]);
+        assert_eq!(lists.top(Window::Day, Measure::Units, None, 5), vec![(2, 5), (3, 4), (1, 1)]);
+        assert_eq!(lists.top(Window::Day, Measure::GmvFen, None, 1), vec![(2, 500)]);
+        lists.apply(&[], t0 + 25 * 60 * MINUTE_MS);
+        assert!(lists.top(Window::Day, Measure::Units, None, 5).is_empty());
+        assert_eq!(lists.top(Window::CampaignToDate, Measure::Units, None, 1), vec![(2, 5)]);
+    }
+
+    #[test]
+    fn batching_gives_the_same_lists_as_one_by_one() {
+        let events: Vec<SaleEvent> = (0..500).map(|i| sale(i % 37, i % 5, 1 + i % 3, 0)).collect();
+        let mut batched = HotLists::new();
+        batched.apply(&events, 0);
+        let mut single = HotLists::new();
+        for event in &events {
+            single.apply(std::slice::from_ref(event), 0);
+        }
+        for window in Window::ALL {
+            assert_eq!(batched.top(window, Measure::Units, None, 37), single.top(window, Measure::Units, None, 37));
+        }
+    }
+}
