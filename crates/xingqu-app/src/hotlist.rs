@@ -53,7 +53,7 @@ impl Window {
 }
 
 /// Running totals of one window and the rankings over them. Only positive totals are ranked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WindowState {
     totals: HashMap<i64, (i64, i64, i64)>,
     units: Ranking,
@@ -90,6 +90,17 @@ impl Ranking {
         };
         set.map(|s| s.iter().rev().take(n).map(|&(value, std::cmp::Reverse(sku))| (sku, value)).collect())
             .unwrap_or_default()
+    }
+}
+
+impl Default for WindowState {
+    fn default() -> Self {
+        Self {
+            totals: HashMap::new(),
+            units: Ranking::default(),
+            gmv: Ranking::default(),
+            expired_through_minute: i64::MIN,
+        }
     }
 }
 
@@ -133,10 +144,12 @@ impl HotLists {
         self.applied
     }
 
-    /// Applies a batch of events and moves the windows to `now_ms`.
+    /// Applies a batch of events and moves the windows to `now_ms`. Each event counts in the
+    /// minute it happened: a late or replayed event lands in the windows that still cover it.
     pub fn apply(&mut self, events: &[SaleEvent], now_ms: i64) {
         let now_minute = now_ms.div_euclid(MINUTE_MS);
-        let mut deltas: Deltas = HashMap::new();
+        self.advance(now_minute);
+        let mut by_minute: HashMap<i64, Deltas> = HashMap::new();
         for event in events {
             if event.suspected_brushing {
                 if self.review.len() == REVIEW_MAX {
@@ -145,29 +158,36 @@ impl HotLists {
                 self.review.push_back(*event);
                 continue;
             }
-            let delta = deltas.entry((event.sku_id, event.category_id)).or_default();
+            let minute = event.at_ms.div_euclid(MINUTE_MS).min(now_minute);
+            let delta = by_minute.entry(minute).or_default().entry((event.sku_id, event.category_id)).or_default();
             delta.0 += event.units;
             delta.1 += event.gmv_fen;
             self.applied += 1;
         }
-        if !deltas.is_empty() {
-            match self.buckets.back_mut() {
-                Some((minute, bucket)) if *minute == now_minute => {
-                    for (&key, &(units, gmv)) in &deltas {
+        for (minute, deltas) in by_minute {
+            for (index, window) in Window::ALL.iter().enumerate() {
+                let state = &mut self.windows[index];
+                let covered = window.span_minutes().is_none_or(|span| minute > now_minute - span);
+                if covered && minute > state.expired_through_minute {
+                    for (&(sku, category), &(units, gmv)) in &deltas {
+                        state.add(sku, category, units, gmv);
+                    }
+                }
+            }
+            if minute > now_minute - 24 * 60 {
+                let at = self.buckets.partition_point(|(m, _)| *m < minute);
+                if self.buckets.get(at).is_none_or(|(m, _)| *m != minute) {
+                    self.buckets.insert(at, (minute, Deltas::new()));
+                }
+                if let Some((_, bucket)) = self.buckets.get_mut(at) {
+                    for (key, (units, gmv)) in deltas {
                         let entry = bucket.entry(key).or_default();
                         entry.0 += units;
                         entry.1 += gmv;
                     }
                 }
-                _ => self.buckets.push_back((now_minute, deltas.clone())),
-            }
-            for window in &mut self.windows {
-                for (&(sku, category), &(units, gmv)) in &deltas {
-                    window.add(sku, category, units, gmv);
-                }
             }
         }
-        self.advance(now_minute);
     }
 
     /// Subtracts the minutes that left each window; drops buckets older than a day.
@@ -180,7 +200,7 @@ impl HotLists {
                 if *minute > cutoff {
                     break;
                 }
-                if *minute > state.expired_through_minute || state.expired_through_minute == 0 {
+                if *minute > state.expired_through_minute {
                     for (&(sku, category), &(units, gmv)) in bucket {
                         state.add(sku, category, -units, -gmv);
                     }
@@ -242,6 +262,17 @@ mod tests {
     }
 
     #[test]
+    fn late_events_land_in_the_windows_that_cover_them() {
+        let mut lists = HotLists::new();
+        let now = 10_000 * MINUTE_MS;
+        lists.apply(&[sale(1, 1, 2, now - 2 * 60 * MINUTE_MS), sale(2, 1, 1, now - 5 * MINUTE_MS)], now);
+        assert_eq!(lists.top(Window::Hour, Measure::Units, None, 5), vec![(2, 1)]);
+        assert_eq!(lists.top(Window::Day, Measure::Units, None, 5), vec![(1, 2), (2, 1)]);
+        lists.apply(&[], now + 23 * 60 * MINUTE_MS);
+        assert_eq!(lists.top(Window::Day, Measure::Units, None, 5), vec![(2, 1)], "sku 1 left the day");
+    }
+
+    #[test]
     fn batching_gives_the_same_lists_as_one_by_one() {
         let events: Vec<SaleEvent> = (0..500).map(|i| sale(i % 37, i % 5, 1 + i % 3, 0)).collect();
         let mut batched = HotLists::new();
@@ -253,5 +284,84 @@ mod tests {
         for window in Window::ALL {
             assert_eq!(batched.top(window, Measure::Units, None, 37), single.top(window, Measure::Units, None, 37));
         }
+    }
+}
+
+/// One entry of a hot list as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotEntry {
+    pub sku_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub value: i64,
+}
+
+impl crate::App {
+    /// Feeds the hot lists with what an order sold (`sign` 1) or gave back (`sign` -1).
+    pub(crate) async fn record_sale(&self, order_id: i64, sign: i64) {
+        match self.store().sold_lines(Some(order_id), i64::MIN).await {
+            Ok(lines) => {
+                let events: Vec<SaleEvent> = lines
+                    .into_iter()
+                    .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
+                        sku_id,
+                        category_id,
+                        units: sign * units,
+                        gmv_fen: sign * paid_fen,
+                        at_ms: if sign > 0 { paid_at_ms } else { self.now_ms() },
+                        suspected_brushing: false,
+                    })
+                    .collect();
+                let now_ms = self.now_ms();
+                self.hot().apply(&events, now_ms);
+            }
+            Err(error) => {
+                tracing::warn!(order_id, %error, "hot lists missed an order; they catch up at the next start")
+            }
+        }
+    }
+
+    /// Rebuilds the hot lists from the orders paid in the last day (at start-up).
+    pub async fn rebuild_hot_lists(&self) -> crate::AppResult<usize> {
+        let now_ms = self.now_ms();
+        let lines = self.store().sold_lines(None, now_ms - 24 * 3_600_000).await?;
+        let events: Vec<SaleEvent> = lines
+            .into_iter()
+            .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
+                sku_id,
+                category_id,
+                units,
+                gmv_fen: paid_fen,
+                at_ms: paid_at_ms,
+                suspected_brushing: false,
+            })
+            .collect();
+        let n = events.len();
+        let mut fresh = HotLists::new();
+        fresh.apply(&events, now_ms);
+        *self.hot() = fresh;
+        Ok(n)
+    }
+
+    /// A hot list: the top `limit` SKUs of `window` by `measure`, overall or in a category.
+    pub async fn hot_list(
+        &self,
+        window: Window,
+        measure: Measure,
+        category_id: Option<i64>,
+        limit: usize,
+    ) -> crate::AppResult<Vec<HotEntry>> {
+        let now_ms = self.now_ms();
+        let top = {
+            let mut lists = self.hot();
+            lists.apply(&[], now_ms);
+            lists.top(window, measure, category_id, limit)
+        };
+        let mut entries = Vec::with_capacity(top.len());
+        for (sku_id, value) in top {
+            let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
+            entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
+        }
+        Ok(entries)
     }
 }

@@ -61,6 +61,7 @@ pub struct App {
     gateway: Arc<dyn payments::PaymentGateway>,
     flash: Arc<flash::FlashEngine>,
     sessions: Arc<accounts::SessionCache>,
+    hot: Arc<std::sync::Mutex<hotlist::HotLists>>,
 }
 
 impl App {
@@ -74,6 +75,7 @@ impl App {
             gateway,
             flash: Arc::default(),
             sessions: Arc::default(),
+            hot: Arc::default(),
         }
     }
 
@@ -91,6 +93,10 @@ impl App {
 
     pub(crate) fn sessions(&self) -> &accounts::SessionCache {
         &self.sessions
+    }
+
+    pub(crate) fn hot(&self) -> std::sync::MutexGuard<'_, hotlist::HotLists> {
+        self.hot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn store(&self) -> &Store {

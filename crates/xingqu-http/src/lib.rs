@@ -95,6 +95,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::catalog::routes())
         .merge(routes::products::routes())
         .merge(routes::orders::routes())
+        .merge(routes::hot::routes())
         .split_for_parts()
 }
 

@@ -775,6 +775,38 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// What paid orders sold, per line: (sku, category, units, paid 分, paid at). One order's
+    /// lines, or every order paid since `since_ms` and not cancelled (a cancelled order's sale
+    /// and refund cancel out): what the hot lists are fed and rebuilt from.
+    pub async fn sold_lines(
+        &self,
+        order_id: Option<i64>,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.sku_id, p.category_id, l.quantity, l.paid_fen, o.paid_at_ms FROM order_lines l \
+             JOIN orders o ON o.id = l.order_id JOIN products p ON p.id = l.product_id \
+             WHERE o.paid_at_ms IS NOT NULL AND ($1 = 0 OR o.id = $1) AND o.paid_at_ms >= $2 \
+             AND ($1 <> 0 OR o.status <> 'cancelled')",
+        )
+        .bind(order_id.unwrap_or(0))
+        .bind(since_ms)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("sku_id")?,
+                    r.try_get("category_id")?,
+                    r.try_get("quantity")?,
+                    r.try_get("paid_fen")?,
+                    r.try_get("paid_at_ms")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
         let row =

@@ -134,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let warmed = app.warm_sessions().await.map_err(|e| anyhow::anyhow!("warm the session cache: {e}"))?;
             tracing::info!(sessions = warmed, "session cache warmed");
+            let sold = app.rebuild_hot_lists().await.map_err(|e| anyhow::anyhow!("rebuild the hot lists: {e}"))?;
+            tracing::info!(order_lines = sold, "hot lists rebuilt");
             let http = HttpConfig { body_limit_bytes, request_timeout: Duration::from_secs(request_timeout_s) };
             let router = xingqu_http::router(app.clone(), http).context("build the router")?;
             let listener =

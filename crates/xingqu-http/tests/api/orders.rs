@@ -204,6 +204,13 @@ async fn payment_callbacks_are_verified_and_idempotent(app: &TestApp) {
     let paid = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
     assert_eq!((paid.body["status"].as_str(), paid.body["paid_fen"].as_i64()), (Some("paid"), Some(5990)));
     assert_eq!(app.app.store().account_balance("buyer_payments").await.expect("balance"), 5990, "posted once");
+    let hot = app.get("/v1/hot-lists?window=1h&measure=gmv", None).await;
+    assert_eq!(
+        (hot.body["items"][0]["sku_id"].as_i64(), hot.body["items"][0]["value"].as_i64()),
+        (Some(sku), Some(5990)),
+        "{hot:?}"
+    );
+    app.get("/v1/hot-lists?window=week", None).await.assert_error(422, "unknown_window");
     // The buyer pays a second time through the gateway: that money goes straight back.
     let gateway = xingqu_app::payments::SimulatedGateway::new(&xingqu_app::AppConfig::default().payment_secret);
     let mut second_body = callback.clone();
@@ -337,7 +344,13 @@ async fn cancelling_a_paid_order_refunds_it(app: &TestApp) {
     app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&stranger), json!({}))
         .await
         .assert_error(404, "order_not_found");
+    let hot = app.get("/v1/hot-lists", None).await;
+    assert_eq!(hot.body["items"][0]["value"], 2, "two units sold");
     let cancelled = app.post(&format!("/v1/orders/{order_id}/cancel"), Some(&buyer), json!({"reason": "买错了"})).await;
+    assert!(
+        app.get("/v1/hot-lists", None).await.body["items"].as_array().is_some_and(Vec::is_empty),
+        "the refund subtracts"
+    );
     assert_eq!(
         (cancelled.body["status"].as_str(), cancelled.body["refunded_fen"].as_i64()),
         (Some("cancelled"), Some(11980))
