@@ -261,6 +261,61 @@ mod tests {
         assert_eq!(lists.top(Window::CampaignToDate, Measure::Units, None, 1), vec![(2, 5)]);
     }
 
+    fn order(id: i64, buyer_user_id: i64, address: &str) -> xingqu_store::orders::OrderRow {
+        xingqu_store::orders::OrderRow {
+            id,
+            checkout_id: id,
+            buyer_user_id,
+            merchant_id: 1,
+            trade_type: "normal".into(),
+            flash_sale_id: None,
+            status: "paid".into(),
+            goods_list_fen: 100,
+            discount_fen: 0,
+            shipping_fen: 0,
+            total_fen: 100,
+            paid_fen: 100,
+            refunded_fen: 0,
+            address: address.into(),
+            dispatch_promise: "none".into(),
+            dispatch_deadline_ms: None,
+            carrier: None,
+            tracking_number: None,
+            created_at_ms: 0,
+            expires_at_ms: 0,
+            paid_at_ms: Some(0),
+            shipped_at_ms: None,
+            delivered_at_ms: None,
+            completed_at_ms: None,
+            closed_at_ms: None,
+            settled_at_ms: None,
+            commission_fen: 0,
+        }
+    }
+
+    #[test]
+    fn brushing_rules_keep_suspects_out_and_their_refunds_too() {
+        let mut hot = HotState::default();
+        let t = 100 * HOUR_MS;
+        // One buyer, eleven orders of SKU 1 within the hour: the eleventh is too fast.
+        for i in 0..11 {
+            hot.feed(&order(i, 7, "addr-a"), &[(1, 1, 1, 100, t + i)], 1, t + i);
+        }
+        // Six buyers sending SKU 2 to one address: the sixth makes a cluster.
+        for buyer in 0..6 {
+            hot.feed(&order(100 + buyer, 50 + buyer, "same-address"), &[(2, 1, 1, 100, t)], 1, t);
+        }
+        assert_eq!(hot.lists.top(Window::Hour, Measure::Units, None, 5), vec![(1, 10), (2, 5)]);
+        let rules: Vec<&str> = hot.suspects().map(|s| s.rule).collect();
+        assert_eq!(rules, vec!["velocity", "address_cluster"]);
+        // The refund of a suspected order does not subtract what was never added.
+        hot.feed(&order(10, 7, "addr-a"), &[(1, 1, 1, 100, t)], -1, t + 20);
+        assert_eq!(hot.lists.top(Window::Hour, Measure::Units, None, 1), vec![(1, 10)]);
+        // An hour later the same buyer is no longer too fast.
+        hot.feed(&order(11, 7, "addr-a"), &[(1, 1, 1, 100, t + HOUR_MS + 20)], 1, t + HOUR_MS + 20);
+        assert_eq!(hot.suspects().count(), 2);
+    }
+
     #[test]
     fn late_events_land_in_the_windows_that_cover_them() {
         let mut lists = HotLists::new();
@@ -287,6 +342,124 @@ mod tests {
     }
 }
 
+/// The stated brushing rules (刷单), applied to each paid order before it reaches the lists:
+/// - *velocity*: one buyer paying for more than [`VELOCITY_MAX`] orders of a SKU within an hour;
+/// - *address cluster*: more than [`CLUSTER_MAX`] distinct buyers sending a SKU to one address
+///   within an hour.
+///
+/// Merchant staff cannot buy at all (orders are for consumer and creator accounts), which covers
+/// staff buying their own goods. Device clusters need device ids, which orders do not carry yet.
+pub const VELOCITY_MAX: usize = 10;
+pub const CLUSTER_MAX: usize = 5;
+const HOUR_MS: i64 = 3_600_000;
+
+/// A sale kept out of the lists, for an operator to review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspect {
+    pub order_id: i64,
+    pub buyer_user_id: i64,
+    pub sku_id: i64,
+    pub units: i64,
+    pub rule: &'static str,
+    pub at_ms: i64,
+}
+
+/// The hot lists with the brushing rules in front of them.
+#[derive(Debug, Default)]
+pub struct HotState {
+    pub lists: HotLists,
+    /// (buyer, sku) → times of their paid orders in the last hour.
+    velocity: HashMap<(i64, i64), VecDeque<i64>>,
+    /// (address, sku) → buyer → time of their last paid order.
+    clusters: HashMap<(String, i64), HashMap<i64, i64>>,
+    /// Orders kept out, so their refunds are kept out too.
+    flagged: std::collections::HashSet<i64>,
+    review: VecDeque<Suspect>,
+}
+
+impl HotState {
+    /// Decides whether a paid order's line looks like brushing; records it either way.
+    fn judge(
+        &mut self,
+        order_id: i64,
+        buyer_user_id: i64,
+        address: &str,
+        sku_id: i64,
+        at_ms: i64,
+    ) -> Option<&'static str> {
+        let recent = self.velocity.entry((buyer_user_id, sku_id)).or_default();
+        while recent.front().is_some_and(|&t| t <= at_ms - HOUR_MS) {
+            recent.pop_front();
+        }
+        recent.push_back(at_ms);
+        let too_fast = recent.len() > VELOCITY_MAX;
+        let buyers = self.clusters.entry((address.to_owned(), sku_id)).or_default();
+        buyers.retain(|_, t| *t > at_ms - HOUR_MS);
+        buyers.insert(buyer_user_id, at_ms);
+        let cluster = buyers.len() > CLUSTER_MAX;
+        let rule = if too_fast {
+            Some("velocity")
+        } else if cluster {
+            Some("address_cluster")
+        } else {
+            None
+        };
+        if rule.is_some() {
+            self.flagged.insert(order_id);
+        }
+        rule
+    }
+
+    /// Stored sale lines become events; suspected ones go to review instead of the lists.
+    fn feed(
+        &mut self,
+        order: &xingqu_store::orders::OrderRow,
+        lines: &[(i64, i64, i64, i64, i64)],
+        sign: i64,
+        now_ms: i64,
+    ) {
+        let mut events = Vec::with_capacity(lines.len());
+        for &(sku_id, category_id, units, paid_fen, paid_at_ms) in lines {
+            let at_ms = if sign > 0 { paid_at_ms } else { now_ms };
+            let suspected = if sign > 0 {
+                match self.judge(order.id, order.buyer_user_id, &order.address, sku_id, at_ms) {
+                    Some(rule) => {
+                        if self.review.len() == REVIEW_MAX {
+                            self.review.pop_front();
+                        }
+                        self.review.push_back(Suspect {
+                            order_id: order.id,
+                            buyer_user_id: order.buyer_user_id,
+                            sku_id,
+                            units,
+                            rule,
+                            at_ms,
+                        });
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                self.flagged.contains(&order.id)
+            };
+            events.push(SaleEvent {
+                sku_id,
+                category_id,
+                units: sign * units,
+                gmv_fen: sign * paid_fen,
+                at_ms,
+                suspected_brushing: suspected,
+            });
+        }
+        self.lists.apply(&events, now_ms);
+    }
+
+    /// Sales kept out of the lists, most recent last.
+    pub fn suspects(&self) -> impl Iterator<Item = &Suspect> {
+        self.review.iter()
+    }
+}
+
 /// One entry of a hot list as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HotEntry {
@@ -297,28 +470,29 @@ pub struct HotEntry {
 }
 
 impl crate::App {
-    /// Feeds the hot lists with what an order sold (`sign` 1) or gave back (`sign` -1).
+    /// Feeds the hot lists with what an order sold (`sign` 1) or gave back (`sign` -1), through
+    /// the brushing rules.
     pub(crate) async fn record_sale(&self, order_id: i64, sign: i64) {
-        match self.store().sold_lines(Some(order_id), i64::MIN).await {
-            Ok(lines) => {
-                let events: Vec<SaleEvent> = lines
-                    .into_iter()
-                    .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
-                        sku_id,
-                        category_id,
-                        units: sign * units,
-                        gmv_fen: sign * paid_fen,
-                        at_ms: if sign > 0 { paid_at_ms } else { self.now_ms() },
-                        suspected_brushing: false,
-                    })
-                    .collect();
+        let order = self.store().order(order_id).await;
+        let lines = self.store().sold_lines(Some(order_id), i64::MIN).await;
+        match (order, lines) {
+            (Ok(Some(order)), Ok(lines)) => {
                 let now_ms = self.now_ms();
-                self.hot().apply(&events, now_ms);
+                self.hot().feed(&order, &lines, sign, now_ms);
             }
-            Err(error) => {
+            (Ok(None), _) => {}
+            (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(order_id, %error, "hot lists missed an order; they catch up at the next start")
             }
         }
+    }
+
+    /// Sales kept out of the hot lists as suspected brushing, for operators.
+    pub fn brushing_suspects(&self, actor: &xingqu_domain::account::Actor) -> crate::AppResult<Vec<Suspect>> {
+        if !actor.is_operator() {
+            return Err(crate::AppError::Forbidden("only operators review suspected brushing"));
+        }
+        Ok(self.hot().suspects().cloned().collect())
     }
 
     /// Rebuilds the hot lists from the orders paid in the last day (at start-up).
@@ -339,7 +513,7 @@ impl crate::App {
         let n = events.len();
         let mut fresh = HotLists::new();
         fresh.apply(&events, now_ms);
-        *self.hot() = fresh;
+        self.hot().lists = fresh;
         Ok(n)
     }
 
@@ -353,9 +527,9 @@ impl crate::App {
     ) -> crate::AppResult<Vec<HotEntry>> {
         let now_ms = self.now_ms();
         let top = {
-            let mut lists = self.hot();
-            lists.apply(&[], now_ms);
-            lists.top(window, measure, category_id, limit)
+            let mut hot = self.hot();
+            hot.lists.apply(&[], now_ms);
+            hot.lists.top(window, measure, category_id, limit)
         };
         let mut entries = Vec::with_capacity(top.len());
         for (sku_id, value) in top {

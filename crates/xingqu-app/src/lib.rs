@@ -61,7 +61,7 @@ pub struct App {
     gateway: Arc<dyn payments::PaymentGateway>,
     flash: Arc<flash::FlashEngine>,
     sessions: Arc<accounts::SessionCache>,
-    hot: Arc<std::sync::Mutex<hotlist::HotLists>>,
+    hot: Arc<std::sync::Mutex<hotlist::HotState>>,
 }
 
 impl App {
@@ -95,7 +95,7 @@ impl App {
         &self.sessions
     }
 
-    pub(crate) fn hot(&self) -> std::sync::MutexGuard<'_, hotlist::HotLists> {
+    pub(crate) fn hot(&self) -> std::sync::MutexGuard<'_, hotlist::HotState> {
         self.hot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, Auth};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use xingqu_domain::Invalid;
 use xingqu_domain::catalog::page_limit;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(hot_list))
+    OpenApiRouter::new().routes(routes!(hot_list)).routes(routes!(suspects))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -82,4 +82,40 @@ async fn hot_list(
         })
         .collect();
     Ok(Json(HotListResponse { window: window_name, measure: measure_name, items }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SuspectResponse {
+    order_id: i64,
+    buyer_user_id: i64,
+    sku_id: i64,
+    units: i64,
+    /// velocity or address_cluster.
+    rule: &'static str,
+    at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SuspectList {
+    items: Vec<SuspectResponse>,
+}
+
+/// Sales kept out of the hot lists as suspected brushing, most recent last (operators only).
+#[utoipa::path(get, path = "/v1/hot-lists/suspects", tag = "orders", security(("bearer" = [])),
+    responses((status = 200, body = SuspectList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn suspects(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<SuspectList>> {
+    let items = state
+        .app
+        .brushing_suspects(&auth.user.actor())?
+        .into_iter()
+        .map(|s| SuspectResponse {
+            order_id: s.order_id,
+            buyer_user_id: s.buyer_user_id,
+            sku_id: s.sku_id,
+            units: s.units,
+            rule: s.rule,
+            at: crate::time_format::rfc3339(s.at_ms),
+        })
+        .collect();
+    Ok(Json(SuspectList { items }))
 }

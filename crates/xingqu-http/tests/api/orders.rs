@@ -211,6 +211,9 @@ async fn payment_callbacks_are_verified_and_idempotent(app: &TestApp) {
         "{hot:?}"
     );
     app.get("/v1/hot-lists?window=week", None).await.assert_error(422, "unknown_window");
+    app.get("/v1/hot-lists/suspects", Some(&buyer)).await.assert_error(403, "forbidden");
+    let op = app.operator().await;
+    assert_eq!(app.get("/v1/hot-lists/suspects", Some(&op)).await.status, 200);
     // The buyer pays a second time through the gateway: that money goes straight back.
     let gateway = xingqu_app::payments::SimulatedGateway::new(&xingqu_app::AppConfig::default().payment_secret);
     let mut second_body = callback.clone();
