@@ -517,6 +517,34 @@ impl crate::App {
         Ok(n)
     }
 
+    /// A consumer's own hot list: the top sellers of the last day within the categories they buy
+    /// in most (the last 90 days); the overall list for someone with no purchases yet.
+    pub async fn hot_list_for(
+        &self,
+        actor: &xingqu_domain::account::Actor,
+        limit: usize,
+    ) -> crate::AppResult<Vec<HotEntry>> {
+        let since_ms = self.now_ms() - 90 * 24 * HOUR_MS;
+        let categories = self.store().buyer_categories(actor.user_id, since_ms, 5).await?;
+        if categories.is_empty() {
+            return self.hot_list(Window::Day, Measure::Units, None, limit).await;
+        }
+        let mut merged: Vec<(i64, i64)> = {
+            let mut hot = self.hot();
+            let now_ms = self.now_ms();
+            hot.lists.apply(&[], now_ms);
+            categories.iter().flat_map(|&c| hot.lists.top(Window::Day, Measure::Units, Some(c), limit)).collect()
+        };
+        merged.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        merged.truncate(limit);
+        let mut entries = Vec::with_capacity(merged.len());
+        for (sku_id, value) in merged {
+            let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
+            entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
+        }
+        Ok(entries)
+    }
+
     /// A hot list: the top `limit` SKUs of `window` by `measure`, overall or in a category.
     pub async fn hot_list(
         &self,

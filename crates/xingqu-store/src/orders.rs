@@ -807,6 +807,27 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// The categories a buyer bought in most since `since_ms`, most first, at most `limit`.
+    pub async fn buyer_categories(
+        &self,
+        buyer_user_id: i64,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.category_id, COUNT(*) AS n FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             JOIN products p ON p.id = l.product_id \
+             WHERE o.buyer_user_id = $1 AND o.paid_at_ms IS NOT NULL AND o.paid_at_ms >= $2 \
+             GROUP BY p.category_id ORDER BY n DESC, p.category_id LIMIT $3",
+        )
+        .bind(buyer_user_id)
+        .bind(since_ms)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.iter().map(|r| r.try_get("category_id")).collect::<Result<_, _>>()?)
+    }
+
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
         let row =

@@ -14,7 +14,7 @@ use xingqu_domain::Invalid;
 use xingqu_domain::catalog::page_limit;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(hot_list)).routes(routes!(suspects))
+    OpenApiRouter::new().routes(routes!(hot_list)).routes(routes!(suspects)).routes(routes!(for_me))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -118,4 +118,35 @@ async fn suspects(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<S
         })
         .collect();
     Ok(Json(SuspectList { items }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForMeQuery {
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+/// The signed-in consumer's hot list: the last day's top sellers in the categories they buy in.
+#[utoipa::path(get, path = "/v1/hot-lists/for-me", tag = "orders", security(("bearer" = [])), params(ForMeQuery),
+    responses((status = 200, body = HotListResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn for_me(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ForMeQuery>,
+) -> ApiResult<Json<HotListResponse>> {
+    let limit = page_limit(q.limit)? as usize;
+    let entries = state.app.hot_list_for(&auth.user.actor(), limit).await?;
+    let items = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| HotEntryResponse {
+            rank: i + 1,
+            sku_id: e.sku_id,
+            product_id: e.product_id,
+            title: e.title,
+            value: e.value,
+        })
+        .collect();
+    Ok(Json(HotListResponse { window: "24h".into(), measure: "units".into(), items }))
 }

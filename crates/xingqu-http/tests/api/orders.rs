@@ -214,6 +214,9 @@ async fn payment_callbacks_are_verified_and_idempotent(app: &TestApp) {
     app.get("/v1/hot-lists/suspects", Some(&buyer)).await.assert_error(403, "forbidden");
     let op = app.operator().await;
     assert_eq!(app.get("/v1/hot-lists/suspects", Some(&op)).await.status, 200);
+    let mine = app.get("/v1/hot-lists/for-me", Some(&buyer)).await;
+    assert_eq!(mine.body["items"][0]["sku_id"].as_i64(), Some(sku), "{mine:?}");
+    app.get("/v1/hot-lists/for-me", None).await.assert_error(401, "unauthenticated");
     // The buyer pays a second time through the gateway: that money goes straight back.
     let gateway = xingqu_app::payments::SimulatedGateway::new(&xingqu_app::AppConfig::default().payment_secret);
     let mut second_body = callback.clone();
