@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod clock;
 pub mod demo;
 mod error;
+pub mod events;
 pub mod flash;
 pub mod hotlist;
 mod ids;

@@ -70,7 +70,8 @@ impl std::ops::Deref for AppState {
         (name = "accounts", description = "Registration, sign-in, sessions"),
         (name = "catalog", description = "Categories, brands, merchants"),
         (name = "products", description = "Products, SKUs, price history"),
-        (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales"),
+        (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales, hot lists"),
+        (name = "feed", description = "Interaction events"),
     )
 )]
 struct ApiDoc;
@@ -96,6 +97,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::products::routes())
         .merge(routes::orders::routes())
         .merge(routes::hot::routes())
+        .merge(routes::events::routes())
         .split_for_parts()
 }
 

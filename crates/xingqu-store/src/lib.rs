@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod catalog;
 mod error;
+pub mod events;
 pub mod ledger;
 pub mod orders;
 pub mod products;
@@ -113,7 +114,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
     (
         1,
         "accounts catalog",
@@ -125,6 +126,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
         "orders ledger",
         include_str!("../migrations/sqlite/0002_orders_ledger.sql"),
         include_str!("../migrations/postgres/0002_orders_ledger.sql"),
+    ),
+    (
+        3,
+        "interaction events",
+        include_str!("../migrations/sqlite/0003_interaction_events.sql"),
+        include_str!("../migrations/postgres/0003_interaction_events.sql"),
     ),
 ];
 

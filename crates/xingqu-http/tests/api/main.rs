@@ -7,6 +7,7 @@ mod accounts;
 mod bad_input;
 mod catalog;
 mod demo;
+mod events;
 mod orders;
 mod products;
 mod system;

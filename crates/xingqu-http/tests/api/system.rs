@@ -44,6 +44,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/hot-lists",
         "/v1/hot-lists/suspects",
         "/v1/hot-lists/for-me",
+        "/v1/events",
         "/v1/orders/{id}/ship",
         "/v1/orders/{id}/deliver",
         "/v1/orders/{id}/confirm-receipt",

@@ -1,0 +1,149 @@
+//! Interaction events from clients: validated as a batch (all or nothing), stored in arrival
+//! order, replayable by operators and by the projections that learn from them.
+
+use crate::{App, AppError, AppResult};
+use xingqu_domain::account::Actor;
+use xingqu_store::events::{EventRow, NewEvent};
+
+/// Events in one request at most.
+pub const BATCH_MAX: usize = 1_000;
+/// How far ahead of the server's clock an event may claim to be (client clocks drift).
+const FUTURE_SKEW_MS: i64 = 60_000;
+/// How old an event may be when it arrives (offline clients upload late, but not forever).
+const AGE_MAX_MS: i64 = 30 * 86_400_000;
+const WATCH_MS_MAX: i64 = 86_400_000;
+
+const KINDS: [&str; 9] =
+    ["impression", "view", "like", "comment", "share", "follow", "product_click", "add_to_cart", "purchase"];
+
+/// One event as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventInput {
+    pub kind: String,
+    pub item_type: String,
+    pub item_id: i64,
+    pub watch_ms: Option<i64>,
+    pub occurred_at_ms: i64,
+}
+
+fn refuse(index: usize, code: &'static str, message: impl std::fmt::Display) -> AppError {
+    AppError::invalid("events", code, format!("event {index}: {message}"))
+}
+
+impl App {
+    /// Validates and stores a batch of events from one user (or one anonymous device).
+    /// Returns how many were stored and the ids of the first and last.
+    pub async fn ingest_events(
+        &self,
+        actor: Option<&Actor>,
+        device_id: Option<&str>,
+        events: &[EventInput],
+    ) -> AppResult<(usize, i64, i64)> {
+        if events.is_empty() {
+            return Err(AppError::invalid("events", "empty", "send at least one event"));
+        }
+        if events.len() > BATCH_MAX {
+            return Err(AppError::invalid("events", "too_many", format!("at most {BATCH_MAX} events per request")));
+        }
+        let device_id = match device_id.map(str::trim) {
+            Some(d) if !d.is_empty() => {
+                let ok = d.len() <= 64 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(AppError::invalid(
+                        "device_id",
+                        "invalid_device_id",
+                        "1-64 characters from A-Z a-z 0-9 - _",
+                    ));
+                }
+                Some(d.to_owned())
+            }
+            _ if actor.is_none() => {
+                return Err(AppError::invalid("device_id", "missing", "anonymous events need a device_id"));
+            }
+            _ => None,
+        };
+        let now_ms = self.now_ms();
+        let mut stored = Vec::with_capacity(events.len());
+        let (mut products, mut creators) = (Vec::new(), Vec::new());
+        for (index, event) in events.iter().enumerate() {
+            let Some(kind) = KINDS.iter().copied().find(|k| *k == event.kind) else {
+                return Err(refuse(index, "unknown_kind", format!("kind must be one of {}", KINDS.join(", "))));
+            };
+            let item_type = match event.item_type.as_str() {
+                "product" => "product",
+                "creator" => "creator",
+                "video" | "live" => {
+                    return Err(refuse(
+                        index,
+                        "unsupported_item_type",
+                        "videos and live sessions are not on the platform yet",
+                    ));
+                }
+                _ => return Err(refuse(index, "unknown_item_type", "item_type must be product or creator")),
+            };
+            if (kind == "follow") != (item_type == "creator") {
+                return Err(refuse(
+                    index,
+                    "kind_item_mismatch",
+                    "follow targets a creator; every other kind a product",
+                ));
+            }
+            if event.item_id <= 0 {
+                return Err(refuse(index, "unknown_item", format!("no {item_type} {}", event.item_id)));
+            }
+            let watch_ms = event.watch_ms.unwrap_or(0);
+            if watch_ms < 0 {
+                return Err(refuse(index, "negative", "watch_ms must not be negative"));
+            }
+            if watch_ms > WATCH_MS_MAX {
+                return Err(refuse(index, "too_large", "watch_ms is at most a day"));
+            }
+            if event.occurred_at_ms > now_ms + FUTURE_SKEW_MS {
+                return Err(refuse(index, "in_future", "occurred_at is in the future"));
+            }
+            if event.occurred_at_ms < now_ms - AGE_MAX_MS {
+                return Err(refuse(index, "too_old", "occurred_at is more than 30 days ago"));
+            }
+            match item_type {
+                "product" => products.push(event.item_id),
+                _ => creators.push(event.item_id),
+            }
+            stored.push(NewEvent {
+                user_id: actor.map(|a| a.user_id),
+                device_id: device_id.clone(),
+                kind,
+                item_type,
+                item_id: event.item_id,
+                watch_ms,
+                occurred_at_ms: event.occurred_at_ms,
+            });
+        }
+        let existing_products = self.store().existing_products(&dedup(&products)).await?;
+        let existing_creators = self.store().existing_creators(&dedup(&creators)).await?;
+        for (ids, existing, item_type) in
+            [(&products, existing_products, "product"), (&creators, existing_creators, "creator")]
+        {
+            if let Some(missing) = ids.iter().find(|id| !existing.contains(id)) {
+                let index = events.iter().position(|e| e.item_id == *missing && e.item_type == item_type).unwrap_or(0);
+                return Err(refuse(index, "unknown_item", format!("no {item_type} {missing}")));
+            }
+        }
+        let (first_id, last_id) = self.store().append_events(&stored, now_ms).await?;
+        Ok((stored.len(), first_id, last_id))
+    }
+
+    /// Events after `after_id` in arrival order (operators: replay and audit).
+    pub async fn replay_events(&self, actor: &Actor, after_id: i64, limit: u32) -> AppResult<Vec<EventRow>> {
+        if !actor.is_operator() {
+            return Err(AppError::Forbidden("only operators replay the event log"));
+        }
+        Ok(self.store().events_after(after_id, limit).await?)
+    }
+}
+
+fn dedup(ids: &[i64]) -> Vec<i64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}

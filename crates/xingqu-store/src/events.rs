@@ -1,0 +1,135 @@
+//! Interaction events: appended in batches, read back in arrival order for replay.
+
+use crate::{Backend, Store, StoreError};
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub user_id: Option<i64>,
+    pub device_id: Option<String>,
+    pub kind: &'static str,
+    pub item_type: &'static str,
+    pub item_id: i64,
+    pub watch_ms: i64,
+    pub occurred_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub item_type: String,
+    pub item_id: i64,
+    pub watch_ms: i64,
+    pub occurred_at_ms: i64,
+    pub received_at_ms: i64,
+}
+
+const COLUMNS: [&str; 8] =
+    ["user_id", "device_id", "kind", "item_type", "item_id", "watch_ms", "occurred_at_ms", "received_at_ms"];
+/// Events per INSERT statement.
+const ROWS_PER_STATEMENT: usize = 250;
+
+impl Store {
+    /// Appends a batch in one transaction (all or nothing), in the given order; returns the ids
+    /// (arrival order) of the first and last event.
+    pub async fn append_events(&self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.begin().await?;
+        let mut first_id = None;
+        let mut last_id = 0;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = format!("INSERT INTO interaction_events ({}) VALUES ", COLUMNS.join(", "));
+            for row in 0..chunk.len() {
+                if row > 0 {
+                    sql.push_str(", ");
+                }
+                let placeholders: Vec<String> = (0..COLUMNS.len())
+                    .map(|column| match self.backend() {
+                        Backend::Sqlite => "?".to_owned(),
+                        Backend::Postgres => format!("${}", row * COLUMNS.len() + column + 1),
+                    })
+                    .collect();
+                sql.push_str(&format!("({})", placeholders.join(", ")));
+            }
+            sql.push_str(" RETURNING id");
+            let mut query = sqlx::query(&sql);
+            for event in chunk {
+                query = query
+                    .bind(event.user_id)
+                    .bind(event.device_id.clone())
+                    .bind(event.kind)
+                    .bind(event.item_type)
+                    .bind(event.item_id)
+                    .bind(event.watch_ms)
+                    .bind(event.occurred_at_ms)
+                    .bind(received_at_ms);
+            }
+            let rows = query.fetch_all(tx.conn()).await?;
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                first_id.get_or_insert(id);
+                last_id = last_id.max(id);
+            }
+        }
+        tx.commit().await?;
+        Ok((first_id.unwrap_or(0), last_id))
+    }
+
+    /// Events after `after_id` in arrival order, at most `limit`: the replay feed.
+    pub async fn events_after(&self, after_id: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, device_id, kind, item_type, item_id, watch_ms, occurred_at_ms, received_at_ms \
+             FROM interaction_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    device_id: r.try_get("device_id")?,
+                    kind: r.try_get("kind")?,
+                    item_type: r.try_get("item_type")?,
+                    item_id: r.try_get("item_id")?,
+                    watch_ms: r.try_get("watch_ms")?,
+                    occurred_at_ms: r.try_get("occurred_at_ms")?,
+                    received_at_ms: r.try_get("received_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Which of `ids` are products that exist.
+    pub async fn existing_products(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM products WHERE id IN ({})", placeholders.join(", "));
+            let rows = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(self.reader()).await?;
+            for row in rows {
+                found.push(row.try_get("id")?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `ids` are creators.
+    pub async fn existing_creators(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM users WHERE role = 'creator' AND id IN ({})", placeholders.join(", "));
+            let rows = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(self.reader()).await?;
+            for row in rows {
+                found.push(row.try_get("id")?);
+            }
+        }
+        Ok(found)
+    }
+}
