@@ -243,6 +243,7 @@ fn print_demo_banner(report: &xingqu_app::demo::SeedReport, listen: SocketAddr) 
         report.merchants, report.products, report.skus
     );
     println!("  API:       http://{listen}/v1/products?tag=farm_specialty");
+    println!("  Flash:     http://{listen}/v1/flash-sales/1   (buy: POST /v1/flash-sales/1/orders)");
     println!("  OpenAPI:   http://{listen}/openapi.json");
     println!("  Metrics:   http://{listen}/metrics");
     println!("  Demo accounts (POST /v1/auth/login with e-mail and password):");

@@ -10,6 +10,7 @@ use xingqu_domain::account::{Password, Role};
 use xingqu_domain::catalog::{CategoryFlags, OriginTags, ProductStatus, Qualification};
 use xingqu_store::accounts::NewUser;
 use xingqu_store::catalog::NewMerchant;
+use xingqu_store::orders::NewFlashSale;
 use xingqu_store::products::{Change, ProductContent, SkuValues};
 use xingqu_store::{StoreError, Tx};
 
@@ -169,6 +170,7 @@ impl App {
         let mut brand_ids: BTreeMap<&str, i64> = BTreeMap::new();
         let n_products: usize = data::MERCHANTS.iter().map(|m| m.products.len()).sum();
         let mut product_index = 0usize;
+        let mut flash_sale: Option<i64> = None;
         for (index, merchant) in data::MERCHANTS.iter().enumerate() {
             let owner_id = match index {
                 0 => user_ids
@@ -242,7 +244,22 @@ impl App {
                     let values =
                         SkuValues { spec: &spec, price_fen: sku.price_fen, stock: Some(stock), weight_g: sku.weight_g };
                     let change = Change { actor_user_id: Some(owner_id), reason: "initial price", now_ms: created_ms };
-                    tx.insert_sku(product_id, &values, change).await?;
+                    let sku_row = tx.insert_sku(product_id, &values, change).await?;
+                    // The demo's first product goes on a week-long flash sale at 70% of its price.
+                    if flash_sale.is_none() {
+                        let sale = NewFlashSale {
+                            sku_id: sku_row.id,
+                            merchant_id,
+                            price_fen: sku.price_fen * 7 / 10,
+                            starts_at_ms: now_ms,
+                            ends_at_ms: now_ms + 7 * 86_400_000,
+                            pool_units: 500,
+                            per_user_limit: 2,
+                            created_by: owner_id,
+                            now_ms,
+                        };
+                        flash_sale = Some(tx.insert_flash_sale(&sale).await?.id);
+                    }
                 }
                 let change = Change {
                     actor_user_id: user_ids.get(&Role::Operator).copied(),

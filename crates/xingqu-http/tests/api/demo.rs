@@ -43,6 +43,8 @@ async fn demo_seeds_once_and_serves_the_prefecture(app: &TestApp) {
     let shop_id = merchant_token.body["user"]["merchant_id"].as_i64().expect("demo merchant has a shop");
     let shop = app.get(&format!("/v1/merchants/{shop_id}"), None).await;
     assert!(shop.body["region_code"].as_str().is_some_and(|r| r.starts_with("2224")), "{shop:?}");
+    let flash = app.get("/v1/flash-sales/1", None).await;
+    assert_eq!((flash.status, flash.body["pool_units"].as_i64()), (200, Some(500)), "{flash:?}");
     let domestic = app.get("/v1/products?tag=domestic_brand&limit=5", None).await;
     assert_eq!(domestic.body["items"].as_array().map(Vec::len), Some(5));
 }
