@@ -34,7 +34,7 @@ pub struct AppConfig {
     pub return_window_s: i64,
     /// The secret the simulated payment gateway signs callbacks with.
     pub payment_secret: Vec<u8>,
-    /// This process's number among those writing to one database (0-1023), for order ids.
+    /// This process's number among those writing to one database (0-255), for order ids.
     pub node_id: u16,
 }
 

@@ -88,8 +88,8 @@ struct OrderOptions {
         hide_env_values = true
     )]
     payment_secret: String,
-    /// This node's number (0-1023) when several processes share one database.
-    #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0)]
+    /// This node's number (0-255) when several processes share one database.
+    #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=255))]
     node_id: u16,
 }
 

@@ -200,7 +200,7 @@ impl From<LineRow> for OrderLineResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct OrderResponse {
-    /// Order ids are large integers; JavaScript clients should read them as strings or BigInt.
+    /// At most 53 bits: exact in JavaScript numbers.
     id: i64,
     checkout_id: i64,
     buyer_user_id: i64,
