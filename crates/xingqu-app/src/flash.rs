@@ -176,24 +176,26 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>) {
                     let _ = job.reply.send(Ok(()));
                 }
             }
-            Err(_) if group.len() > 1 => {
+            Err(_) => {
+                // Retried order by order, so one bad order cannot sink the others; and any order
+                // that fails is looked up, because a commit that reported an error may have landed.
+                let single = group.len() == 1;
                 for job in group {
-                    let mut result = commit_group(&store, std::slice::from_ref(&job)).await;
-                    if result == Err(Failure::KeyReused) {
-                        // The group's commit may have landed after all (an error on the way back
-                        // from the database): if this very checkout is stored, the order exists.
+                    let mut result = if single {
+                        Err(Failure::Internal(String::new()))
+                    } else {
+                        commit_group(&store, std::slice::from_ref(&job)).await
+                    };
+                    if result.is_err() {
                         let stored =
                             store.checkout_by_key(job.checkout.buyer_user_id, &job.checkout.idempotency_key).await;
                         if matches!(stored, Ok(Some((id, _))) if id == job.checkout.id) {
                             result = Ok(());
+                        } else if single {
+                            result = commit_group(&store, std::slice::from_ref(&job)).await;
                         }
                     }
                     let _ = job.reply.send(result);
-                }
-            }
-            Err(failure) => {
-                for job in group {
-                    let _ = job.reply.send(Err(failure.clone()));
                 }
             }
         }

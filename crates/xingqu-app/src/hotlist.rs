@@ -69,11 +69,11 @@ struct Ranking {
 }
 
 impl Ranking {
-    fn set(&mut self, sku_id: i64, category_id: i64, old: i64, new: i64) {
+    fn set(&mut self, sku_id: i64, old_category_id: i64, category_id: i64, old: i64, new: i64) {
         let key = std::cmp::Reverse(sku_id);
         if old > 0 {
             self.overall.remove(&(old, key));
-            if let Some(set) = self.by_category.get_mut(&category_id) {
+            if let Some(set) = self.by_category.get_mut(&old_category_id) {
                 set.remove(&(old, key));
             }
         }
@@ -107,18 +107,20 @@ impl Default for WindowState {
 impl WindowState {
     fn add(&mut self, sku_id: i64, category_id: i64, units: i64, gmv_fen: i64) {
         let entry = self.totals.entry(sku_id).or_insert((0, 0, category_id));
-        let (old_units, old_gmv) = (entry.0, entry.1);
+        let (old_units, old_gmv, old_category) = *entry;
         entry.0 += units;
         entry.1 += gmv_fen;
+        // A SKU whose product moved category is re-filed under the new one.
+        entry.2 = category_id;
         let (new_units, new_gmv) = (entry.0, entry.1);
         if new_units == 0 && new_gmv == 0 {
             self.totals.remove(&sku_id);
         }
-        if old_units != new_units {
-            self.units.set(sku_id, category_id, old_units, new_units);
+        if old_units != new_units || old_category != category_id {
+            self.units.set(sku_id, old_category, category_id, old_units, new_units);
         }
-        if old_gmv != new_gmv {
-            self.gmv.set(sku_id, category_id, old_gmv, new_gmv);
+        if old_gmv != new_gmv || old_category != category_id {
+            self.gmv.set(sku_id, old_category, category_id, old_gmv, new_gmv);
         }
     }
 }
@@ -352,6 +354,10 @@ mod tests {
 pub const VELOCITY_MAX: usize = 10;
 pub const CLUSTER_MAX: usize = 5;
 const HOUR_MS: i64 = 3_600_000;
+/// Buyer and address keys tracked by the brushing rules before a sweep.
+const TRACKED_MAX: usize = 1_000_000;
+/// Flagged order lines remembered (for their refunds) at most.
+const FLAGGED_MAX: usize = 1_000_000;
 
 /// A sale kept out of the lists, for an operator to review.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,8 +378,8 @@ pub struct HotState {
     velocity: HashMap<(i64, i64), VecDeque<i64>>,
     /// (address, sku) → buyer → time of their last paid order.
     clusters: HashMap<(String, i64), HashMap<i64, i64>>,
-    /// Orders kept out, so their refunds are kept out too.
-    flagged: std::collections::HashSet<i64>,
+    /// Order lines (order, sku) kept out, so their refunds are kept out too.
+    flagged: std::collections::HashSet<(i64, i64)>,
     review: VecDeque<Suspect>,
 }
 
@@ -387,6 +393,12 @@ impl HotState {
         sku_id: i64,
         at_ms: i64,
     ) -> Option<&'static str> {
+        // Keys seen once never come back on their own: sweep everything older than the hour
+        // whenever the maps grow large.
+        if self.velocity.len() + self.clusters.len() > TRACKED_MAX {
+            self.velocity.retain(|_, times| times.back().is_some_and(|&t| t > at_ms - HOUR_MS));
+            self.clusters.retain(|_, buyers| buyers.values().any(|&t| t > at_ms - HOUR_MS));
+        }
         let recent = self.velocity.entry((buyer_user_id, sku_id)).or_default();
         while recent.front().is_some_and(|&t| t <= at_ms - HOUR_MS) {
             recent.pop_front();
@@ -405,7 +417,10 @@ impl HotState {
             None
         };
         if rule.is_some() {
-            self.flagged.insert(order_id);
+            if self.flagged.len() >= FLAGGED_MAX {
+                self.flagged.clear();
+            }
+            self.flagged.insert((order_id, sku_id));
         }
         rule
     }
@@ -420,7 +435,8 @@ impl HotState {
     ) {
         let mut events = Vec::with_capacity(lines.len());
         for &(sku_id, category_id, units, paid_fen, paid_at_ms) in lines {
-            let at_ms = if sign > 0 { paid_at_ms } else { now_ms };
+            // A refund takes back from the window the sale counted in: it is dated at the sale.
+            let at_ms = paid_at_ms;
             let suspected = if sign > 0 {
                 match self.judge(order.id, order.buyer_user_id, &order.address, sku_id, at_ms) {
                     Some(rule) => {
@@ -440,7 +456,7 @@ impl HotState {
                     None => false,
                 }
             } else {
-                self.flagged.contains(&order.id)
+                self.flagged.contains(&(order.id, sku_id))
             };
             events.push(SaleEvent {
                 sku_id,

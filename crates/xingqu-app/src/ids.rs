@@ -26,6 +26,17 @@ impl IdGenerator {
         Self { node: i64::from(node) & ((1 << NODE_BITS) - 1), state: Mutex::new((0, 0)) }
     }
 
+    /// Continues after `max_id` (the largest id in the store), so a node restarted while its ids
+    /// ran ahead of the clock does not hand out the same ids again.
+    pub fn resume_after(&self, max_id: i64) {
+        let second = max_id >> (NODE_BITS + SEQUENCE_BITS);
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if second >= state.0 {
+            // The next id comes from the following second at the earliest.
+            *state = (second, SEQUENCE_MAX);
+        }
+    }
+
     /// A fresh id, larger than every id this generator made before, whatever the clock does.
     pub fn next(&self, now_ms: i64) -> i64 {
         let now_s = (now_ms - EPOCH_MS).max(0) / 1000;
@@ -64,5 +75,8 @@ mod tests {
         assert_eq!((id >> SEQUENCE_BITS) & 255, 3);
         // Within JavaScript's exact integers for the next 272 years.
         assert!(IdGenerator::new(255).next(EPOCH_MS + 270 * 365 * 86_400_000) < 1 << 53);
+        let resumed = IdGenerator::new(3);
+        resumed.resume_after(id);
+        assert!(resumed.next(EPOCH_MS) > id, "after a restart, past the ids already stored");
     }
 }

@@ -84,6 +84,13 @@ impl App {
         &self.ids
     }
 
+    /// Makes new ids continue after those already stored (call once at start-up).
+    pub async fn resume_ids(&self) -> AppResult<()> {
+        let max_id = self.store.max_generated_id().await?;
+        self.ids.resume_after(max_id);
+        Ok(())
+    }
+
     pub fn gateway(&self) -> &dyn payments::PaymentGateway {
         self.gateway.as_ref()
     }

@@ -498,20 +498,26 @@ impl App {
                 vec![(Account::BuyerPayments, order.total_fen), (Account::Refunds, -order.total_fen)],
             )
             .map_err(|e| AppError::internal(e.to_string()))?;
-            match tx.post(&posting, &reference, None, now_ms).await {
-                Err(StoreError::Conflict { .. }) => return Ok(CallbackOutcome::AlreadyPaid),
-                other => other?,
-            }
-            tx.commit().await?;
+            let first_time = match tx.post(&posting, &reference, None, now_ms).await {
+                Err(StoreError::Conflict { .. }) => false,
+                other => {
+                    other?;
+                    tx.commit().await?;
+                    true
+                }
+            };
+            // Asked again on every delivery of this callback until it goes through: the gateway
+            // refunds once per reference.
             if let Err(error) = self.gateway().refund(order.id, order.total_fen, &reference) {
-                tracing::error!(%error, reference, "refunding a duplicate payment failed; needs an operator");
+                tracing::error!(%error, reference, "refunding a duplicate payment failed; the gateway's retry of the callback retries it");
             }
-            return Ok(CallbackOutcome::RefundedDuplicate);
+            return Ok(if first_time { CallbackOutcome::RefundedDuplicate } else { CallbackOutcome::AlreadyPaid });
         }
         tx.upsert_payment(order.id, self.gateway().name(), order.total_fen, now_ms).await?;
         if !tx.succeed_payment(order.id, &callback.gateway_ref, now_ms).await? {
-            // A concurrent delivery of the same callback recorded it first.
-            return Ok(CallbackOutcome::AlreadyPaid);
+            // Another callback recorded a payment meanwhile: decide again on the fresh state (the
+            // same payment is then "already paid", a different one a duplicate to refund).
+            return Err(AppError::conflict("concurrent_modification", "a payment was recorded meanwhile"));
         }
         let payment =
             Posting::payment(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;

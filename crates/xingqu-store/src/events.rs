@@ -37,6 +37,12 @@ impl Store {
     /// (arrival order) of the first and last event.
     pub async fn append_events(&self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
         let mut tx = self.begin().await?;
+        if self.backend() == Backend::Postgres {
+            // Identity values are taken at insert, not at commit: without this lock a batch could
+            // commit ids below another's that committed first, and a replay cursor past them would
+            // skip it. (SQLite has one writer, so arrival order is commit order already.)
+            sqlx::query("SELECT pg_advisory_xact_lock(7001)").execute(tx.conn()).await?;
+        }
         let mut first_id = None;
         let mut last_id = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {

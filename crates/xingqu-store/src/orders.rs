@@ -828,6 +828,17 @@ impl Store {
         Ok(rows.iter().map(|r| r.try_get("category_id")).collect::<Result<_, _>>()?)
     }
 
+    /// The largest app-generated id in the store (checkouts, orders, lines), 0 when empty.
+    pub async fn max_generated_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(m), 0) AS BIGINT) AS m FROM (SELECT MAX(id) AS m FROM checkouts \
+             UNION ALL SELECT MAX(id) FROM orders UNION ALL SELECT MAX(id) FROM order_lines) x",
+        )
+        .fetch_one(self.reader())
+        .await?;
+        Ok(row.try_get("m")?)
+    }
+
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
         let row =

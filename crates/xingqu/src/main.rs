@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 let report = app.seed_demo().await.context("seed the demo marketplace")?;
                 print_demo_banner(&report, listen);
             }
+            app.resume_ids().await.map_err(|e| anyhow::anyhow!("resume order ids: {e}"))?;
             let warmed = app.warm_sessions().await.map_err(|e| anyhow::anyhow!("warm the session cache: {e}"))?;
             tracing::info!(sessions = warmed, "session cache warmed");
             let sold = app.rebuild_hot_lists().await.map_err(|e| anyhow::anyhow!("rebuild the hot lists: {e}"))?;
