@@ -488,17 +488,14 @@ pub struct HotEntry {
 impl crate::App {
     /// Feeds the hot lists with what an order sold (`sign` 1) or gave back (`sign` -1), through
     /// the brushing rules.
-    pub(crate) async fn record_sale(&self, order_id: i64, sign: i64) {
-        let order = self.store().order(order_id).await;
-        let lines = self.store().sold_lines(Some(order_id), i64::MIN).await;
-        match (order, lines) {
-            (Ok(Some(order)), Ok(lines)) => {
+    pub(crate) async fn record_sale(&self, order: &xingqu_store::orders::OrderRow, sign: i64) {
+        match self.store().sold_lines(Some(order.id), i64::MIN).await {
+            Ok(lines) => {
                 let now_ms = self.now_ms();
-                self.hot().feed(&order, &lines, sign, now_ms);
+                self.hot().feed(order, &lines, sign, now_ms);
             }
-            (Ok(None), _) => {}
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::warn!(order_id, %error, "hot lists missed an order; they catch up at the next start")
+            Err(error) => {
+                tracing::warn!(order_id = order.id, %error, "hot lists missed an order; they catch up at the next start")
             }
         }
     }

@@ -539,7 +539,7 @@ impl App {
             )
             .await?;
             tx.commit().await?;
-            self.record_sale(order.id, 1).await;
+            self.record_sale(&order, 1).await;
             return Ok(CallbackOutcome::Paid);
         }
         // Expired or cancelled before the money arrived: keep the record, send the money back.
@@ -636,7 +636,7 @@ impl App {
         // The money moves only after the decision is durable; a failure here is retried by the timers.
         if refund_fen > 0 {
             self.send_refund(&reference, order.id, refund_fen).await;
-            self.record_sale(order.id, -1).await;
+            self.record_sale(&order, -1).await;
         }
         self.flash_released_all(&order, &released);
         self.order_view(actor, order_id).await

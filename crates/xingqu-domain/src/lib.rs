@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod rng;
 pub mod text;
 
 /// A rule broken by input: which field, a stable snake_case code, and a message for people.

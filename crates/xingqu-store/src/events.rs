@@ -113,24 +113,20 @@ impl Store {
 
     /// Which of `ids` are products that exist.
     pub async fn existing_products(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id FROM products WHERE id IN ({})", placeholders.join(", "));
-            let rows = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(self.reader()).await?;
-            for row in rows {
-                found.push(row.try_get("id")?);
-            }
-        }
-        Ok(found)
+        self.existing_ids("SELECT id FROM products WHERE id IN", ids).await
     }
 
     /// Which of `ids` are creators.
     pub async fn existing_creators(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        self.existing_ids("SELECT id FROM users WHERE role = 'creator' AND id IN", ids).await
+    }
+
+    /// The ids of `ids` that `select_in` (a query ending in `id IN`) finds, asked in chunks.
+    async fn existing_ids(&self, select_in: &str, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut found = Vec::new();
         for chunk in ids.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("SELECT id FROM users WHERE role = 'creator' AND id IN ({})", placeholders.join(", "));
+            let sql = format!("{select_in} ({})", placeholders.join(", "));
             let rows = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(self.reader()).await?;
             for row in rows {
                 found.push(row.try_get("id")?);

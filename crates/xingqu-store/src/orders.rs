@@ -761,18 +761,7 @@ impl Store {
         .bind(order_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(crate::products::StatusChangeRow {
-                    from_status: row.try_get("from_status")?,
-                    to_status: row.try_get("to_status")?,
-                    actor_user_id: row.try_get("actor_user_id")?,
-                    reason: row.try_get("reason")?,
-                    at_ms: row.try_get("at_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(rows.iter().map(crate::products::StatusChangeRow::from_row).collect::<Result<_, _>>()?)
     }
 
     /// What paid orders sold, per line: (sku, category, units, paid 分, paid at). One order's

@@ -131,7 +131,7 @@ pub struct PriceChangeRow {
     pub reason: String,
 }
 
-/// One entry of the product status log.
+/// One entry of a status log (products' and orders').
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChangeRow {
     pub from_status: String,
@@ -139,6 +139,18 @@ pub struct StatusChangeRow {
     pub actor_user_id: Option<i64>,
     pub reason: String,
     pub at_ms: i64,
+}
+
+impl StatusChangeRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            from_status: row.try_get("from_status")?,
+            to_status: row.try_get("to_status")?,
+            actor_user_id: row.try_get("actor_user_id")?,
+            reason: row.try_get("reason")?,
+            at_ms: row.try_get("at_ms")?,
+        })
+    }
 }
 
 /// Who changes something, when, and why (for the price history and the status log).
@@ -469,17 +481,7 @@ impl Store {
         .bind(product_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StatusChangeRow {
-                    from_status: row.try_get("from_status")?,
-                    to_status: row.try_get("to_status")?,
-                    actor_user_id: row.try_get("actor_user_id")?,
-                    reason: row.try_get("reason")?,
-                    at_ms: row.try_get("at_ms")?,
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(StatusChangeRow::from_row).collect::<Result<_, _>>()?)
     }
 
     /// One page of products matching `query`, in its sort order.

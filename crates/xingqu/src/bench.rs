@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use xingqu_app::clock::SystemClock;
 use xingqu_app::{App, AppConfig};
+use xingqu_domain::rng::SplitMix64;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -47,26 +48,13 @@ pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()
     }
 }
 
-/// A deterministic generator (splitmix64) for the attempt order.
-struct Mix(u64);
-
-impl Mix {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n.max(1) as u64) as usize
-    }
-}
-
 /// The attempts: buyers with two fresh keys each, shuffled, and a tenth of retries each placed
 /// after the attempt whose key it reuses. `user_id` indexes the buyer list.
 fn attempts(total: usize) -> (Vec<Attempt>, usize) {
     let retries = total / 10;
     let fresh = total - retries;
     let n_buyers = fresh.div_ceil(2);
-    let mut mix = Mix(0x5EED_F1A5);
+    let mut mix = SplitMix64::new(0x5EED_F1A5);
     let mut list: Vec<Attempt> =
         (0..fresh).map(|i| Attempt { user_id: (i % n_buyers) as i64, idempotency_key: format!("flash-{i}") }).collect();
     for i in (1..list.len()).rev() {
@@ -97,16 +85,13 @@ struct ServerRun {
     errors: usize,
 }
 
-fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+/// The nearest-rank percentile `p` (a fraction, 0.99 for p99) of ascending values; 0 for none.
+pub(crate) fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return 0.0;
     }
     let rank = ((p * sorted_ms.len() as f64).ceil() as usize).clamp(1, sorted_ms.len());
     sorted_ms[rank - 1]
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// One request outcome: attempt index, status, latency (ms), order id, answered at (s since start).
@@ -232,7 +217,7 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str) -> anyhow::Result<Server> {
-        let port = free_port()?;
+        let port = peers::free_port().map_err(anyhow::Error::msg)?;
         let child = std::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
             .env("RUST_LOG", "warn")

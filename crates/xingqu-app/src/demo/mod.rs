@@ -8,6 +8,7 @@ use crate::{App, AppError, AppResult};
 use std::collections::BTreeMap;
 use xingqu_domain::account::{Password, Role};
 use xingqu_domain::catalog::{CategoryFlags, OriginTags, ProductStatus, Qualification};
+use xingqu_domain::rng::SplitMix64;
 use xingqu_store::accounts::NewUser;
 use xingqu_store::catalog::NewMerchant;
 use xingqu_store::orders::NewFlashSale;
@@ -73,24 +74,6 @@ pub struct SeedReport {
     pub accounts: Vec<(Role, String, &'static str)>,
 }
 
-/// splitmix64: a tiny, well-known generator; good enough to vary demo stock and ages.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn demo_accounts() -> Vec<(Role, String, &'static str)> {
     [Role::Operator, Role::MerchantStaff, Role::Creator, Role::Consumer]
         .into_iter()
@@ -144,7 +127,7 @@ impl App {
         accounts: &[(Role, String, &'static str)],
     ) -> AppResult<()> {
         let now_ms = self.now_ms();
-        let mut rng = SplitMix64(DEMO_SEED);
+        let mut rng = SplitMix64::new(DEMO_SEED);
         let mut user_ids = BTreeMap::new();
         for (role, email, _) in accounts {
             let display_name = email.split('@').next().unwrap_or("demo");
@@ -240,7 +223,7 @@ impl App {
                         sku.spec.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
                     // Vary stock by up to ±20% so shops do not look stamped out of one mould.
                     let jitter = sku.stock / 5;
-                    let stock = sku.stock - jitter + rng.below(2 * jitter as u64 + 1) as i64;
+                    let stock = sku.stock - jitter + rng.below((2 * jitter + 1) as usize) as i64;
                     let values =
                         SkuValues { spec: &spec, price_fen: sku.price_fen, stock: Some(stock), weight_g: sku.weight_g };
                     let change = Change { actor_user_id: Some(owner_id), reason: "initial price", now_ms: created_ms };
@@ -322,7 +305,7 @@ mod tests {
 
     #[test]
     fn splitmix_is_deterministic() {
-        let (mut a, mut b) = (SplitMix64(DEMO_SEED), SplitMix64(DEMO_SEED));
-        assert_eq!((a.next(), a.below(10)), (b.next(), b.below(10)));
+        let (mut a, mut b) = (SplitMix64::new(DEMO_SEED), SplitMix64::new(DEMO_SEED));
+        assert_eq!((a.next_u64(), a.below(10)), (b.next_u64(), b.below(10)));
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use xingqu_app::hotlist::{Measure, Window};
+use xingqu_app::hotlist::{HotEntry, Measure, Window};
 use xingqu_domain::Invalid;
 use xingqu_domain::catalog::page_limit;
 
@@ -38,6 +38,20 @@ pub struct HotEntryResponse {
     title: String,
     /// Net units or net GMV (分) in the window.
     value: i64,
+}
+
+fn ranked(entries: Vec<HotEntry>) -> Vec<HotEntryResponse> {
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| HotEntryResponse {
+            rank: i + 1,
+            sku_id: e.sku_id,
+            product_id: e.product_id,
+            title: e.title,
+            value: e.value,
+        })
+        .collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -70,17 +84,7 @@ async fn hot_list(
     };
     let limit = page_limit(q.limit)? as usize;
     let entries = state.app.hot_list(window, measure, q.category_id, limit).await?;
-    let items = entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| HotEntryResponse {
-            rank: i + 1,
-            sku_id: e.sku_id,
-            product_id: e.product_id,
-            title: e.title,
-            value: e.value,
-        })
-        .collect();
+    let items = ranked(entries);
     Ok(Json(HotListResponse { window: window_name, measure: measure_name, items }))
 }
 
@@ -137,16 +141,6 @@ async fn for_me(
 ) -> ApiResult<Json<HotListResponse>> {
     let limit = page_limit(q.limit)? as usize;
     let entries = state.app.hot_list_for(&auth.user.actor(), limit).await?;
-    let items = entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| HotEntryResponse {
-            rank: i + 1,
-            sku_id: e.sku_id,
-            product_id: e.product_id,
-            title: e.title,
-            value: e.value,
-        })
-        .collect();
+    let items = ranked(entries);
     Ok(Json(HotListResponse { window: "24h".into(), measure: "units".into(), items }))
 }

@@ -3,11 +3,13 @@
 //! peer: Redis `ZINCRBY` with pipelining plus `ZREVRANGE` reads on the same events.
 
 use super::peers::RedisServer;
+use super::percentile;
 use anyhow::anyhow;
 use clap::Args;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xingqu_app::hotlist::{HotLists, Measure, SaleEvent, Window};
+use xingqu_domain::rng::SplitMix64;
 
 #[derive(Args, Debug)]
 pub struct HotListArgs {
@@ -29,7 +31,7 @@ const CATEGORIES: i64 = 200;
 /// 1% flagged as suspected brushing.
 struct Events {
     cdf: Vec<f64>,
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Events {
@@ -43,22 +45,14 @@ impl Events {
         for value in &mut cdf {
             *value /= total;
         }
-        Self { cdf, state: 0x5EED_0407 }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self { cdf, rng: SplitMix64::new(0x5EED_0407) }
     }
 
     fn next(&mut self, at_ms: i64) -> SaleEvent {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let sku = self.cdf.partition_point(|&c| c < u) as i64 + 1;
-        let roll = self.next_u64() % 100;
-        let units = 1 + (self.next_u64() % 3) as i64;
+        let roll = self.rng.next_u64() % 100;
+        let units = 1 + (self.rng.next_u64() % 3) as i64;
         let units = if roll < 3 { -units } else { units };
         SaleEvent {
             sku_id: sku,
@@ -73,14 +67,6 @@ impl Events {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Replays `rate` events per second for `seconds`, a millisecond's worth at a time; the

@@ -125,11 +125,7 @@ async fn drive<B: Buyer>(attempts: &[Attempt], buyers: Vec<B>) -> Result<Run, St
 
 /// The nearest-rank percentile `p` (0..=100) of ascending `sorted` values; 0 when there are none.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    super::percentile(sorted, p / 100.0)
 }
 
 /// Turns a run and what was read back from storage into the peer's figures.
@@ -475,7 +471,7 @@ impl RedisServer {
 }
 
 /// A loopback port nothing is listening on right now.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| format!("no free port: {e}"))
 }
