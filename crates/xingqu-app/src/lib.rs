@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod clock;
+pub mod coupons;
 pub mod demo;
 mod error;
 pub mod events;
@@ -61,6 +62,7 @@ pub struct App {
     ids: Arc<ids::IdGenerator>,
     gateway: Arc<dyn payments::PaymentGateway>,
     flash: Arc<flash::FlashEngine>,
+    claims: Arc<coupons::claims::ClaimEngine>,
     sessions: Arc<accounts::SessionCache>,
     hot: Arc<std::sync::Mutex<hotlist::HotState>>,
 }
@@ -75,6 +77,7 @@ impl App {
             config: Arc::new(config),
             gateway,
             flash: Arc::default(),
+            claims: Arc::default(),
             sessions: Arc::default(),
             hot: Arc::default(),
         }
@@ -97,6 +100,10 @@ impl App {
 
     pub(crate) fn flash(&self) -> &flash::FlashEngine {
         &self.flash
+    }
+
+    pub(crate) fn claims(&self) -> &coupons::claims::ClaimEngine {
+        &self.claims
     }
 
     pub(crate) fn sessions(&self) -> &accounts::SessionCache {

@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod promo;
 pub mod rng;
 pub mod text;
 

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod coupons;
 mod error;
 pub mod events;
 pub mod ledger;
@@ -114,7 +115,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
     (
         1,
         "accounts catalog",
@@ -132,6 +133,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
         "interaction events",
         include_str!("../migrations/sqlite/0003_interaction_events.sql"),
         include_str!("../migrations/postgres/0003_interaction_events.sql"),
+    ),
+    (
+        4,
+        "promotions",
+        include_str!("../migrations/sqlite/0004_promotions.sql"),
+        include_str!("../migrations/postgres/0004_promotions.sql"),
     ),
 ];
 

@@ -231,7 +231,7 @@ pub struct NewFlashSale {
 /// A multi-row `INSERT … VALUES (…), (…)` for `rows` rows of `columns`. SQLite gets anonymous
 /// `?` placeholders: it resolves each numbered `$N` by a linear scan of the statement's parameter
 /// names, which makes binding a statement of thousands of parameters quadratic.
-fn multi_insert(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
+pub(crate) fn multi_insert(backend: Backend, table: &str, columns: &[&str], rows: usize) -> String {
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
     for row in 0..rows {
         if row > 0 {
@@ -258,7 +258,7 @@ fn multi_insert(backend: Backend, table: &str, columns: &[&str], rows: usize) ->
 const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
 
 /// Cuts `items` into consecutive pieces whose lengths are in [`STATEMENT_ROWS`].
-fn pieces<T>(items: &[T]) -> Vec<&[T]> {
+pub(crate) fn pieces<T>(items: &[T]) -> Vec<&[T]> {
     let mut pieces = Vec::new();
     let mut rest = items;
     while !rest.is_empty() {
@@ -817,11 +817,12 @@ impl Store {
         Ok(rows.iter().map(|r| r.try_get("category_id")).collect::<Result<_, _>>()?)
     }
 
-    /// The largest app-generated id in the store (checkouts, orders, lines), 0 when empty.
+    /// The largest app-generated id in the store (checkouts, orders, lines, coupon claims), 0 when empty.
     pub async fn max_generated_id(&self) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(MAX(m), 0) AS BIGINT) AS m FROM (SELECT MAX(id) AS m FROM checkouts \
-             UNION ALL SELECT MAX(id) FROM orders UNION ALL SELECT MAX(id) FROM order_lines) x",
+             UNION ALL SELECT MAX(id) FROM orders UNION ALL SELECT MAX(id) FROM order_lines \
+             UNION ALL SELECT MAX(id) FROM coupon_claims) x",
         )
         .fetch_one(self.reader())
         .await?;

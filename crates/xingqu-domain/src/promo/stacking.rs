@@ -1,0 +1,619 @@
+//! Applying a chosen set of coupons to a cart, and finding the set that saves the buyer the most.
+//!
+//! The rules, in the order [`apply`] checks them:
+//! - **Count.** At most [`COUPONS_MAX`] coupons per checkout, each claim once.
+//! - **Slots.** At most one coupon per slot: one shop coupon per merchant (its scope's merchant),
+//!   one fan coupon, one platform coupon and one red packet per checkout.
+//! - **Combining.** Two coupons that *meet* — they cover a common line, or either is a platform
+//!   coupon or red packet, which are checkout-wide — go together only if each one's
+//!   `combines_with` holds the other's class. Coupons that never meet (shop coupons of two
+//!   merchants; a shop coupon and a fan coupon on other goods) need not agree.
+//! - **Order.** The shop lane before the platform lane; within a lane shop, fan, platform, red
+//!   packet (shop coupons by merchant id). A coupon's base is what its covered lines still cost
+//!   after the coupons before it, and its threshold compares against that base; it takes off at
+//!   most its `budget_left_fen`.
+//! - **Applicable.** A coupon that covers no line, whose threshold its base misses, or that takes
+//!   off nothing spoils the whole set: the buyer is told, not silently charged more.
+//! - **Spreading.** A coupon's amount is split over its lines by largest remainder, weighted by
+//!   what each still costs, so the parts sum exactly and no line goes below zero.
+
+use super::coupon::{CouponClass, CouponKind, WalletCoupon};
+use crate::Invalid;
+use crate::allocation::allocate;
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+pub const COUPONS_MAX: usize = 10;
+/// [`best`] searches at most this many usable coupons: the ones that save the most alone.
+pub const WALLET_MAX: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CartLine {
+    /// The caller's line number, echoed in [`Applied::per_line_fen`].
+    pub index: usize,
+    pub merchant_id: i64,
+    pub product_id: i64,
+    pub units: i64,
+    /// What the line costs after the item-price lane (flash sales, subsidies).
+    pub base_fen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub claim_id: i64,
+    pub coupon_id: i64,
+    pub class: CouponClass,
+    pub off_fen: i64,
+    /// `(CartLine::index, part)` for each covered line; the parts sum to `off_fen`.
+    pub per_line_fen: Vec<(usize, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stacked {
+    /// In the order the coupons applied.
+    pub applied: Vec<Applied>,
+    /// What each input line pays after all coupons, in input order.
+    pub line_paid_fen: Vec<i64>,
+    pub total_off_fen: i64,
+}
+
+impl Stacked {
+    fn untouched(lines: &[CartLine]) -> Self {
+        Self { applied: Vec::new(), line_paid_fen: lines.iter().map(|l| l.base_fen).collect(), total_off_fen: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Best {
+    pub stacked: Stacked,
+    /// Valid combinations the search evaluated, the empty one included.
+    pub considered: u64,
+    pub reason: String,
+}
+
+/// Where a coupon sits; a checkout holds one coupon per slot. Ordered as coupons apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    Shop(Option<i64>),
+    Fan,
+    Platform,
+    RedPacket,
+}
+
+/// A coupon with the cart lines it covers (positions in the input), worked out once.
+struct Prepared<'a> {
+    coupon: &'a WalletCoupon,
+    slot: Slot,
+    covered: Vec<usize>,
+    units: i64,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(lines: &[CartLine], coupon: &'a WalletCoupon) -> Self {
+        let covered: Vec<usize> =
+            (0..lines.len()).filter(|&i| coupon.scope.covers(lines[i].merchant_id, lines[i].product_id)).collect();
+        let units = covered.iter().map(|&i| lines[i].units).sum();
+        let slot = match coupon.class {
+            CouponClass::Shop => Slot::Shop(coupon.scope.merchant_id),
+            CouponClass::Fan => Slot::Fan,
+            CouponClass::Platform => Slot::Platform,
+            CouponClass::RedPacket => Slot::RedPacket,
+        };
+        Self { coupon, slot, covered, units }
+    }
+
+    fn meets(&self, other: &Prepared) -> bool {
+        let wide = |p: &Prepared| matches!(p.coupon.class, CouponClass::Platform | CouponClass::RedPacket);
+        wide(self) || wide(other) || self.covered.iter().any(|i| other.covered.contains(i))
+    }
+
+    fn combinable(&self, other: &Prepared) -> bool {
+        !self.meets(other)
+            || (self.coupon.combines_with.contains(other.coupon.class)
+                && other.coupon.combines_with.contains(self.coupon.class))
+    }
+
+    /// What the coupon takes off at its turn, given what each line still costs; or the code of
+    /// the rule that makes it inapplicable.
+    fn off_fen(&self, remaining: &[i64]) -> Result<i64, &'static str> {
+        let base: i64 = self.covered.iter().map(|&i| remaining[i]).sum();
+        if let CouponKind::Threshold { threshold_fen, .. } = self.coupon.kind
+            && base < threshold_fen
+            && !self.covered.is_empty()
+        {
+            return Err("threshold_not_met");
+        }
+        let budget_fen = self.coupon.budget_left_fen.map_or(i64::MAX, |b| b.max(0));
+        let off_fen = self.coupon.kind.off_fen(base, self.units).min(budget_fen);
+        if off_fen > 0 { Ok(off_fen) } else { Err("coupon_not_applicable") }
+    }
+
+    /// Takes the coupon's amount off `remaining`; returns it with its part per covered position.
+    fn take(&self, remaining: &mut [i64]) -> Result<(i64, Vec<(usize, i64)>), &'static str> {
+        let off_fen = self.off_fen(remaining)?;
+        let weights: Vec<i64> = self.covered.iter().map(|&i| remaining[i]).collect();
+        // A part never exceeds its weight because the amount never exceeds the weights' sum.
+        let parts = allocate(off_fen, &weights).ok_or("coupon_not_applicable")?;
+        for (&i, &part) in self.covered.iter().zip(&parts) {
+            remaining[i] -= part;
+        }
+        Ok((off_fen, self.covered.iter().copied().zip(parts).collect()))
+    }
+}
+
+fn invalid(code: &'static str, message: String) -> Invalid {
+    Invalid::new("coupon_ids", code, message)
+}
+
+fn named(coupon: &WalletCoupon) -> String {
+    format!("claim {} (coupon {})", coupon.claim_id, coupon.coupon_id)
+}
+
+fn check_lines(lines: &[CartLine]) -> Result<(), Invalid> {
+    if lines.iter().all(|l| l.units >= 1 && l.base_fen >= 0) {
+        Ok(())
+    } else {
+        Err(Invalid::new("lines", "out_of_range", "every line needs at least 1 unit and a base of at least 0 分"))
+    }
+}
+
+/// Applies exactly the `chosen` coupons, in the rules' order, or names the first rule they break.
+pub fn apply(lines: &[CartLine], chosen: &[&WalletCoupon]) -> Result<Stacked, Invalid> {
+    check_lines(lines)?;
+    if chosen.len() > COUPONS_MAX {
+        return Err(invalid("too_many_coupons", format!("at most {COUPONS_MAX} coupons per checkout")));
+    }
+    let mut claims = BTreeSet::new();
+    if let Some(twice) = chosen.iter().find(|c| !claims.insert(c.claim_id)) {
+        return Err(invalid("duplicate_coupon", format!("{} is chosen twice", named(twice))));
+    }
+    let mut prepared: Vec<Prepared> = chosen.iter().map(|c| Prepared::new(lines, c)).collect();
+    prepared.sort_by_key(|p| (p.slot, p.coupon.claim_id));
+    for pair in prepared.windows(2) {
+        if pair[0].slot == pair[1].slot {
+            let (a, b) = (named(pair[0].coupon), named(pair[1].coupon));
+            return Err(invalid("slot_taken", format!("{a} and {b} take the same place; use one")));
+        }
+    }
+    for (i, a) in prepared.iter().enumerate() {
+        if let Some(b) = prepared[i + 1..].iter().find(|b| !a.combinable(b)) {
+            let (a, b) = (named(a.coupon), named(b.coupon));
+            return Err(invalid("not_combinable", format!("{a} and {b} cannot be used together")));
+        }
+    }
+    let mut remaining: Vec<i64> = lines.iter().map(|l| l.base_fen).collect();
+    let mut applied = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        let (off_fen, parts) = p.take(&mut remaining).map_err(|code| {
+            let why = if code == "threshold_not_met" { "its threshold is not reached" } else { "takes nothing off" };
+            invalid(code, format!("{}: {why} after the coupons before it", named(p.coupon)))
+        })?;
+        applied.push(Applied {
+            claim_id: p.coupon.claim_id,
+            coupon_id: p.coupon.coupon_id,
+            class: p.coupon.class,
+            off_fen,
+            per_line_fen: parts.into_iter().map(|(i, part)| (lines[i].index, part)).collect(),
+        });
+    }
+    let total_off_fen = applied.iter().map(|a| a.off_fen).sum();
+    Ok(Stacked { applied, line_paid_fen: remaining, total_off_fen })
+}
+
+/// How sets rank, smaller first: the larger saving; then fewer coupons (keep the rest for later);
+/// then the sooner-expiring ones (sorted expiries compared in order); then the smaller claim ids.
+type Rank = (Reverse<i64>, usize, Vec<i64>, Vec<i64>);
+
+fn rank<'a>(total_off_fen: i64, coupons: impl Iterator<Item = &'a WalletCoupon>) -> Rank {
+    let (mut expiries, mut claims): (Vec<i64>, Vec<i64>) = coupons.map(|c| (c.valid_until_ms, c.claim_id)).unzip();
+    expiries.sort_unstable();
+    claims.sort_unstable();
+    (Reverse(total_off_fen), claims.len(), expiries, claims)
+}
+
+/// The search: usable coupons grouped by slot in applying order, and which pairs may not meet.
+struct Search<'a> {
+    coupons: Vec<Prepared<'a>>,
+    slots: Vec<std::ops::Range<usize>>,
+    /// Bit `j` of `clashes[i]`: coupons `i` and `j` cannot be used together.
+    clashes: Vec<u64>,
+    chosen: Vec<usize>,
+    best: (i64, Vec<usize>),
+    considered: u64,
+}
+
+impl Search<'_> {
+    fn rank(&self, total_off_fen: i64, chosen: &[usize]) -> Rank {
+        rank(total_off_fen, chosen.iter().map(|&i| self.coupons[i].coupon))
+    }
+
+    /// An upper bound on what the slots from `next` on can still add: for each slot, the most any
+    /// of its coupons that clash with nothing chosen would take off *now*. A coupon applied later
+    /// sees what is left after the ones between, never more, and every kind takes off no more
+    /// from a smaller base (`CouponKind::off_fen` is non-decreasing), so the bound holds.
+    fn bound(&self, next: usize, remaining: &[i64], chosen_mask: u64) -> i64 {
+        let per_slot: i64 = self.slots[next..]
+            .iter()
+            .map(|slot| {
+                slot.clone()
+                    .filter(|&c| self.clashes[c] & chosen_mask == 0)
+                    .map(|c| self.coupons[c].off_fen(remaining).unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        per_slot.min(remaining.iter().sum())
+    }
+
+    fn visit(&mut self, next: usize, remaining: &[i64], total_off_fen: i64, chosen_mask: u64) {
+        self.considered += 1;
+        let best_total = self.best.0;
+        if total_off_fen >= best_total && self.rank(total_off_fen, &self.chosen) < self.rank(best_total, &self.best.1) {
+            self.best = (total_off_fen, self.chosen.clone());
+        }
+        if self.chosen.len() == COUPONS_MAX {
+            return;
+        }
+        let bound = total_off_fen + self.bound(next, remaining, chosen_mask);
+        let (best_total, best_len) = (self.best.0, self.best.1.len());
+        // Every coupon added takes off at least 1 分, so reaching the best's saving again takes one
+        // more coupon than now unless we are there already; a tie with more coupons ranks lower.
+        let tie_loses = bound == best_total && self.chosen.len() + usize::from(total_off_fen < best_total) > best_len;
+        if bound == total_off_fen || bound < best_total || tie_loses {
+            return;
+        }
+        for slot in next..self.slots.len() {
+            for c in self.slots[slot].clone() {
+                if self.clashes[c] & chosen_mask != 0 {
+                    continue;
+                }
+                let mut left = remaining.to_vec();
+                let Ok((off_fen, _)) = self.coupons[c].take(&mut left) else { continue };
+                self.chosen.push(c);
+                self.visit(slot + 1, &left, total_off_fen + off_fen, chosen_mask | 1 << c);
+                self.chosen.pop();
+            }
+        }
+    }
+}
+
+/// The set of wallet coupons that saves the most on this cart, exactly, under the rules above.
+/// Ties go to fewer coupons, then sooner expiries, then smaller claim ids. Repeated claims count
+/// once; coupons that take nothing off alone are dropped, and of the rest only the [`WALLET_MAX`]
+/// that save the most alone are searched (a real wallet rarely holds more).
+///
+/// The search picks at most one coupon per slot, slot by slot in applying order, so each partial
+/// set is priced incrementally; it cuts a branch when [`Search::bound`] shows it cannot beat the
+/// best set found so far.
+pub fn best(lines: &[CartLine], wallet: &[WalletCoupon]) -> Best {
+    if let Err(e) = check_lines(lines) {
+        return Best { stacked: Stacked::untouched(lines), considered: 0, reason: e.message };
+    }
+    let bases: Vec<i64> = lines.iter().map(|l| l.base_fen).collect();
+    let mut seen = BTreeSet::new();
+    let mut usable: Vec<(i64, Prepared)> = wallet
+        .iter()
+        .filter(|c| seen.insert(c.claim_id))
+        .map(|c| Prepared::new(lines, c))
+        .filter_map(|p| Some((p.off_fen(&bases).ok()?, p)))
+        .collect();
+    usable.sort_by_key(|(off_fen, p)| (Reverse(*off_fen), p.coupon.valid_until_ms, p.coupon.claim_id));
+    usable.truncate(WALLET_MAX);
+    // Within a slot the best alone goes first: a good set found early prunes more.
+    usable.sort_by_key(|(off_fen, p)| (p.slot, Reverse(*off_fen), p.coupon.valid_until_ms, p.coupon.claim_id));
+    let coupons: Vec<Prepared> = usable.into_iter().map(|(_, p)| p).collect();
+    let mut slots = Vec::new();
+    for group in coupons.chunk_by(|a, b| a.slot == b.slot) {
+        let start = slots.last().map_or(0, |s: &std::ops::Range<usize>| s.end);
+        slots.push(start..start + group.len());
+    }
+    let clashes = coupons
+        .iter()
+        .map(|a| coupons.iter().enumerate().filter(|(_, b)| !a.combinable(b)).fold(0u64, |m, (j, _)| m | 1 << j))
+        .collect();
+    let usable_count = coupons.len();
+    let mut search = Search { coupons, slots, clashes, chosen: Vec::new(), best: (0, Vec::new()), considered: 0 };
+    search.visit(0, &bases, 0, 0);
+    let chosen: Vec<&WalletCoupon> = search.best.1.iter().map(|&i| search.coupons[i].coupon).collect();
+    // The search priced this set as `apply` does; `apply` also records the per-line parts.
+    let stacked = apply(lines, &chosen).unwrap_or_else(|_| Stacked::untouched(lines));
+    let reason = if usable_count == 0 {
+        format!("none of the {} coupons in the wallet takes anything off this cart", wallet.len())
+    } else {
+        format!(
+            "best of {} valid combinations from {usable_count} usable coupons: saves {} 分",
+            search.considered, stacked.total_off_fen
+        )
+    };
+    Best { stacked, considered: search.considered, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promo::coupon::{ClassSet, CouponScope};
+    use crate::rng::SplitMix64;
+    use proptest::prelude::*;
+
+    fn line(index: usize, merchant_id: i64, product_id: i64, base_fen: i64) -> CartLine {
+        CartLine { index, merchant_id, product_id, units: 1, base_fen }
+    }
+
+    fn coupon(claim_id: i64, class: CouponClass, kind: CouponKind, merchant_id: Option<i64>) -> WalletCoupon {
+        WalletCoupon {
+            claim_id,
+            coupon_id: claim_id * 100,
+            class,
+            kind,
+            scope: CouponScope { merchant_id, product_ids: None },
+            combines_with: ClassSet::all(),
+            funder_id: merchant_id,
+            budget_left_fen: None,
+            valid_until_ms: 0,
+        }
+    }
+
+    fn code(result: Result<Stacked, Invalid>) -> &'static str {
+        result.map(|_| "ok").unwrap_or_else(|e| e.code)
+    }
+
+    const SHOP: CouponClass = CouponClass::Shop;
+    const PLATFORM: CouponClass = CouponClass::Platform;
+
+    #[test]
+    fn shop_lane_first_then_platform_on_what_is_left() {
+        let lines = [line(10, 1, 1, 6_000), line(11, 1, 2, 4_000), line(20, 2, 3, 3_000)];
+        let shop = coupon(1, SHOP, CouponKind::Threshold { threshold_fen: 10_000, off_fen: 1_000 }, Some(1));
+        let platform = coupon(2, PLATFORM, CouponKind::PercentOff { percent_bps: 1_000, cap_fen: 5_000 }, None);
+        let stacked = apply(&lines, &[&platform, &shop]).expect("valid");
+        assert_eq!(stacked.applied[0].per_line_fen, vec![(10, 600), (11, 400)]);
+        // 10 % of 5 400 + 3 600 + 3 000 = 12 000 left.
+        assert_eq!(stacked.applied[1].off_fen, 1_200);
+        assert_eq!(stacked.applied[1].per_line_fen, vec![(10, 540), (11, 360), (20, 300)]);
+        assert_eq!(stacked.line_paid_fen, vec![4_860, 3_240, 2_700]);
+        assert_eq!(stacked.total_off_fen, 2_200);
+    }
+
+    #[test]
+    fn each_broken_rule_has_its_code() {
+        let lines = [line(0, 1, 1, 9_000), line(1, 2, 2, 1_000)];
+        let shop1 = coupon(1, SHOP, CouponKind::MoneyOff { off_fen: 500 }, Some(1));
+        let shop1b = coupon(2, SHOP, CouponKind::MoneyOff { off_fen: 300 }, Some(1));
+        let shop3 = coupon(3, SHOP, CouponKind::MoneyOff { off_fen: 300 }, Some(3));
+        let platform = coupon(4, PLATFORM, CouponKind::Threshold { threshold_fen: 10_000, off_fen: 2_000 }, None);
+        let mut alone = coupon(5, CouponClass::RedPacket, CouponKind::MoneyOff { off_fen: 100 }, None);
+        alone.combines_with = ClassSet::of(&[PLATFORM]);
+        let mut budgetless = shop1.clone();
+        budgetless.budget_left_fen = Some(0);
+        assert_eq!(code(apply(&lines, &[&platform])), "ok");
+        assert_eq!(code(apply(&lines, &[&shop1, &platform])), "threshold_not_met", "9 500 left after the shop coupon");
+        assert_eq!(code(apply(&lines, &[&shop3])), "coupon_not_applicable", "no line of merchant 3");
+        assert_eq!(code(apply(&lines, &[&budgetless])), "coupon_not_applicable", "budget spent");
+        assert_eq!(code(apply(&lines, &[&shop1, &shop1b])), "slot_taken");
+        assert_eq!(code(apply(&lines, &[&shop1, &shop1])), "duplicate_coupon");
+        assert_eq!(code(apply(&lines, &[&shop1, &alone])), "not_combinable", "red packets are checkout-wide");
+        assert_eq!(code(apply(&lines, &[&platform, &alone])), "ok", "each names the other");
+        let many: Vec<WalletCoupon> =
+            (0..11).map(|m| coupon(10 + m, SHOP, CouponKind::MoneyOff { off_fen: 1 }, Some(m))).collect();
+        assert_eq!(code(apply(&lines, &many.iter().collect::<Vec<_>>())), "too_many_coupons");
+        assert_eq!(code(apply(&[CartLine { units: 0, ..lines[0] }], &[])), "out_of_range");
+    }
+
+    #[test]
+    fn coupons_that_never_meet_need_not_agree() {
+        let lines = [line(0, 1, 1, 5_000), line(1, 2, 2, 5_000)];
+        let mut shop = coupon(1, SHOP, CouponKind::MoneyOff { off_fen: 500 }, Some(1));
+        shop.combines_with = ClassSet::none();
+        let mut fan = coupon(2, CouponClass::Fan, CouponKind::MoneyOff { off_fen: 700 }, None);
+        fan.combines_with = ClassSet::none();
+        fan.scope.product_ids = Some(BTreeSet::from([2]));
+        assert_eq!(code(apply(&lines, &[&shop, &fan])), "ok");
+        fan.scope.product_ids = Some(BTreeSet::from([1, 2]));
+        assert_eq!(code(apply(&lines, &[&shop, &fan])), "not_combinable");
+    }
+
+    #[test]
+    fn budget_caps_the_discount() {
+        let lines = [line(0, 1, 1, 5_000)];
+        let mut shop = coupon(1, SHOP, CouponKind::MoneyOff { off_fen: 500 }, Some(1));
+        shop.budget_left_fen = Some(499);
+        assert_eq!(apply(&lines, &[&shop]).expect("valid").total_off_fen, 499);
+    }
+
+    #[test]
+    fn best_is_not_greedy() {
+        // The shop coupon alone would push the cart below the platform threshold.
+        let lines = [line(0, 1, 1, 10_200)];
+        let wallet = [
+            coupon(1, SHOP, CouponKind::MoneyOff { off_fen: 500 }, Some(1)),
+            coupon(2, PLATFORM, CouponKind::Threshold { threshold_fen: 10_000, off_fen: 2_000 }, None),
+            coupon(3, SHOP, CouponKind::MoneyOff { off_fen: 100 }, Some(1)),
+        ];
+        let best = best(&lines, &wallet);
+        assert_eq!(best.stacked.total_off_fen, 2_100, "platform after the smaller shop coupon");
+        assert_eq!(best.stacked.applied.iter().map(|a| a.claim_id).collect::<Vec<_>>(), vec![3, 2]);
+        assert!(best.reason.contains("saves 2100 分"), "{}", best.reason);
+        assert_eq!(super::best(&lines, &[]).stacked, Stacked::untouched(&lines));
+    }
+
+    #[test]
+    fn fifty_coupons_over_five_merchants() {
+        let mut rng = SplitMix64::new(42);
+        let lines: Vec<CartLine> = (0..10)
+            .map(|i| CartLine {
+                index: i,
+                merchant_id: (i % 5) as i64,
+                product_id: i as i64,
+                units: 1 + rng.below(3) as i64,
+                base_fen: 1_000 + rng.below(20_000) as i64,
+            })
+            .collect();
+        let wallet: Vec<WalletCoupon> = (0..50).map(|claim| random_coupon(&mut rng, claim)).collect();
+        let best = best(&lines, &wallet);
+        let chosen: Vec<&WalletCoupon> =
+            best.stacked.applied.iter().filter_map(|a| wallet.iter().find(|c| c.claim_id == a.claim_id)).collect();
+        assert_eq!(apply(&lines, &chosen).as_ref(), Ok(&best.stacked));
+        assert!(best.stacked.total_off_fen > 0, "{}", best.reason);
+    }
+
+    fn random_coupon(rng: &mut SplitMix64, claim_id: i64) -> WalletCoupon {
+        let class = CouponClass::ALL[[0, 0, 0, 0, 1, 2, 3][rng.below(7)]];
+        let kind = match rng.below(4) {
+            0 => CouponKind::Threshold { threshold_fen: 5_000 + rng.below(20_000) as i64, off_fen: 1_000 },
+            1 => CouponKind::MoneyOff { off_fen: 100 + rng.below(2_000) as i64 },
+            2 => CouponKind::PercentOff { percent_bps: 500 + rng.below(2_000) as i64, cap_fen: 3_000 },
+            _ => CouponKind::FixedPrice { price_fen: 1_000 + rng.below(10_000) as i64 },
+        };
+        let mut c = coupon(claim_id, class, kind, (class == SHOP).then(|| rng.below(5) as i64));
+        if class == CouponClass::Fan {
+            c.scope.product_ids = Some((0..10).filter(|_| rng.below(2) == 0).collect());
+        }
+        c.combines_with = ClassSet::of(&CouponClass::ALL.into_iter().filter(|_| rng.below(4) > 0).collect::<Vec<_>>());
+        c
+    }
+
+    fn any_kind() -> impl Strategy<Value = CouponKind> {
+        prop_oneof![
+            (2i64..=30_000)
+                .prop_flat_map(|t| (Just(t), 1..t))
+                .prop_map(|(threshold_fen, off_fen)| CouponKind::Threshold { threshold_fen, off_fen }),
+            (1i64..=5_000).prop_map(|off_fen| CouponKind::MoneyOff { off_fen }),
+            (1i64..=9_999, 1i64..=5_000)
+                .prop_map(|(percent_bps, cap_fen)| CouponKind::PercentOff { percent_bps, cap_fen }),
+            (1i64..=5_000).prop_map(|price_fen| CouponKind::FixedPrice { price_fen }),
+        ]
+    }
+
+    fn any_coupon() -> impl Strategy<Value = WalletCoupon> {
+        let products = prop::collection::btree_set(1i64..=6, 1..=4);
+        (0usize..4, any_kind(), 1i64..=3, prop::option::of(products), 0u8..16, prop::option::of(0i64..=3_000), 0i64..3)
+            .prop_map(|(class, kind, merchant, products, combines, budget, valid_until_ms)| {
+                let class = CouponClass::ALL[class];
+                let mut c = coupon(0, class, kind, (class == SHOP).then_some(merchant));
+                c.scope.product_ids = match class {
+                    CouponClass::Shop => products,
+                    CouponClass::Fan => Some(products.unwrap_or_else(|| BTreeSet::from([1, 2, 3]))),
+                    _ => None,
+                };
+                let combines: Vec<CouponClass> =
+                    CouponClass::ALL.into_iter().filter(|c| combines & 1 << *c as u8 != 0).collect();
+                c.combines_with = ClassSet::of(&combines);
+                c.budget_left_fen = budget;
+                c.valid_until_ms = valid_until_ms;
+                c
+            })
+    }
+
+    fn any_cart() -> impl Strategy<Value = (Vec<CartLine>, Vec<WalletCoupon>)> {
+        let lines = prop::collection::vec((1i64..=3, 1i64..=6, 1i64..=3, 0i64..=20_000), 1..=6);
+        let wallet = prop::collection::vec(any_coupon(), 0..=7);
+        (lines, wallet).prop_map(|(lines, mut wallet)| {
+            let lines = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, (merchant_id, product_id, units, base_fen))| CartLine {
+                    index: 100 + i,
+                    merchant_id,
+                    product_id,
+                    units,
+                    base_fen,
+                })
+                .collect();
+            for (i, c) in wallet.iter_mut().enumerate() {
+                c.claim_id = i as i64 + 1;
+            }
+            (lines, wallet)
+        })
+    }
+
+    /// Checks (b)-(d) independently of the code under test's helpers.
+    fn check(lines: &[CartLine], wallet: &[WalletCoupon], stacked: &Stacked) -> Result<(), TestCaseError> {
+        let position = |index: usize| lines.iter().position(|l| l.index == index).expect("a cart line");
+        let mut paid: Vec<i64> = lines.iter().map(|l| l.base_fen).collect();
+        let mut slots = BTreeSet::new();
+        let mut touched: Vec<(&WalletCoupon, BTreeSet<usize>)> = Vec::new();
+        for a in &stacked.applied {
+            prop_assert!(a.off_fen > 0);
+            prop_assert_eq!(a.per_line_fen.iter().map(|(_, part)| part).sum::<i64>(), a.off_fen);
+            for &(index, part) in &a.per_line_fen {
+                paid[position(index)] -= part;
+            }
+            let c = wallet.iter().find(|c| c.claim_id == a.claim_id).expect("from the wallet");
+            let merchant = if c.class == SHOP { c.scope.merchant_id } else { None };
+            prop_assert!(slots.insert((c.class, merchant)), "one coupon per slot");
+            let covered = lines.iter().filter(|l| c.scope.covers(l.merchant_id, l.product_id)).map(|l| l.index);
+            touched.push((c, covered.collect()));
+        }
+        prop_assert_eq!(&paid, &stacked.line_paid_fen);
+        prop_assert!(paid.iter().all(|&p| p >= 0));
+        prop_assert_eq!(stacked.total_off_fen, stacked.applied.iter().map(|a| a.off_fen).sum::<i64>());
+        prop_assert!(stacked.total_off_fen <= lines.iter().map(|l| l.base_fen).sum::<i64>());
+        let wide = |c: &WalletCoupon| matches!(c.class, PLATFORM | CouponClass::RedPacket);
+        for (i, (a, a_lines)) in touched.iter().enumerate() {
+            for (b, b_lines) in &touched[i + 1..] {
+                if wide(a) || wide(b) || !a_lines.is_disjoint(b_lines) {
+                    prop_assert!(a.combines_with.contains(b.class) && b.combines_with.contains(a.class));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn best_equals_brute_force((lines, wallet) in any_cart()) {
+            let best = best(&lines, &wallet);
+            check(&lines, &wallet, &best.stacked)?;
+            let mut brute: Option<(Rank, Stacked)> = None;
+            for mask in 0u32..1 << wallet.len() {
+                let chosen: Vec<&WalletCoupon> =
+                    wallet.iter().enumerate().filter(|(i, _)| mask & 1 << i != 0).map(|(_, c)| c).collect();
+                let Ok(stacked) = apply(&lines, &chosen) else { continue };
+                check(&lines, &wallet, &stacked)?;
+                let key = rank(stacked.total_off_fen, chosen.into_iter());
+                if brute.as_ref().is_none_or(|(best_key, _)| key < *best_key) {
+                    brute = Some((key, stacked));
+                }
+            }
+            prop_assert_eq!(Some(best.stacked), brute.map(|(_, stacked)| stacked));
+        }
+    }
+}
+#[cfg(test)]
+mod tmp_timing {
+    use super::*;
+    use crate::promo::coupon::{ClassSet, CouponScope};
+    use crate::rng::SplitMix64;
+    #[test]
+    fn timing() {
+        for mode in 0..4 {
+        let mut worst = std::time::Duration::ZERO; let mut worst_n = 0; let mut sum = std::time::Duration::ZERO;
+        for seed in 0..200u64 {
+            let mut rng = SplitMix64::new(seed);
+            let lines: Vec<CartLine> = (0..10).map(|i| CartLine { index: i, merchant_id: (i % 5) as i64, product_id: i as i64, units: 1 + rng.below(3) as i64, base_fen: 1_000 + rng.below(20_000) as i64 }).collect();
+            let wallet: Vec<WalletCoupon> = (0..60).map(|claim| {
+                let class = CouponClass::ALL[[0, 0, 0, 0, 1, 2, 3][rng.below(7)]];
+                let kind = match (mode, rng.below(4)) {
+                    (1, _) => CouponKind::MoneyOff { off_fen: 100 + rng.below(3) as i64 * 100 },
+                    (2, _) => CouponKind::PercentOff { percent_bps: 1000, cap_fen: 100000 },
+                    (_, 0) => CouponKind::Threshold { threshold_fen: 5_000 + rng.below(20_000) as i64, off_fen: 1_000 },
+                    (_, 1) => CouponKind::MoneyOff { off_fen: 100 + rng.below(2_000) as i64 },
+                    (_, 2) => CouponKind::PercentOff { percent_bps: 500 + rng.below(2_000) as i64, cap_fen: 3_000 },
+                    _ => CouponKind::FixedPrice { price_fen: 1_000 + rng.below(10_000) as i64 },
+                };
+                let merchant = (class == CouponClass::Shop).then(|| rng.below(5) as i64);
+                let product_ids = (class == CouponClass::Fan).then(|| (0..10).filter(|_| rng.below(2) == 0).collect());
+                let combines_with = if mode >= 1 { ClassSet::all() } else { ClassSet::of(&CouponClass::ALL.into_iter().filter(|_| rng.below(4) > 0).collect::<Vec<_>>()) };
+                WalletCoupon { claim_id: claim, coupon_id: claim, class, kind, scope: CouponScope { merchant_id: merchant, product_ids }, combines_with, funder_id: None, budget_left_fen: None, valid_until_ms: if mode == 3 { 0 } else { rng.below(3) as i64 } }
+            }).collect();
+            let t = std::time::Instant::now();
+            let b = best(&lines, &wallet);
+            let e = t.elapsed();
+            sum += e;
+            if e > worst { worst = e; worst_n = b.considered; }
+        }
+        println!("mode {mode}: mean {:?} worst {:?} (considered {worst_n})", sum / 200, worst);
+        }
+    }
+}
