@@ -2,6 +2,7 @@
 //! limits, payment and its callback, shipping, delivery, completion, cancellation with refunds,
 //! and what the timers do (expiry, auto-completion, settlement).
 
+use crate::coupons::redeem::{CouponChoice, CouponUse, funded_entries};
 use crate::payments::PaymentCallback;
 use crate::{App, AppError, AppResult};
 use sha2::{Digest, Sha256};
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{NAME_CHARS_MAX, ProductStatus, Qualification, RegionCode};
 use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
-use xingqu_domain::ledger::{Account, Posting, commission_fen};
+use xingqu_domain::ledger::{Account, Posting, PostingError, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
 use xingqu_store::StoreError;
@@ -184,6 +185,7 @@ impl App {
                 unit_price_fen: sku.price_fen,
                 quantity,
                 flash,
+                coupons: Vec::new(),
             });
             skus.insert(sku.sku_id, sku);
         }
@@ -200,9 +202,27 @@ impl App {
 
     /// Prices a cart without reserving anything. A SKU on a running flash sale with units left is
     /// priced at the flash price (item-price lane, merchant-funded); the order takes from the pool.
-    pub async fn quote(&self, lines: &[CartLineInput]) -> AppResult<Quote> {
-        let (priced, skus) = self.priced_lines(lines).await?;
-        Ok(checkout::quote(priced, &Self::shipping_rules(&skus))?)
+    /// A signed-in buyer's coupons apply: the best combination from their wallet, or the claims
+    /// they choose.
+    pub async fn quote(
+        &self,
+        buyer: Option<&Actor>,
+        lines: &[CartLineInput],
+        choice: &CouponChoice,
+    ) -> AppResult<(Quote, CouponUse)> {
+        let (quote, coupons, _) = self.price_cart(buyer, lines, choice).await?;
+        Ok((quote, coupons))
+    }
+
+    async fn price_cart(
+        &self,
+        buyer: Option<&Actor>,
+        lines: &[CartLineInput],
+        choice: &CouponChoice,
+    ) -> AppResult<(Quote, CouponUse, BTreeMap<i64, SkuForOrder>)> {
+        let (mut priced, skus) = self.priced_lines(lines).await?;
+        let coupons = self.choose_coupons(buyer, &mut priced, choice).await?;
+        Ok((checkout::quote(priced, &Self::shipping_rules(&skus))?, coupons, skus))
     }
 
     /// Creates one order per merchant for a cart, reserving stock, under an idempotency key: the
@@ -213,18 +233,20 @@ impl App {
         idempotency_key: Option<&str>,
         lines: &[CartLineInput],
         address: &AddressInput,
+        choice: &CouponChoice,
     ) -> AppResult<CheckoutView> {
         if actor.role != Role::Consumer && actor.role != Role::Creator {
             return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
         }
         let key = parse_idempotency_key(idempotency_key)?;
         let address = parse_address(address)?;
-        let digest = request_digest(lines, &address, "cart");
+        let digest = request_digest(lines, &address, &format!("cart|{}", choice.digest_part()));
         if let Some(existing) = self.replay(actor.user_id, &key, &digest).await? {
             return Ok(existing);
         }
-        let (priced, skus) = self.priced_lines(lines).await?;
-        let quote = checkout::quote(priced, &Self::shipping_rules(&skus))?;
+        let (quote, coupons, skus) = self.price_cart(Some(actor), lines, choice).await?;
+        let cart_index: BTreeMap<i64, usize> = lines.iter().enumerate().map(|(i, l)| (l.sku_id, i)).collect();
+        let mut line_orders: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
         let now_ms = self.now_ms();
         let checkout_id = self.ids().next(now_ms);
         let expires_at_ms = now_ms + self.config().order_expiry_s * 1000;
@@ -255,8 +277,12 @@ impl App {
             });
             for line in &merchant.lines {
                 let Some(sku) = skus.get(&line.line.sku_id) else { continue };
+                let line_id = self.ids().next(now_ms);
+                if let Some(&index) = cart_index.get(&sku.sku_id) {
+                    line_orders.insert(index, (order_id, line_id));
+                }
                 new_lines.push(NewLine {
-                    id: self.ids().next(now_ms),
+                    id: line_id,
                     order_id,
                     sku_id: sku.sku_id,
                     product_id: sku.product_id,
@@ -350,7 +376,11 @@ impl App {
         }
         tx.insert_orders(&orders).await?;
         tx.insert_lines(&new_lines).await?;
+        let spent = self.lock_coupons(&mut tx, actor, checkout_id, &coupons, &line_orders).await?;
         tx.commit().await?;
+        for coupon_id in spent {
+            self.claim_gate_budget(coupon_id, true);
+        }
         for line in &new_lines {
             if let Some(flash_sale_id) = line.flash_sale_id {
                 self.flash_taken(actor.user_id, flash_sale_id, line.quantity);
@@ -519,9 +549,13 @@ impl App {
             // same payment is then "already paid", a different one a duplicate to refund).
             return Err(AppError::conflict("concurrent_modification", "a payment was recorded meanwhile"));
         }
-        let payment =
-            Posting::payment(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
-        tx.post(&payment, &format!("payment:order:{}", order.id), Some(order.id), now_ms).await?;
+        let funded = funded_entries(&tx.order_discounts(order.id).await?);
+        match Posting::funded_payment(order.merchant_id, order.total_fen, &funded) {
+            Ok(payment) => tx.post(&payment, &format!("payment:order:{}", order.id), Some(order.id), now_ms).await?,
+            // A 0-yuan order moves no money.
+            Err(PostingError::Empty) => {}
+            Err(e) => return Err(AppError::internal(e.to_string())),
+        }
         if status == OrderStatus::Created {
             let promise = dispatch_promise(&order.dispatch_promise);
             let changes = OrderChanges {
@@ -626,13 +660,19 @@ impl App {
         )
         .await?;
         let released = self.release_stock(&mut tx, &order).await?;
+        // What others funded goes back to them with a full refund (a cancel refunds everything).
+        let funded = if order.paid_fen > 0 { funded_entries(&tx.order_discounts(order.id).await?) } else { Vec::new() };
+        let coupons = self.release_coupons(&mut tx, &order).await?;
         if refund_fen > 0 {
             tx.insert_refund(order.id, refund_fen, &reference, &reason, now_ms).await?;
-            let refund =
-                Posting::refund(order.merchant_id, refund_fen).map_err(|e| AppError::internal(e.to_string()))?;
+            let refund = Posting::funded_refund(order.merchant_id, refund_fen, &funded)
+                .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         }
         tx.commit().await?;
+        for coupon_id in coupons {
+            self.claim_gate_budget(coupon_id, false);
+        }
         // The money moves only after the decision is durable; a failure here is retried by the timers.
         if refund_fen > 0 {
             self.send_refund(&reference, order.id, refund_fen).await;
@@ -760,8 +800,12 @@ impl App {
             other => other?,
         }
         let released = self.release_stock(&mut tx, &order).await?;
+        let coupons = self.release_coupons(&mut tx, &order).await?;
         tx.commit().await?;
         self.flash_released_all(&order, &released);
+        for coupon_id in coupons {
+            self.claim_gate_budget(coupon_id, false);
+        }
         Ok(true)
     }
 
@@ -784,8 +828,16 @@ impl App {
             return Ok(false);
         }
         let lines = tx.lines(order_id).await?;
-        let receivable_fen = order.paid_fen - order.refunded_fen;
-        let commission = settlement_commission(&lines, order.paid_fen, receivable_fen);
+        // The merchant is owed what the buyer paid and what others funded, less refunds (a full
+        // refund gave the funders' parts back too).
+        let funded_fen: i64 = funded_entries(&tx.order_discounts(order_id).await?).iter().map(|e| e.1).sum();
+        let receivable_fen = if order.refunded_fen >= order.paid_fen {
+            0
+        } else {
+            order.paid_fen - order.refunded_fen + funded_fen
+        };
+        let kept_fen = if receivable_fen > 0 { order.paid_fen - order.refunded_fen } else { 0 };
+        let commission = settlement_commission(&lines, order.paid_fen, kept_fen);
         match tx.mark_settled(order_id, commission, now_ms).await {
             Err(StoreError::Concurrent) => return Ok(false),
             other => other?,

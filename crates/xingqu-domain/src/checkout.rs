@@ -89,6 +89,9 @@ pub struct PricedLine {
     pub unit_price_fen: i64,
     pub quantity: Quantity,
     pub flash: Option<FlashOffer>,
+    /// This line's parts of the coupons the checkout uses (shop and platform lanes), worked out
+    /// by `promo::stacking` on what the line costs after the item-price lane.
+    pub coupons: Vec<Discount>,
 }
 
 /// A merchant's shipping terms.
@@ -143,7 +146,11 @@ pub fn quote(lines: Vec<PricedLine>, rules: &BTreeMap<i64, ShippingRule>) -> Res
                 amount_fen: (line.unit_price_fen - flash.price_fen) * units,
             });
         }
+        discounts.extend(line.coupons.iter().cloned());
         let paid_fen = list_total_fen - discounts.iter().map(|d| d.amount_fen).sum::<i64>();
+        if paid_fen < 0 {
+            return Err(Invalid::new("coupons", "over_discounted", "discounts exceed what the line costs"));
+        }
         by_merchant.entry(line.merchant_id).or_default().push(QuoteLine { line, list_total_fen, discounts, paid_fen });
     }
     let mut merchants = Vec::new();
@@ -152,7 +159,11 @@ pub fn quote(lines: Vec<PricedLine>, rules: &BTreeMap<i64, ShippingRule>) -> Res
             .get(&merchant_id)
             .ok_or_else(|| Invalid::new("lines", "unknown_merchant", "a line's shop is unknown"))?;
         let goods_paid_fen: i64 = lines.iter().map(|l| l.paid_fen).sum();
-        let free = rule.free_over_fen.is_some_and(|threshold| goods_paid_fen >= threshold);
+        // Free shipping is the merchant's rule on what it receives for the goods: discounts the
+        // platform or a creator funds do not take it away.
+        let funded_by_others_fen: i64 =
+            lines.iter().flat_map(|l| &l.discounts).filter(|d| d.funder != Funder::Merchant).map(|d| d.amount_fen).sum();
+        let free = rule.free_over_fen.is_some_and(|threshold| goods_paid_fen + funded_by_others_fen >= threshold);
         let shipping_fen = if free { 0 } else { rule.fee_fen };
         merchants.push(MerchantQuote {
             merchant_id,
@@ -178,6 +189,7 @@ mod tests {
             unit_price_fen,
             quantity: Quantity::parse(quantity).expect("quantity"),
             flash: flash.map(|price_fen| FlashOffer { flash_sale_id: 1, price_fen, per_user_limit: 2 }),
+            coupons: Vec::new(),
         }
     }
 

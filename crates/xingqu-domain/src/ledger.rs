@@ -104,6 +104,27 @@ impl Posting {
         )
     }
 
+    /// A payment for an order some of whose discounts others fund (the platform's coupons and red
+    /// packets, a creator's fan coupons): the merchant is owed what the buyer paid plus what each
+    /// funder `(account, fen)` covers, and each funder's account bears its part.
+    pub fn funded_payment(merchant_id: i64, paid_fen: i64, funded: &[(Account, i64)]) -> Result<Self, PostingError> {
+        let covered_fen: i64 = funded.iter().map(|&(_, fen)| fen).sum();
+        let mut entries = vec![(Account::BuyerPayments, paid_fen)];
+        entries.extend_from_slice(funded);
+        entries.push((Account::MerchantReceivable(merchant_id), -(paid_fen + covered_fen)));
+        Self::new(PostingKind::Payment, entries)
+    }
+
+    /// The reverse of [`Posting::funded_payment`] for `refund_fen` of what the buyer paid and the
+    /// funders' parts `funded` that go back to them with it.
+    pub fn funded_refund(merchant_id: i64, refund_fen: i64, funded: &[(Account, i64)]) -> Result<Self, PostingError> {
+        let covered_fen: i64 = funded.iter().map(|&(_, fen)| fen).sum();
+        let mut entries = vec![(Account::MerchantReceivable(merchant_id), refund_fen + covered_fen)];
+        entries.extend(funded.iter().map(|&(account, fen)| (account, -fen)));
+        entries.push((Account::Refunds, -refund_fen));
+        Self::new(PostingKind::Refund, entries)
+    }
+
     /// The receivable of a finished order becomes the merchant's, less the platform's commission.
     pub fn settlement(merchant_id: i64, receivable_fen: i64, commission_fen: i64) -> Result<Self, PostingError> {
         Self::new(
@@ -147,5 +168,21 @@ mod tests {
         );
         assert_eq!(Account::MerchantReceivable(7).to_string(), "merchant_receivable:7");
         assert_eq!(commission_fen(5990, 500), 299);
+    }
+
+    #[test]
+    fn funded_payment_and_refund_cancel_out() {
+        let funded = [(Account::PlatformSubsidyBudget, 300), (Account::CreatorCommission(9), 200)];
+        let paid = Posting::funded_payment(7, 5000, &funded).expect("balanced");
+        assert!(paid.entries().contains(&(Account::MerchantReceivable(7), -5500)));
+        let back = Posting::funded_refund(7, 5000, &funded).expect("balanced");
+        let mut net = std::collections::BTreeMap::new();
+        for (account, fen) in paid.entries().iter().chain(back.entries()) {
+            *net.entry(account.to_string()).or_insert(0) += fen;
+        }
+        assert_eq!(net.get("merchant_receivable:7"), Some(&0));
+        assert_eq!(net.get("platform_subsidy_budget"), Some(&0));
+        assert_eq!(net.get("buyer_payments"), Some(&5000));
+        assert_eq!(net.get("refunds"), Some(&-5000));
     }
 }

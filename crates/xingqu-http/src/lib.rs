@@ -72,6 +72,7 @@ impl std::ops::Deref for AppState {
         (name = "products", description = "Products, SKUs, price history"),
         (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales, hot lists"),
         (name = "feed", description = "Interaction events"),
+        (name = "promotions", description = "Coupons, red packets, wallets, follows"),
     )
 )]
 struct ApiDoc;
@@ -98,6 +99,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::orders::routes())
         .merge(routes::hot::routes())
         .merge(routes::events::routes())
+        .merge(routes::coupons::routes())
         .split_for_parts()
 }
 

@@ -159,12 +159,12 @@ pub struct ClaimRow {
     pub valid_from_ms: i64,
     pub valid_until_ms: i64,
     pub status: String,
-    pub order_id: Option<i64>,
+    pub checkout_id: Option<i64>,
 }
 
 const CLAIM_COLUMNS: &str = "cc.id AS claim_id, cc.coupon_id, cc.user_id, cc.seq, cc.idempotency_key, \
      cc.off_fen AS claim_off_fen, cc.claimed_at_ms, cc.valid_from_ms AS claim_valid_from_ms, \
-     cc.valid_until_ms AS claim_valid_until_ms, cc.status AS claim_status, cc.order_id";
+     cc.valid_until_ms AS claim_valid_until_ms, cc.status AS claim_status, cc.checkout_id";
 
 impl ClaimRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -179,7 +179,7 @@ impl ClaimRow {
             valid_from_ms: row.try_get("claim_valid_from_ms")?,
             valid_until_ms: row.try_get("claim_valid_until_ms")?,
             status: row.try_get("claim_status")?,
-            order_id: row.try_get("order_id")?,
+            checkout_id: row.try_get("checkout_id")?,
         })
     }
 }
@@ -324,12 +324,12 @@ impl Tx {
         Ok(())
     }
 
-    /// Locks an available claim of `user_id` to an order; false if it is not available to them.
-    pub async fn lock_claim(&mut self, claim_id: i64, user_id: i64, order_id: i64) -> Result<bool, StoreError> {
+    /// Locks an available claim of `user_id` to a checkout; false if it is not available to them.
+    pub async fn lock_claim(&mut self, claim_id: i64, user_id: i64, checkout_id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE coupon_claims SET status = 'used', order_id = $1 WHERE id = $2 AND user_id = $3 AND status = 'available'",
+            "UPDATE coupon_claims SET status = 'used', checkout_id = $1 WHERE id = $2 AND user_id = $3 AND status = 'available'",
         )
-        .bind(order_id)
+        .bind(checkout_id)
         .bind(claim_id)
         .bind(user_id)
         .execute(self.conn())
@@ -337,12 +337,12 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Returns the claims an order used to their owners' wallets; returns how many.
-    pub async fn release_claims(&mut self, order_id: i64) -> Result<u64, StoreError> {
+    /// Returns the claims a checkout used to their owners' wallets; returns how many.
+    pub async fn release_claims(&mut self, checkout_id: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE coupon_claims SET status = 'available', order_id = NULL WHERE order_id = $1 AND status = 'used'",
+            "UPDATE coupon_claims SET status = 'available', checkout_id = NULL WHERE checkout_id = $1 AND status = 'used'",
         )
-        .bind(order_id)
+        .bind(checkout_id)
         .execute(self.conn())
         .await?;
         Ok(done.rows_affected())
@@ -392,6 +392,17 @@ impl Tx {
 
     pub async fn order_discounts(&mut self, order_id: i64) -> Result<Vec<OrderDiscount>, StoreError> {
         order_discounts(self.conn(), order_id).await
+    }
+
+    /// Orders of a checkout still live (neither cancelled nor expired).
+    pub async fn live_orders_in_checkout(&mut self, checkout_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM orders WHERE checkout_id = $1 AND status NOT IN ('cancelled', 'expired')",
+        )
+        .bind(checkout_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Records that `follower` follows `creator`; following twice changes nothing.

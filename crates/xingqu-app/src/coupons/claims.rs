@@ -59,6 +59,11 @@ impl Replay {
     }
 }
 
+enum Admission {
+    Admitted { seq: i64, packet: Option<i64> },
+    Replayed(Replay),
+}
+
 fn replay(state: &mut GateState, user_id: i64, key: Option<&str>) -> Option<Replay> {
     match state.keys.get_mut(&(user_id, key?.to_owned()))? {
         KeySlot::Done(view) => Some(Replay::Done(view.clone())),
@@ -302,8 +307,9 @@ impl App {
         let coupon = &gate.coupon;
         let now_ms = self.now_ms();
         // The key first: a retry is answered as the first request was, whatever changed since.
-        if let Some(replay) = replay(&mut gate.lock(), actor.user_id, key.as_deref()) {
-            return replay.answer().await;
+        let replayed = replay(&mut gate.lock(), actor.user_id, key.as_deref());
+        if let Some(replayed) = replayed {
+            return replayed.answer().await;
         }
         if now_ms < coupon.claim_starts_at_ms {
             return Err(AppError::conflict("claim_not_open", "claiming this coupon has not started"));
@@ -317,42 +323,10 @@ impl App {
         {
             return Err(AppError::Forbidden("fan coupons are for the creator's followers: follow first"));
         }
-        let (seq, packet) = {
-            let mut state = gate.lock();
-            // The key again: a request with it may have been admitted while this one checked.
-            if let Some(replay) = replay(&mut state, actor.user_id, key.as_deref()) {
-                drop(state);
-                return replay.answer().await;
-            }
-            if state.stopped {
-                return Err(AppError::conflict("coupon_stopped", "the issuer stopped this coupon"));
-            }
-            if state.budget_spent {
-                return Err(AppError::conflict("budget_spent", "the coupon's budget is spent"));
-            }
-            let held = state.claims_per_user.get(&actor.user_id).copied().unwrap_or(0);
-            if held >= coupon.per_user_limit {
-                return Err(AppError::conflict(
-                    "claim_limit_reached",
-                    format!("at most {} of this coupon per buyer", coupon.per_user_limit),
-                ));
-            }
-            if state.remaining <= 0 {
-                return Err(AppError::conflict("coupon_exhausted", "every coupon of this kind has been claimed"));
-            }
-            if let Some(key) = &key {
-                state.keys.insert((actor.user_id, key.clone()), KeySlot::Pending(Vec::new()));
-            }
-            let packet = match &mut state.packets {
-                Some(packets) => match packets.pop() {
-                    Some(packet) => Some(packet),
-                    None => return Err(AppError::conflict("coupon_exhausted", "every red packet has been grabbed")),
-                },
-                None => None,
-            };
-            state.remaining -= 1;
-            state.claims_per_user.insert(actor.user_id, held + 1);
-            (held + 1, packet)
+        let admitted = self.admit_claim(&gate, actor.user_id, key.as_deref());
+        let (seq, packet) = match admitted? {
+            Admission::Admitted { seq, packet } => (seq, packet),
+            Admission::Replayed(replayed) => return replayed.answer().await,
         };
         let (valid_from_ms, valid_until_ms) = validity(coupon, now_ms);
         let claim = NewClaim {
@@ -409,6 +383,46 @@ impl App {
         });
         let result = task.await.map_err(|e| AppError::internal(format!("claim task failed: {e}")))?;
         Ok(result?)
+    }
+
+    /// Admits a claim in memory, or refuses it: takes one from the coupon (and a packet from a
+    /// pool), counts it against the buyer, and marks its key pending.
+    fn admit_claim(&self, gate: &Gate, user_id: i64, key: Option<&str>) -> AppResult<Admission> {
+        let coupon = &gate.coupon;
+        let mut state = gate.lock();
+        // The key again: a request with it may have been admitted while this one checked.
+        if let Some(replayed) = replay(&mut state, user_id, key) {
+            return Ok(Admission::Replayed(replayed));
+        }
+        if state.stopped {
+            return Err(AppError::conflict("coupon_stopped", "the issuer stopped this coupon"));
+        }
+        if state.budget_spent {
+            return Err(AppError::conflict("budget_spent", "the coupon's budget is spent"));
+        }
+        let held = state.claims_per_user.get(&user_id).copied().unwrap_or(0);
+        if held >= coupon.per_user_limit {
+            return Err(AppError::conflict(
+                "claim_limit_reached",
+                format!("at most {} of this coupon per buyer", coupon.per_user_limit),
+            ));
+        }
+        if state.remaining <= 0 {
+            return Err(AppError::conflict("coupon_exhausted", "every coupon of this kind has been claimed"));
+        }
+        let packet = match &mut state.packets {
+            Some(packets) => match packets.pop() {
+                Some(packet) => Some(packet),
+                None => return Err(AppError::conflict("coupon_exhausted", "every red packet has been grabbed")),
+            },
+            None => None,
+        };
+        if let Some(key) = key {
+            state.keys.insert((user_id, key.to_owned()), KeySlot::Pending(Vec::new()));
+        }
+        state.remaining -= 1;
+        state.claims_per_user.insert(user_id, held + 1);
+        Ok(Admission::Admitted { seq: held + 1, packet })
     }
 
     /// Tells a loaded gate that the issuer stopped (or resumed) a coupon.

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod coupons;
 pub mod events;
 pub mod hot;
 pub mod orders;

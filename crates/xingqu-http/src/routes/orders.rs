@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth, Id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id, MaybeAuth};
 use crate::time_format::rfc3339;
 use axum::Json;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use xingqu_app::coupons::redeem::{CouponChoice, CouponUse};
 use xingqu_app::flash::{FlashOrder, FlashSaleInput};
 use xingqu_app::orders::{AddressInput, CallbackOutcome, CartLineInput, CheckoutView, OrderView, PaymentRequest};
 use xingqu_app::payments::PaymentCallback;
@@ -75,6 +76,9 @@ impl From<&Address> for AddressInput {
 pub struct QuoteRequest {
     /// 1 to 50 lines, each SKU once.
     lines: Vec<CartLine>,
+    /// Claim ids from your wallet to use (at most 10); `[]` for none. Absent: the combination
+    /// that saves the most (signed-in buyers).
+    coupons: Option<Vec<i64>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -82,6 +86,18 @@ pub struct QuoteRequest {
 pub struct OrderRequest {
     lines: Vec<CartLine>,
     address: Address,
+    /// As in the quote: claim ids, `[]` for none, absent for the best combination.
+    coupons: Option<Vec<i64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AppliedCouponResponse {
+    /// The claim in your wallet.
+    claim_id: i64,
+    coupon_id: i64,
+    /// shop, fan, platform or red_packet.
+    class: String,
+    off_fen: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -90,7 +106,7 @@ pub struct DiscountResponse {
     lane: String,
     /// merchant, platform or creator.
     funder: String,
-    /// flash_sale, and later coupons and subsidies.
+    /// flash_sale, shop_coupon, fan_coupon, platform_coupon or red_packet.
     source: String,
     amount_fen: i64,
 }
@@ -120,10 +136,14 @@ pub struct QuoteResponse {
     /// One order per merchant.
     merchants: Vec<MerchantQuoteResponse>,
     total_fen: i64,
+    /// The coupons used, in the order they apply.
+    coupons: Vec<AppliedCouponResponse>,
+    /// Why these coupons, when the quote chose them: how many combinations were compared.
+    coupon_reason: Option<String>,
 }
 
-impl From<Quote> for QuoteResponse {
-    fn from(q: Quote) -> Self {
+impl From<(Quote, CouponUse)> for QuoteResponse {
+    fn from((q, used): (Quote, CouponUse)) -> Self {
         let merchants = q
             .merchants
             .into_iter()
@@ -156,7 +176,17 @@ impl From<Quote> for QuoteResponse {
                     .collect(),
             })
             .collect();
-        Self { merchants, total_fen: q.total_fen }
+        let coupons = used
+            .applied
+            .iter()
+            .map(|(a, _)| AppliedCouponResponse {
+                claim_id: a.claim_id,
+                coupon_id: a.coupon_id,
+                class: a.class.as_str().to_owned(),
+                off_fen: a.off_fen,
+            })
+            .collect();
+        Self { merchants, total_fen: q.total_fen, coupons, coupon_reason: used.reason }
     }
 }
 
@@ -305,10 +335,12 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     responses((status = 200, body = QuoteResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_quote(
     State(state): State<AppState>,
+    auth: MaybeAuth,
     ApiJson(body): ApiJson<QuoteRequest>,
 ) -> ApiResult<Json<QuoteResponse>> {
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
-    Ok(Json(state.app.quote(&lines).await?.into()))
+    let choice = CouponChoice::from_request(body.coupons);
+    Ok(Json(state.app.quote(auth.actor().as_ref(), &lines, &choice).await?.into()))
 }
 
 /// Places a cart as one order per merchant, reserving stock. Needs an `Idempotency-Key` header:
@@ -326,7 +358,9 @@ async fn create_orders(
 ) -> ApiResult<(StatusCode, Json<CheckoutResponse>)> {
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
     let key = idempotency_key(&headers);
-    let checkout = state.app.create_orders(&auth.user.actor(), key.as_deref(), &lines, &(&body.address).into()).await?;
+    let choice = CouponChoice::from_request(body.coupons);
+    let checkout =
+        state.app.create_orders(&auth.user.actor(), key.as_deref(), &lines, &(&body.address).into(), &choice).await?;
     let status = if checkout.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(checkout.into())))
 }

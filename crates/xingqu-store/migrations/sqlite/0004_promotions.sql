@@ -65,13 +65,13 @@ CREATE TABLE coupon_claims (
     valid_from_ms BIGINT NOT NULL,
     valid_until_ms BIGINT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('available', 'used')),
-    -- The order the coupon is locked to while used.
-    order_id BIGINT,
+    -- The checkout whose orders use the coupon (a platform coupon spans its orders).
+    checkout_id BIGINT,
     UNIQUE (coupon_id, user_id, seq),
     UNIQUE (coupon_id, user_id, idempotency_key)
 );
 CREATE INDEX coupon_claims_wallet ON coupon_claims (user_id, status);
-CREATE INDEX coupon_claims_order ON coupon_claims (order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX coupon_claims_checkout ON coupon_claims (checkout_id) WHERE checkout_id IS NOT NULL;
 
 -- What each order line got from each coupon, and who funds it: the ledger posts from here at
 -- payment, budgets are returned from here on release, refunds pro-rate from here.
