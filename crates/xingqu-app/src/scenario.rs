@@ -23,7 +23,81 @@ pub struct FlashScenario {
     pub buyer_ids: Vec<i64>,
 }
 
+/// `n_buyers` consumers, each with a session valid for a day: (bearer tokens, user ids).
+async fn insert_buyers(
+    tx: &mut xingqu_store::Tx,
+    n_buyers: usize,
+    password_hash: &str,
+    now_ms: i64,
+) -> AppResult<(Vec<String>, Vec<i64>)> {
+    let mut buyer_tokens = Vec::with_capacity(n_buyers);
+    let mut buyer_ids = Vec::with_capacity(n_buyers);
+    let expires_at_ms = now_ms + 24 * 3_600_000;
+    for index in 0..n_buyers {
+        let email = format!("buyer{index}@xingqu.bench");
+        let user =
+            NewUser { email: &email, password_hash, display_name: &email, role: "consumer", merchant_id: None, now_ms };
+        let id = tx.insert_user(&user).await?.id;
+        let token = crate::accounts::new_token();
+        tx.insert_session(id, &token_sha256(&token), now_ms, expires_at_ms).await?;
+        buyer_tokens.push(token);
+        buyer_ids.push(id);
+    }
+    Ok((buyer_tokens, buyer_ids))
+}
+
+/// A claim-storm scenario: a platform coupon open for claiming now and signed-in buyers.
+#[derive(Debug, Clone)]
+pub struct CouponScenario {
+    pub coupon_id: i64,
+    pub buyer_tokens: Vec<String>,
+    pub buyer_ids: Vec<i64>,
+}
+
 impl App {
+    /// Builds, in one transaction, `n_buyers` consumers with live sessions and a platform coupon
+    /// (5 元 off, valid 7 days) of `quantity` open for claiming now, `per_user_limit` each.
+    pub async fn seed_coupon_scenario(
+        &self,
+        n_buyers: usize,
+        quantity: i64,
+        per_user_limit: i64,
+    ) -> AppResult<CouponScenario> {
+        let now_ms = self.now_ms();
+        let password_hash = hash_password(Password::parse("scenario-password")?).await?;
+        let mut tx = self.store().begin().await?;
+        let (buyer_tokens, buyer_ids) = insert_buyers(&mut tx, n_buyers, &password_hash, now_ms).await?;
+        let coupon = tx
+            .insert_coupon(&xingqu_store::coupons::NewCoupon {
+                class: "platform",
+                merchant_id: None,
+                creator_user_id: None,
+                title: "双11 平台券 5 元".to_owned(),
+                kind: "money_off",
+                threshold_fen: 0,
+                off_fen: 500,
+                percent_bps: 0,
+                cap_fen: 0,
+                price_fen: 0,
+                product_ids: String::new(),
+                combines_with: "shop,fan".to_owned(),
+                claim_starts_at_ms: now_ms - 1_000,
+                claim_ends_at_ms: now_ms + 24 * 3_600_000,
+                valid_from_ms: None,
+                valid_until_ms: None,
+                valid_days: Some(7),
+                quantity,
+                per_user_limit,
+                budget_fen: None,
+                pool_split: None,
+                created_by: buyer_ids.first().copied().unwrap_or(1),
+                now_ms,
+            })
+            .await?;
+        tx.commit().await.map_err(AppError::from)?;
+        Ok(CouponScenario { coupon_id: coupon.id, buyer_tokens, buyer_ids })
+    }
+
     /// Builds the scenario in one transaction: `n_buyers` consumers with live sessions, and a
     /// flash sale running now of `pool_units` at 2,990 分 (list price 5,990), `per_user_limit` each.
     pub async fn seed_flash_scenario(
@@ -91,25 +165,7 @@ impl App {
                 now_ms,
             })
             .await?;
-        let mut buyer_tokens = Vec::with_capacity(n_buyers);
-        let mut buyer_ids = Vec::with_capacity(n_buyers);
-        let expires_at_ms = now_ms + 24 * 3_600_000;
-        for index in 0..n_buyers {
-            let email = format!("buyer{index}@xingqu.bench");
-            let user = NewUser {
-                email: &email,
-                password_hash: &password_hash,
-                display_name: &email,
-                role: "consumer",
-                merchant_id: None,
-                now_ms,
-            };
-            let id = tx.insert_user(&user).await?.id;
-            let token = crate::accounts::new_token();
-            tx.insert_session(id, &token_sha256(&token), now_ms, expires_at_ms).await?;
-            buyer_tokens.push(token);
-            buyer_ids.push(id);
-        }
+        let (buyer_tokens, buyer_ids) = insert_buyers(&mut tx, n_buyers, &password_hash, now_ms).await?;
         tx.commit().await.map_err(AppError::from)?;
         Ok(FlashScenario {
             flash_sale_id: sale.id,

@@ -161,8 +161,12 @@ pub fn quote(lines: Vec<PricedLine>, rules: &BTreeMap<i64, ShippingRule>) -> Res
         let goods_paid_fen: i64 = lines.iter().map(|l| l.paid_fen).sum();
         // Free shipping is the merchant's rule on what it receives for the goods: discounts the
         // platform or a creator funds do not take it away.
-        let funded_by_others_fen: i64 =
-            lines.iter().flat_map(|l| &l.discounts).filter(|d| d.funder != Funder::Merchant).map(|d| d.amount_fen).sum();
+        let funded_by_others_fen: i64 = lines
+            .iter()
+            .flat_map(|l| &l.discounts)
+            .filter(|d| d.funder != Funder::Merchant)
+            .map(|d| d.amount_fen)
+            .sum();
         let free = rule.free_over_fen.is_some_and(|threshold| goods_paid_fen + funded_by_others_fen >= threshold);
         let shipping_fen = if free { 0 } else { rule.fee_fen };
         merchants.push(MerchantQuote {

@@ -1,5 +1,6 @@
 //! `xingqu bench …`: measurements against real peers on this machine, in the same run.
 
+pub mod coupons;
 pub mod hotlist;
 pub mod peers;
 
@@ -18,6 +19,8 @@ use xingqu_domain::rng::SplitMix64;
 pub enum BenchCommand {
     /// One hot SKU, thousands of buyers at once: Xingqu over HTTP against PostgreSQL and Redis.
     FlashSale(FlashSaleArgs),
+    /// A claim storm on one coupon: Xingqu over HTTP against PostgreSQL.
+    Coupons(coupons::CouponsArgs),
     /// Real-time hot lists fed by sale events: lag to visibility, highest rate, against Redis.
     HotList(hotlist::HotListArgs),
 }
@@ -45,6 +48,7 @@ pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()
     match command {
         BenchCommand::FlashSale(args) => flash_sale(args, database_url).await,
         BenchCommand::HotList(args) => hotlist::run(args).await,
+        BenchCommand::Coupons(args) => coupons::run(args, database_url).await,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::Invalid;
 use crate::allocation::allocate;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
+use std::ops::Range;
 
 pub const COUPONS_MAX: usize = 10;
 /// [`best`] searches at most this many usable coupons: the ones that save the most alone.
@@ -211,10 +212,73 @@ fn rank<'a>(total_off_fen: i64, coupons: impl Iterator<Item = &'a WalletCoupon>)
     (Reverse(total_off_fen), claims.len(), expiries, claims)
 }
 
+/// One slot's choice as [`Search::bound`] sees it: nothing; a coupon whose base is exactly the
+/// amount it is given (it covers all of it); or one known only to take off at most `off_fen`.
+#[derive(Clone, Copy)]
+enum Step<'p, 'a> {
+    Nothing,
+    Exact(&'p Prepared<'a>),
+    AtMost { off_fen: i64 },
+}
+
+impl Step<'_, '_> {
+    /// The least and most still to pay after this step, given `base_fen` before it.
+    fn paid_fen(self, base_fen: i64) -> (i64, i64) {
+        match self {
+            Step::Nothing => (base_fen, base_fen),
+            Step::Exact(p) => {
+                let budget_fen = p.coupon.budget_left_fen.map_or(i64::MAX, |b| b.max(0));
+                let paid_fen = base_fen - p.coupon.kind.off_fen(base_fen, p.units).min(budget_fen);
+                (paid_fen, paid_fen)
+            }
+            Step::AtMost { off_fen } => ((base_fen - off_fen).max(0), base_fen),
+        }
+    }
+
+    /// Where what is left to pay falls as the base rises: only at a threshold. Everywhere else it
+    /// never falls, since no kind takes off more than 1 分 more for 1 分 more base.
+    fn drop_at(self) -> Option<i64> {
+        match self {
+            Step::Exact(Prepared {
+                coupon: WalletCoupon { kind: CouponKind::Threshold { threshold_fen, .. }, .. },
+                ..
+            }) => Some(*threshold_fen),
+            _ => None,
+        }
+    }
+}
+
+/// The least left to pay after `first` then `second` (the second's base being what the first
+/// left) for any base from `low_fen` to `high_fen`: split the range where `first` drops; on each
+/// piece the second's base runs between what the first leaves at the piece's ends, and what the
+/// second leaves is least at the start of that run or at its own drop.
+fn lowest_paid_fen(low_fen: i64, high_fen: i64, first: Step, second: Step) -> i64 {
+    let pieces = match first.drop_at() {
+        Some(t) if low_fen < t && t <= high_fen => [(low_fen, t - 1), (t, high_fen)],
+        _ => [(low_fen, high_fen), (low_fen, high_fen)],
+    };
+    let mut lowest_fen = i64::MAX;
+    for (a, b) in pieces {
+        let (from_fen, to_fen) = (first.paid_fen(a).0, first.paid_fen(b).1);
+        lowest_fen = lowest_fen.min(second.paid_fen(from_fen).0);
+        if let Some(t) = second.drop_at()
+            && from_fen < t
+            && t <= to_fen
+        {
+            lowest_fen = lowest_fen.min(second.paid_fen(t).0);
+        }
+    }
+    lowest_fen
+}
+
 /// The search: usable coupons grouped by slot in applying order, and which pairs may not meet.
 struct Search<'a> {
     coupons: Vec<Prepared<'a>>,
-    slots: Vec<std::ops::Range<usize>>,
+    /// What each coupon takes off alone; within a slot, largest first.
+    alone: Vec<i64>,
+    slots: Vec<Range<usize>>,
+    /// Per slot, the lines any of its coupons covers.
+    slot_lines: Vec<Vec<usize>>,
     /// Bit `j` of `clashes[i]`: coupons `i` and `j` cannot be used together.
     clashes: Vec<u64>,
     chosen: Vec<usize>,
@@ -227,22 +291,80 @@ impl Search<'_> {
         rank(total_off_fen, chosen.iter().map(|&i| self.coupons[i].coupon))
     }
 
-    /// An upper bound on what the slots from `next` on can still add: for each slot, the most any
-    /// of its coupons that clash with nothing chosen would take off *now*. A coupon applied later
-    /// sees what is left after the ones between, never more, and every kind takes off no more
-    /// from a smaller base (`CouponKind::off_fen` is non-decreasing), so the bound holds.
+    /// An upper bound on what the slots from `next` on can still take off a cart whose lines
+    /// still cost `remaining`, as `left` minus a lower bound on what the cart will cost after them.
+    ///
+    /// Each later coupon sees at most what its lines cost now, and every kind takes off no more
+    /// from a smaller base (`CouponKind::off_fen` is non-decreasing), so a shop slot takes off at
+    /// most the most any of its open coupons takes off now. After the shop slots, the fan coupon's
+    /// base lies between what its lines cost now less what the shop slots can take off them, and
+    /// what they cost now; [`lowest_paid_fen`] finds the least it can leave over that range. The
+    /// same for the platform lane over the range the whole cart can cost after the shop lane.
+    /// Bounding the later lanes this way, rather than by what they would take off now, keeps
+    /// the bound from counting twice what a fixed-price or percentage coupon cannot take off
+    /// because a coupon before it already did.
     fn bound(&self, next: usize, remaining: &[i64], chosen_mask: u64) -> i64 {
-        let per_slot: i64 = self.slots[next..]
-            .iter()
-            .map(|slot| {
-                slot.clone()
-                    .filter(|&c| self.clashes[c] & chosen_mask == 0)
-                    .map(|c| self.coupons[c].off_fen(remaining).unwrap_or(0))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .sum();
-        per_slot.min(remaining.iter().sum())
+        let left_fen: i64 = remaining.iter().sum();
+        let open = |slot: &Range<usize>| slot.clone().filter(move |&c| self.clashes[c] & chosen_mask == 0);
+        let (mut shop, mut fans, mut late) = (Vec::new(), Vec::new(), Vec::new());
+        for (slot, range) in self.slots.iter().enumerate().skip(next) {
+            match self.coupons[range.start].slot {
+                Slot::Shop(_) => {
+                    // Coupons come largest-alone first, and none takes off more now than alone.
+                    let most_fen = open(range).fold(0, |most, c| {
+                        let now = || self.coupons[c].off_fen(remaining).unwrap_or(0);
+                        if self.alone[c] <= most { most } else { most.max(now()) }
+                    });
+                    shop.push((most_fen, &self.slot_lines[slot]));
+                }
+                Slot::Fan => fans.extend(open(range).map(|c| &self.coupons[c])),
+                Slot::Platform | Slot::RedPacket => {
+                    let steps = open(range).map(|c| {
+                        let p = &self.coupons[c];
+                        let step = if p.covered.len() == remaining.len() {
+                            Step::Exact(p)
+                        } else {
+                            Step::AtMost { off_fen: p.off_fen(remaining).unwrap_or(0) }
+                        };
+                        (step, 1u64 << c)
+                    });
+                    late.push([(Step::Nothing, 0)].into_iter().chain(steps).collect::<Vec<_>>());
+                }
+            }
+        }
+        let shop_fen: i64 = shop.iter().map(|(most, _)| most).sum();
+        let mut low_fen = left_fen - shop_fen;
+        for fan in fans {
+            let (mut fan_lines_fen, mut on_fan_fen, mut elsewhere_fen) = (0, 0, 0);
+            for &i in &fan.covered {
+                fan_lines_fen += remaining[i];
+            }
+            for (most_fen, lines) in &shop {
+                let (on, off): (Vec<usize>, Vec<usize>) = lines.iter().partition(|i| fan.covered.contains(i));
+                on_fan_fen += most_fen.min(&on.iter().map(|&i| remaining[i]).sum());
+                elsewhere_fen += most_fen.min(&off.iter().map(|&i| remaining[i]).sum());
+            }
+            let fan_paid_fen =
+                lowest_paid_fen(fan_lines_fen - on_fan_fen, fan_lines_fen, Step::Exact(fan), Step::Nothing);
+            let with_fan_fen = fan_paid_fen + (left_fen - fan_lines_fen - elsewhere_fen);
+            let plainly_fen = left_fen - shop_fen - fan.off_fen(remaining).unwrap_or(0);
+            low_fen = low_fen.min(with_fan_fen.max(plainly_fen));
+        }
+        let nothing = vec![(Step::Nothing, 0)];
+        let (firsts, seconds) = match late.as_slice() {
+            [] => (&nothing, &nothing),
+            [only] => (only, &nothing),
+            [first, second, ..] => (first, second),
+        };
+        let mut lowest_fen = left_fen;
+        for &(first, bit) in firsts {
+            for &(second, other) in seconds {
+                if bit == 0 || self.clashes[bit.trailing_zeros() as usize] & other == 0 {
+                    lowest_fen = lowest_fen.min(lowest_paid_fen(low_fen.max(0), left_fen, first, second));
+                }
+            }
+        }
+        left_fen - lowest_fen
     }
 
     fn visit(&mut self, next: usize, remaining: &[i64], total_off_fen: i64, chosen_mask: u64) {
@@ -256,6 +378,7 @@ impl Search<'_> {
         }
         let bound = total_off_fen + self.bound(next, remaining, chosen_mask);
         let (best_total, best_len) = (self.best.0, self.best.1.len());
+        if self.chosen.len() <= 1 && std::env::var("DBG").is_ok() { eprintln!("depth {} next {} chosen {:?} total {} bound {} best {}", self.chosen.len(), next, self.chosen.iter().map(|&c| (self.coupons[c].coupon.class, self.coupons[c].coupon.kind)).collect::<Vec<_>>(), total_off_fen, bound, best_total); }
         // Every coupon added takes off at least 1 分, so reaching the best's saving again takes one
         // more coupon than now unless we are there already; a tie with more coupons ranks lower.
         let tie_loses = bound == best_total && self.chosen.len() + usize::from(total_off_fen < best_total) > best_len;
@@ -298,21 +421,42 @@ pub fn best(lines: &[CartLine], wallet: &[WalletCoupon]) -> Best {
         .filter_map(|p| Some((p.off_fen(&bases).ok()?, p)))
         .collect();
     usable.sort_by_key(|(off_fen, p)| (Reverse(*off_fen), p.coupon.valid_until_ms, p.coupon.claim_id));
-    usable.truncate(WALLET_MAX);
+    // Of two claims of the same coupon terms (a buyer often holds several) only the first can be
+    // in the best set: swapping in the sooner-expiring, smaller claim always ranks higher.
+    let mut kept: Vec<(i64, Prepared)> = Vec::with_capacity(usable.len());
+    for (off_fen, p) in usable {
+        let terms = |c: &WalletCoupon| (c.class, c.kind, c.scope.clone(), c.combines_with, c.budget_left_fen);
+        if !kept.iter().any(|(_, k)| terms(k.coupon) == terms(p.coupon)) {
+            kept.push((off_fen, p));
+        }
+    }
+    kept.truncate(WALLET_MAX);
     // Within a slot the best alone goes first: a good set found early prunes more.
-    usable.sort_by_key(|(off_fen, p)| (p.slot, Reverse(*off_fen), p.coupon.valid_until_ms, p.coupon.claim_id));
-    let coupons: Vec<Prepared> = usable.into_iter().map(|(_, p)| p).collect();
+    kept.sort_by_key(|(off_fen, p)| (p.slot, Reverse(*off_fen), p.coupon.valid_until_ms, p.coupon.claim_id));
+    let (alone, coupons): (Vec<i64>, Vec<Prepared>) = kept.into_iter().unzip();
     let mut slots = Vec::new();
     for group in coupons.chunk_by(|a, b| a.slot == b.slot) {
-        let start = slots.last().map_or(0, |s: &std::ops::Range<usize>| s.end);
+        let start = slots.last().map_or(0, |s: &Range<usize>| s.end);
         slots.push(start..start + group.len());
     }
+    let slot_lines = slots
+        .iter()
+        .map(|range: &Range<usize>| {
+            coupons[range.clone()]
+                .iter()
+                .flat_map(|p| p.covered.iter().copied())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .collect();
     let clashes = coupons
         .iter()
         .map(|a| coupons.iter().enumerate().filter(|(_, b)| !a.combinable(b)).fold(0u64, |m, (j, _)| m | 1 << j))
         .collect();
     let usable_count = coupons.len();
-    let mut search = Search { coupons, slots, clashes, chosen: Vec::new(), best: (0, Vec::new()), considered: 0 };
+    let mut search =
+        Search { coupons, alone, slots, slot_lines, clashes, chosen: Vec::new(), best: (0, Vec::new()), considered: 0 };
     search.visit(0, &bases, 0, 0);
     let chosen: Vec<&WalletCoupon> = search.best.1.iter().map(|&i| search.coupons[i].coupon).collect();
     // The search priced this set as `apply` does; `apply` also records the per-line parts.
@@ -587,33 +731,82 @@ mod tmp_timing {
     use crate::rng::SplitMix64;
     #[test]
     fn timing() {
-        for mode in 0..4 {
-        let mut worst = std::time::Duration::ZERO; let mut worst_n = 0; let mut sum = std::time::Duration::ZERO;
-        for seed in 0..200u64 {
-            let mut rng = SplitMix64::new(seed);
-            let lines: Vec<CartLine> = (0..10).map(|i| CartLine { index: i, merchant_id: (i % 5) as i64, product_id: i as i64, units: 1 + rng.below(3) as i64, base_fen: 1_000 + rng.below(20_000) as i64 }).collect();
-            let wallet: Vec<WalletCoupon> = (0..60).map(|claim| {
-                let class = CouponClass::ALL[[0, 0, 0, 0, 1, 2, 3][rng.below(7)]];
-                let kind = match (mode, rng.below(4)) {
-                    (1, _) => CouponKind::MoneyOff { off_fen: 100 + rng.below(3) as i64 * 100 },
-                    (2, _) => CouponKind::PercentOff { percent_bps: 1000, cap_fen: 100000 },
-                    (_, 0) => CouponKind::Threshold { threshold_fen: 5_000 + rng.below(20_000) as i64, off_fen: 1_000 },
-                    (_, 1) => CouponKind::MoneyOff { off_fen: 100 + rng.below(2_000) as i64 },
-                    (_, 2) => CouponKind::PercentOff { percent_bps: 500 + rng.below(2_000) as i64, cap_fen: 3_000 },
-                    _ => CouponKind::FixedPrice { price_fen: 1_000 + rng.below(10_000) as i64 },
-                };
-                let merchant = (class == CouponClass::Shop).then(|| rng.below(5) as i64);
-                let product_ids = (class == CouponClass::Fan).then(|| (0..10).filter(|_| rng.below(2) == 0).collect());
-                let combines_with = if mode >= 1 { ClassSet::all() } else { ClassSet::of(&CouponClass::ALL.into_iter().filter(|_| rng.below(4) > 0).collect::<Vec<_>>()) };
-                WalletCoupon { claim_id: claim, coupon_id: claim, class, kind, scope: CouponScope { merchant_id: merchant, product_ids }, combines_with, funder_id: None, budget_left_fen: None, valid_until_ms: if mode == 3 { 0 } else { rng.below(3) as i64 } }
-            }).collect();
-            let t = std::time::Instant::now();
-            let b = best(&lines, &wallet);
-            let e = t.elapsed();
-            sum += e;
-            if e > worst { worst = e; worst_n = b.considered; }
-        }
-        println!("mode {mode}: mean {:?} worst {:?} (considered {worst_n})", sum / 200, worst);
+        for mode in 3..4 {
+            let mut worst = std::time::Duration::ZERO;
+            let mut worst_n = 0;
+            let mut sum = std::time::Duration::ZERO;
+            for seed in 0..200u64 {
+                if std::env::var("DBG").is_ok() && seed != 195 {
+                    continue;
+                }
+                let mut rng = SplitMix64::new(seed);
+                let lines: Vec<CartLine> = (0..10)
+                    .map(|i| CartLine {
+                        index: i,
+                        merchant_id: (i % 5) as i64,
+                        product_id: i as i64,
+                        units: 1 + rng.below(3) as i64,
+                        base_fen: 1_000 + rng.below(20_000) as i64,
+                    })
+                    .collect();
+                let wallet: Vec<WalletCoupon> = (0..60)
+                    .map(|claim| {
+                        let class = CouponClass::ALL[[0, 0, 0, 0, 1, 2, 3][rng.below(7)]];
+                        let kind = match (mode, rng.below(4)) {
+                            (1, _) => CouponKind::MoneyOff { off_fen: 100 + rng.below(3) as i64 * 100 },
+                            (2, _) => CouponKind::PercentOff { percent_bps: 1000, cap_fen: 100000 },
+                            (_, 0) => CouponKind::Threshold {
+                                threshold_fen: 5_000 + rng.below(20_000) as i64,
+                                off_fen: 1_000,
+                            },
+                            (_, 1) => CouponKind::MoneyOff { off_fen: 100 + rng.below(2_000) as i64 },
+                            (_, 2) => {
+                                CouponKind::PercentOff { percent_bps: 500 + rng.below(2_000) as i64, cap_fen: 3_000 }
+                            }
+                            _ => CouponKind::FixedPrice { price_fen: 1_000 + rng.below(10_000) as i64 },
+                        };
+                        let merchant = (class == CouponClass::Shop).then(|| rng.below(5) as i64);
+                        let product_ids =
+                            (class == CouponClass::Fan).then(|| (0..10).filter(|_| rng.below(2) == 0).collect());
+                        let combines_with = if mode >= 1 {
+                            ClassSet::all()
+                        } else {
+                            ClassSet::of(&CouponClass::ALL.into_iter().filter(|_| rng.below(4) > 0).collect::<Vec<_>>())
+                        };
+                        WalletCoupon {
+                            claim_id: claim,
+                            coupon_id: claim,
+                            class,
+                            kind,
+                            scope: CouponScope { merchant_id: merchant, product_ids },
+                            combines_with,
+                            funder_id: None,
+                            budget_left_fen: None,
+                            valid_until_ms: if mode == 3 { 0 } else { rng.below(3) as i64 },
+                        }
+                    })
+                    .collect();
+                if std::env::var("DBG").is_ok() {
+                    for c in &wallet {
+                        eprintln!("{:?} {:?} {:?} {:?}", c.class, c.scope.merchant_id, c.kind, c.scope.product_ids);
+                    }
+                    eprintln!("{lines:?}");
+                }
+                let t = std::time::Instant::now();
+                let b = best(&lines, &wallet);
+                let e = t.elapsed();
+                sum += e;
+                if e > worst {
+                    worst = e;
+                    worst_n = b.considered;
+                }
+                if std::env::var("DBG").is_err() {
+                    println!("seed {seed} {} {}", e.as_micros(), b.considered);
+                } else {
+                    println!("{}", b.reason);
+                }
+            }
+            println!("mode {mode}: mean {:?} worst {:?} (considered {worst_n})", sum / 200, worst);
         }
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod bad_input;
 mod catalog;
+mod coupons;
 mod demo;
 mod events;
 mod orders;
