@@ -831,11 +831,8 @@ impl App {
         // The merchant is owed what the buyer paid and what others funded, less refunds (a full
         // refund gave the funders' parts back too).
         let funded_fen: i64 = funded_entries(&tx.order_discounts(order_id).await?).iter().map(|e| e.1).sum();
-        let receivable_fen = if order.refunded_fen >= order.paid_fen {
-            0
-        } else {
-            order.paid_fen - order.refunded_fen + funded_fen
-        };
+        let receivable_fen =
+            if order.refunded_fen >= order.paid_fen { 0 } else { order.paid_fen - order.refunded_fen + funded_fen };
         let kept_fen = if receivable_fen > 0 { order.paid_fen - order.refunded_fen } else { 0 };
         let commission = settlement_commission(&lines, order.paid_fen, kept_fen);
         match tx.mark_settled(order_id, commission, now_ms).await {

@@ -501,13 +501,17 @@ impl Store {
             "cc.user_id = $1 AND cc.status = 'available' AND cc.valid_until_ms > $2 \
              ORDER BY cc.valid_until_ms, cc.id LIMIT $3",
         );
-        let rows =
-            sqlx::query(&sql).bind(user_id).bind(now_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        let rows = sqlx::query(&sql).bind(user_id).bind(now_ms).bind(i64::from(limit)).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(wallet_row).collect::<Result<_, _>>()?)
     }
 
     /// Every claim of a buyer, newest first (used and expired ones too).
-    pub async fn claims_of(&self, user_id: i64, before_id: Option<i64>, limit: u32) -> Result<Vec<WalletRow>, StoreError> {
+    pub async fn claims_of(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<WalletRow>, StoreError> {
         let sql = wallet_sql("cc.user_id = $1 AND cc.id < $2 ORDER BY cc.id DESC LIMIT $3");
         let rows = sqlx::query(&sql)
             .bind(user_id)

@@ -218,7 +218,8 @@ fn pool_packets(coupon: &CouponRow) -> AppResult<Option<Vec<i64>>> {
         Split::Random { recipients: field("recipients"), min_fen: field("min_fen") }
             .packets(coupon.budget_fen.unwrap_or(0), &mut SplitMix64::new(seed))?
     } else {
-        Split::Fixed { amount_fen: field("amount_fen") }.packets(coupon.budget_fen.unwrap_or(0), &mut SplitMix64::new(0))?
+        Split::Fixed { amount_fen: field("amount_fen") }
+            .packets(coupon.budget_fen.unwrap_or(0), &mut SplitMix64::new(0))?
     };
     Ok(Some(packets))
 }

@@ -130,9 +130,9 @@ impl App {
         let class = CouponClass::parse(&input.class)?;
         let (merchant_id, creator_user_id) = match class {
             CouponClass::Shop => {
-                let merchant_id = input.merchant_id.ok_or_else(|| {
-                    AppError::invalid("merchant_id", "missing_field", "a shop coupon names its shop")
-                })?;
+                let merchant_id = input
+                    .merchant_id
+                    .ok_or_else(|| AppError::invalid("merchant_id", "missing_field", "a shop coupon names its shop"))?;
                 if !actor.manages_merchant(merchant_id) {
                     return Err(AppError::Forbidden("only the shop's staff or an operator issue its coupons"));
                 }

@@ -14,7 +14,7 @@ use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::checkout::{Discount, PricedLine};
 use xingqu_domain::ledger::Account;
 use xingqu_domain::promo::coupon::{CouponClass, WalletCoupon};
-use xingqu_domain::promo::stacking::{self, Applied, CartLine, COUPONS_MAX};
+use xingqu_domain::promo::stacking::{self, Applied, COUPONS_MAX, CartLine};
 use xingqu_store::Tx;
 use xingqu_store::coupons::OrderDiscount;
 use xingqu_store::orders::OrderRow;

@@ -91,8 +91,10 @@ struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     fn new(lines: &[CartLine], coupon: &'a WalletCoupon) -> Self {
-        let covered: Vec<usize> =
-            (0..lines.len()).filter(|&i| coupon.scope.covers(lines[i].merchant_id, lines[i].product_id)).collect();
+        // A shop coupon belongs to a shop: without one it covers nothing.
+        let homeless = coupon.class == CouponClass::Shop && coupon.scope.merchant_id.is_none();
+        let covers = |l: &CartLine| !homeless && coupon.scope.covers(l.merchant_id, l.product_id);
+        let covered: Vec<usize> = (0..lines.len()).filter(|&i| covers(&lines[i])).collect();
         let units = covered.iter().map(|&i| lines[i].units).sum();
         let slot = match coupon.class {
             CouponClass::Shop => Slot::Shop(coupon.scope.merchant_id),
@@ -248,27 +250,44 @@ impl Step<'_, '_> {
     }
 }
 
-/// The least left to pay after `first` then `second` (the second's base being what the first
-/// left) for any base from `low_fen` to `high_fen`: split the range where `first` drops; on each
-/// piece the second's base runs between what the first leaves at the piece's ends, and what the
-/// second leaves is least at the start of that run or at its own drop.
-fn lowest_paid_fen(low_fen: i64, high_fen: i64, first: Step, second: Step) -> i64 {
-    let pieces = match first.drop_at() {
-        Some(t) if low_fen < t && t <= high_fen => [(low_fen, t - 1), (t, high_fen)],
-        _ => [(low_fen, high_fen), (low_fen, high_fen)],
-    };
-    let mut lowest_fen = i64::MAX;
-    for (a, b) in pieces {
-        let (from_fen, to_fen) = (first.paid_fen(a).0, first.paid_fen(b).1);
-        lowest_fen = lowest_fen.min(second.paid_fen(from_fen).0);
-        if let Some(t) = second.drop_at()
-            && from_fen < t
-            && t <= to_fen
-        {
-            lowest_fen = lowest_fen.min(second.paid_fen(t).0);
+/// The least left to pay after one of `firsts` then one of `seconds` (the second's base being
+/// what the first left), for any base from `low_fen` to `high_fen`. What a first step leaves
+/// never falls as its base rises except at its drop, so over each side of the drop it leaves
+/// amounts between what it leaves at the ends; a second step leaves least over such a run at the
+/// run's start or at its own drop. Overlapping runs are merged first, so each second step is
+/// looked at once per merged run rather than once per first step.
+fn least_left_fen(low_fen: i64, high_fen: i64, firsts: &[Step], seconds: &[Step]) -> i64 {
+    let mut runs: Vec<(i64, i64)> = Vec::with_capacity(2 * firsts.len());
+    for &first in firsts {
+        let (a, b) = (low_fen, high_fen);
+        match first.drop_at() {
+            Some(t) if a < t && t <= b => {
+                runs.push((first.paid_fen(a).0, first.paid_fen(t - 1).1));
+                runs.push((first.paid_fen(t).0, first.paid_fen(b).1));
+            }
+            _ => runs.push((first.paid_fen(a).0, first.paid_fen(b).1)),
         }
     }
-    lowest_fen
+    runs.sort_unstable();
+    let mut least_fen = i64::MAX;
+    let mut i = 0;
+    while i < runs.len() {
+        let (start, mut end) = runs[i];
+        while i < runs.len() && runs[i].0 <= end.saturating_add(1) {
+            end = end.max(runs[i].1);
+            i += 1;
+        }
+        for &second in seconds {
+            least_fen = least_fen.min(second.paid_fen(start).0);
+            if let Some(t) = second.drop_at()
+                && start < t
+                && t <= end
+            {
+                least_fen = least_fen.min(second.paid_fen(t).0);
+            }
+        }
+    }
+    least_fen
 }
 
 /// The search: usable coupons grouped by slot in applying order, and which pairs may not meet.
@@ -277,12 +296,20 @@ struct Search<'a> {
     /// What each coupon takes off alone; within a slot, largest first.
     alone: Vec<i64>,
     slots: Vec<Range<usize>>,
-    /// Per slot, the lines any of its coupons covers.
-    slot_lines: Vec<Vec<usize>>,
+    /// The fan slot's coupons (empty if none).
+    fans: Range<usize>,
+    /// Per fan coupon, per coupon: what a shop coupon takes off that fan coupon's lines, and
+    /// what it takes off the others.
+    fan_split: Vec<Vec<(i64, i64)>>,
     /// Bit `j` of `clashes[i]`: coupons `i` and `j` cannot be used together.
     clashes: Vec<u64>,
+    /// At most this many coupons per set.
+    limit: usize,
+    /// `None` while looking for the largest saving; then that saving, while looking for the
+    /// best-ranked set that reaches it.
+    target_fen: Option<i64>,
     chosen: Vec<usize>,
-    best: (i64, Vec<usize>),
+    best: Option<(i64, Vec<usize>)>,
     considered: u64,
 }
 
@@ -292,97 +319,101 @@ impl Search<'_> {
     }
 
     /// An upper bound on what the slots from `next` on can still take off a cart whose lines
-    /// still cost `remaining`, as `left` minus a lower bound on what the cart will cost after them.
+    /// still cost `remaining`: `left` less a lower bound on what the cart costs after them.
     ///
-    /// Each later coupon sees at most what its lines cost now, and every kind takes off no more
-    /// from a smaller base (`CouponKind::off_fen` is non-decreasing), so a shop slot takes off at
-    /// most the most any of its open coupons takes off now. After the shop slots, the fan coupon's
-    /// base lies between what its lines cost now less what the shop slots can take off them, and
-    /// what they cost now; [`lowest_paid_fen`] finds the least it can leave over that range. The
-    /// same for the platform lane over the range the whole cart can cost after the shop lane.
-    /// Bounding the later lanes this way, rather than by what they would take off now, keeps
-    /// the bound from counting twice what a fixed-price or percentage coupon cannot take off
-    /// because a coupon before it already did.
+    /// A shop coupon only touches its own shop's lines, which nothing before it in the search
+    /// touches, so it takes off exactly what it takes alone, split over the lines the same way.
+    /// A fan coupon's base after the shop slots lies between what its lines cost now less what
+    /// those slots can take off them, and what they cost now; [`least_left_fen`] finds the least
+    /// it can leave over that range. Likewise for the platform lane over the range the whole cart
+    /// can cost after the shop lane. (Each coupon sees at most what its lines cost now, and every
+    /// kind takes off no more from a smaller base: `CouponKind::off_fen` is non-decreasing.)
+    /// Bounding later lanes by what they leave, not by what they would take off now, keeps a
+    /// fixed-price or percentage coupon from being counted for what a coupon before it took.
     fn bound(&self, next: usize, remaining: &[i64], chosen_mask: u64) -> i64 {
         let left_fen: i64 = remaining.iter().sum();
         let open = |slot: &Range<usize>| slot.clone().filter(move |&c| self.clashes[c] & chosen_mask == 0);
-        let (mut shop, mut fans, mut late) = (Vec::new(), Vec::new(), Vec::new());
-        for (slot, range) in self.slots.iter().enumerate().skip(next) {
-            match self.coupons[range.start].slot {
-                Slot::Shop(_) => {
-                    // Coupons come largest-alone first, and none takes off more now than alone.
-                    let most_fen = open(range).fold(0, |most, c| {
-                        let now = || self.coupons[c].off_fen(remaining).unwrap_or(0);
-                        if self.alone[c] <= most { most } else { most.max(now()) }
-                    });
-                    shop.push((most_fen, &self.slot_lines[slot]));
-                }
-                Slot::Fan => fans.extend(open(range).map(|c| &self.coupons[c])),
-                Slot::Platform | Slot::RedPacket => {
-                    let steps = open(range).map(|c| {
-                        let p = &self.coupons[c];
-                        let step = if p.covered.len() == remaining.len() {
-                            Step::Exact(p)
-                        } else {
-                            Step::AtMost { off_fen: p.off_fen(remaining).unwrap_or(0) }
-                        };
-                        (step, 1u64 << c)
-                    });
-                    late.push([(Step::Nothing, 0)].into_iter().chain(steps).collect::<Vec<_>>());
-                }
-            }
-        }
-        let shop_fen: i64 = shop.iter().map(|(most, _)| most).sum();
+        let pending = &self.slots[next..];
+        let shop_slots = pending.iter().filter(|range| matches!(self.coupons[range.start].slot, Slot::Shop(_)));
+        // Largest alone first: the first open coupon of a slot takes off the most.
+        let shop_fen: i64 = shop_slots.clone().filter_map(|range| open(range).next()).map(|c| self.alone[c]).sum();
         let mut low_fen = left_fen - shop_fen;
-        for fan in fans {
-            let (mut fan_lines_fen, mut on_fan_fen, mut elsewhere_fen) = (0, 0, 0);
-            for &i in &fan.covered {
-                fan_lines_fen += remaining[i];
+        let fan_slot = pending.iter().find(|range| self.coupons[range.start].slot == Slot::Fan);
+        for fan in fan_slot.into_iter().flat_map(open) {
+            let split = &self.fan_split[fan - self.fans.start];
+            let (mut on_fan_fen, mut elsewhere_fen) = (0, 0);
+            for range in shop_slots.clone() {
+                let most = |pick: fn((i64, i64)) -> i64| open(range).map(|c| pick(split[c])).max().unwrap_or(0);
+                on_fan_fen += most(|(on, _)| on);
+                elsewhere_fen += most(|(_, elsewhere)| elsewhere);
             }
-            for (most_fen, lines) in &shop {
-                let (on, off): (Vec<usize>, Vec<usize>) = lines.iter().partition(|i| fan.covered.contains(i));
-                on_fan_fen += most_fen.min(&on.iter().map(|&i| remaining[i]).sum());
-                elsewhere_fen += most_fen.min(&off.iter().map(|&i| remaining[i]).sum());
-            }
+            let f = &self.coupons[fan];
+            let fan_lines_fen: i64 = f.covered.iter().map(|&i| remaining[i]).sum();
             let fan_paid_fen =
-                lowest_paid_fen(fan_lines_fen - on_fan_fen, fan_lines_fen, Step::Exact(fan), Step::Nothing);
+                least_left_fen(fan_lines_fen - on_fan_fen, fan_lines_fen, &[Step::Exact(f)], &[Step::Nothing]);
             let with_fan_fen = fan_paid_fen + (left_fen - fan_lines_fen - elsewhere_fen);
-            let plainly_fen = left_fen - shop_fen - fan.off_fen(remaining).unwrap_or(0);
+            let plainly_fen = left_fen - shop_fen - f.off_fen(remaining).unwrap_or(0);
             low_fen = low_fen.min(with_fan_fen.max(plainly_fen));
         }
-        let nothing = vec![(Step::Nothing, 0)];
-        let (firsts, seconds) = match late.as_slice() {
-            [] => (&nothing, &nothing),
-            [only] => (only, &nothing),
-            [first, second, ..] => (first, second),
-        };
-        let mut lowest_fen = left_fen;
-        for &(first, bit) in firsts {
-            for &(second, other) in seconds {
-                if bit == 0 || self.clashes[bit.trailing_zeros() as usize] & other == 0 {
-                    lowest_fen = lowest_fen.min(lowest_paid_fen(low_fen.max(0), left_fen, first, second));
+        let late =
+            pending.iter().filter(|range| matches!(self.coupons[range.start].slot, Slot::Platform | Slot::RedPacket));
+        // Clashes between the platform coupon and the red packet are ignored: a looser bound,
+        // but one that needs each red packet looked at once, not once per platform coupon.
+        let steps = |range: &Range<usize>| {
+            let choices = open(range).map(|c| {
+                let p = &self.coupons[c];
+                if p.covered.len() == remaining.len() {
+                    Step::Exact(p)
+                } else {
+                    Step::AtMost { off_fen: p.off_fen(remaining).unwrap_or(0) }
                 }
-            }
-        }
+            });
+            [Step::Nothing].into_iter().chain(choices).collect::<Vec<_>>()
+        };
+        let mut late = late.map(steps);
+        let firsts = late.next().unwrap_or_else(|| vec![Step::Nothing]);
+        let seconds = late.next().unwrap_or_else(|| vec![Step::Nothing]);
+        let lowest_fen = least_left_fen(low_fen.max(0), left_fen, &firsts, &seconds);
         left_fen - lowest_fen
     }
 
+    /// What the coupons still allowed (up to `limit` in all) can take off at most: each takes
+    /// off no more than alone, so the largest alone of each later slot, the largest first.
+    fn most_by(&self, next: usize, chosen_mask: u64) -> i64 {
+        let mut most: Vec<i64> = self.slots[next..]
+            .iter()
+            .filter_map(|range| range.clone().find(|&c| self.clashes[c] & chosen_mask == 0))
+            .map(|c| self.alone[c])
+            .collect();
+        most.sort_unstable_by(|a, b| b.cmp(a));
+        most.iter().take(self.limit - self.chosen.len()).sum()
+    }
+
+    /// Visits the set `chosen` (the coupons so far, slots before `next` decided) and the sets
+    /// that extend it with coupons of later slots, keeping the best in `best`.
     fn visit(&mut self, next: usize, remaining: &[i64], total_off_fen: i64, chosen_mask: u64) {
         self.considered += 1;
-        let best_total = self.best.0;
-        if total_off_fen >= best_total && self.rank(total_off_fen, &self.chosen) < self.rank(best_total, &self.best.1) {
-            self.best = (total_off_fen, self.chosen.clone());
+        let best_fen = self.best.as_ref().map_or(0, |(fen, _)| *fen);
+        let better = match self.target_fen {
+            None => total_off_fen > best_fen,
+            Some(target_fen) => {
+                total_off_fen == target_fen
+                    && self
+                        .best
+                        .as_ref()
+                        .is_none_or(|(_, b)| self.rank(total_off_fen, &self.chosen) < self.rank(target_fen, b))
+            }
+        };
+        if better {
+            self.best = Some((total_off_fen, self.chosen.clone()));
         }
-        if self.chosen.len() == COUPONS_MAX {
+        if self.chosen.len() == self.limit {
             return;
         }
-        let bound = total_off_fen + self.bound(next, remaining, chosen_mask);
-        let (best_total, best_len) = (self.best.0, self.best.1.len());
-        if self.chosen.len() <= 1 && std::env::var("DBG").is_ok() { eprintln!("depth {} next {} chosen {:?} total {} bound {} best {}", self.chosen.len(), next, self.chosen.iter().map(|&c| (self.coupons[c].coupon.class, self.coupons[c].coupon.kind)).collect::<Vec<_>>(), total_off_fen, bound, best_total); }
-        // Every coupon added takes off at least 1 分, so reaching the best's saving again takes one
-        // more coupon than now unless we are there already; a tie with more coupons ranks lower.
-        let tie_loses = bound == best_total && self.chosen.len() + usize::from(total_off_fen < best_total) > best_len;
-        if bound == total_off_fen || bound < best_total || tie_loses {
+        // Worth going on only if some extension could beat the saving so far (first pass) or
+        // reach the target (second pass); every coupon added takes off at least 1 分.
+        let bound = total_off_fen + self.bound(next, remaining, chosen_mask).min(self.most_by(next, chosen_mask));
+        if bound == total_off_fen || bound < self.target_fen.unwrap_or(best_fen + 1) {
             return;
         }
         for slot in next..self.slots.len() {
@@ -439,15 +470,21 @@ pub fn best(lines: &[CartLine], wallet: &[WalletCoupon]) -> Best {
         let start = slots.last().map_or(0, |s: &Range<usize>| s.end);
         slots.push(start..start + group.len());
     }
-    let slot_lines = slots
+    let fans = slots.iter().find(|range| coupons[range.start].slot == Slot::Fan).cloned().unwrap_or(0..0);
+    let fan_split = coupons[fans.clone()]
         .iter()
-        .map(|range: &Range<usize>| {
-            coupons[range.clone()]
-                .iter()
-                .flat_map(|p| p.covered.iter().copied())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
+        .map(|fan| {
+            let split = |p: &Prepared| {
+                let mut left = bases.clone();
+                let parts = if matches!(p.slot, Slot::Shop(_)) {
+                    p.take(&mut left).map_or(Vec::new(), |t| t.1)
+                } else {
+                    Vec::new()
+                };
+                let on: i64 = parts.iter().filter(|(i, _)| fan.covered.contains(i)).map(|(_, part)| part).sum();
+                (on, parts.iter().map(|(_, part)| part).sum::<i64>() - on)
+            };
+            coupons.iter().map(split).collect()
         })
         .collect();
     let clashes = coupons
@@ -455,17 +492,51 @@ pub fn best(lines: &[CartLine], wallet: &[WalletCoupon]) -> Best {
         .map(|a| coupons.iter().enumerate().filter(|(_, b)| !a.combinable(b)).fold(0u64, |m, (j, _)| m | 1 << j))
         .collect();
     let usable_count = coupons.len();
-    let mut search =
-        Search { coupons, alone, slots, slot_lines, clashes, chosen: Vec::new(), best: (0, Vec::new()), considered: 0 };
+    let mut search = Search {
+        coupons,
+        alone,
+        slots,
+        fans,
+        fan_split,
+        clashes,
+        limit: COUPONS_MAX,
+        target_fen: None,
+        chosen: Vec::new(),
+        best: None,
+        considered: 0,
+    };
+    // First the largest saving, cutting every branch that cannot beat it. Then, as ties go to
+    // fewer coupons, the sets reaching it with 1 coupon, 2, …: the first count that has one is
+    // the smallest, and the best-ranked set of that count wins. Searching ties only at the end
+    // keeps a fixed-price coupon, which saves the same whatever comes before it, from making
+    // every combination of shop coupons worth a look.
     search.visit(0, &bases, 0, 0);
-    let chosen: Vec<&WalletCoupon> = search.best.1.iter().map(|&i| search.coupons[i].coupon).collect();
+    if std::env::var("DBG").is_ok() {
+        eprintln!("phase1 {} {:?}", search.considered, search.best.as_ref().map(|b| b.1.len()));
+    }
+    let target_fen = search.best.take().map_or(0, |(fen, _)| fen);
+    if target_fen > 0 {
+        search.target_fen = Some(target_fen);
+        for limit in 1..=COUPONS_MAX {
+            search.limit = limit;
+            search.visit(0, &bases, 0, 0);
+            if std::env::var("DBG").is_ok() {
+                eprintln!("limit {limit} {}", search.considered);
+            }
+            if search.best.is_some() {
+                break;
+            }
+        }
+    }
+    let chosen_ids = search.best.take().map(|(_, chosen)| chosen).unwrap_or_default();
+    let chosen: Vec<&WalletCoupon> = chosen_ids.iter().map(|&i| search.coupons[i].coupon).collect();
     // The search priced this set as `apply` does; `apply` also records the per-line parts.
     let stacked = apply(lines, &chosen).unwrap_or_else(|_| Stacked::untouched(lines));
     let reason = if usable_count == 0 {
         format!("none of the {} coupons in the wallet takes anything off this cart", wallet.len())
     } else {
         format!(
-            "best of {} valid combinations from {usable_count} usable coupons: saves {} 分",
+            "best of {} combinations evaluated from {usable_count} usable coupons: saves {} 分",
             search.considered, stacked.total_off_fen
         )
     };
@@ -736,7 +807,7 @@ mod tmp_timing {
             let mut worst_n = 0;
             let mut sum = std::time::Duration::ZERO;
             for seed in 0..200u64 {
-                if std::env::var("DBG").is_ok() && seed != 195 {
+                if std::env::var("DBG").is_ok() && seed != 157 {
                     continue;
                 }
                 let mut rng = SplitMix64::new(seed);

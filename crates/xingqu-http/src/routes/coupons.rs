@@ -32,8 +32,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn time(field: &'static str, raw: &str) -> Result<i64, Invalid> {
-    parse_rfc3339(raw)
-        .ok_or_else(|| Invalid::new(field, "invalid_time", "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00"))
+    parse_rfc3339(raw).ok_or_else(|| {
+        Invalid::new(field, "invalid_time", "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00")
+    })
 }
 
 fn optional_time(field: &'static str, raw: Option<&str>) -> Result<Option<i64>, Invalid> {

@@ -127,7 +127,10 @@ async fn run_postgres(url: &str, args: &CouponsArgs, order: &[usize]) -> Result<
     let connections = args.clients.clamp(1, PG_CONNECTIONS);
     let pool = tokio::time::timeout(
         Duration::from_secs(10),
-        PgPoolOptions::new().max_connections(connections as u32).min_connections(connections as u32).connect_with(options),
+        PgPoolOptions::new()
+            .max_connections(connections as u32)
+            .min_connections(connections as u32)
+            .connect_with(options),
     )
     .await
     .map_err(|_| "PostgreSQL did not answer within 10 s".to_owned())?
@@ -137,7 +140,9 @@ async fn run_postgres(url: &str, args: &CouponsArgs, order: &[usize]) -> Result<
     for statement in [
         format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
         format!("CREATE SCHEMA {schema}"),
-        format!("CREATE TABLE {schema}.coupons (id BIGINT PRIMARY KEY, quantity BIGINT NOT NULL, claimed BIGINT NOT NULL)"),
+        format!(
+            "CREATE TABLE {schema}.coupons (id BIGINT PRIMARY KEY, quantity BIGINT NOT NULL, claimed BIGINT NOT NULL)"
+        ),
         format!(
             "CREATE TABLE {schema}.claims (coupon_id BIGINT NOT NULL, user_id BIGINT NOT NULL, claimed_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
              PRIMARY KEY (coupon_id, user_id))"
@@ -149,13 +154,15 @@ async fn run_postgres(url: &str, args: &CouponsArgs, order: &[usize]) -> Result<
     let insert = Arc::new(format!(
         "INSERT INTO {schema}.claims (coupon_id, user_id) VALUES (1, $1) ON CONFLICT DO NOTHING RETURNING user_id"
     ));
-    let take = Arc::new(format!("UPDATE {schema}.coupons SET claimed = claimed + 1 WHERE id = 1 AND claimed < quantity"));
+    let take =
+        Arc::new(format!("UPDATE {schema}.coupons SET claimed = claimed + 1 WHERE id = 1 AND claimed < quantity"));
     let order: Arc<Vec<usize>> = Arc::new(order.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (pool, insert, take, order, next) = (pool.clone(), insert.clone(), take.clone(), order.clone(), next.clone());
+        let (pool, insert, take, order, next) =
+            (pool.clone(), insert.clone(), take.clone(), order.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
