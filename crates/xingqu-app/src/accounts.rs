@@ -112,8 +112,15 @@ pub struct Session {
 
 /// The SHA-256 (hex) under which a bearer token is stored.
 pub fn token_sha256(token: &str) -> String {
+    // Every authenticated request hashes its token: hex without a formatter call per byte.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 pub(crate) fn new_token() -> String {

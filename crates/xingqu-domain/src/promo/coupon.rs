@@ -229,9 +229,12 @@ impl CouponKind {
             }
             CouponKind::MoneyOff { off_fen } => off_fen,
             CouponKind::PercentOff { percent_bps, cap_fen } => {
-                // Below 100 % the share is below the base, so it fits in i64 again.
-                let share = i128::from(base) * i128::from(percent_bps) / 10_000;
-                i64::try_from(share).unwrap_or(base).min(cap_fen)
+                // Below 100 % the share is below the base; i128 only for bases past 9·10^14 分.
+                let share = match base.checked_mul(percent_bps) {
+                    Some(scaled) => scaled / 10_000,
+                    None => i64::try_from(i128::from(base) * i128::from(percent_bps) / 10_000).unwrap_or(base),
+                };
+                share.min(cap_fen)
             }
             CouponKind::FixedPrice { price_fen } => base.saturating_sub(price_fen.saturating_mul(units.max(0))),
         };

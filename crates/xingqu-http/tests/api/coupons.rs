@@ -11,6 +11,7 @@ crate::api_tests!(
     platform_coupons_are_funded_by_the_platform_in_the_ledger,
     fan_coupons_are_for_followers,
     red_packet_pools_split_exactly,
+    a_claim_pays_for_one_order_however_many_race,
     coupon_bad_input_is_refused
 );
 
@@ -440,4 +441,30 @@ async fn coupon_bad_input_is_refused(app: &TestApp) {
     let placed = order(app, &buyer, "k1", json!({"lines": lines, "address": address(), "coupons": [mine]})).await;
     placed.assert_error(422, "coupon_expired");
     assert!(app.get("/v1/wallet", Some(&buyer)).await.body.as_array().is_some_and(Vec::is_empty));
+}
+
+async fn a_claim_pays_for_one_order_however_many_race(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米 5kg", 6000).await;
+    let op = app.operator().await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let platform = app.post("/v1/coupons", Some(&op), coupon("platform", json!({"off_fen": 700}))).await.id();
+    let claim_id = claim(app, &buyer, platform).await.body["claim_id"].as_i64().expect("claim");
+    let body = json!({"lines": [{"sku_id": sku, "quantity": 1}], "address": address(), "coupons": [claim_id]});
+    // Four orders with the same claim, in flight together.
+    let (a, b, c, d) = tokio::join!(
+        order(app, &buyer, "race-1", body.clone()),
+        order(app, &buyer, "race-2", body.clone()),
+        order(app, &buyer, "race-3", body.clone()),
+        order(app, &buyer, "race-4", body.clone())
+    );
+    let replies = [a, b, c, d];
+    let mut codes: Vec<(u16, String)> = replies.iter().map(|r| (r.status, r.code().to_owned())).collect();
+    codes.sort();
+    assert_eq!(codes[0].0, 201, "{codes:?}");
+    for (status, code) in &codes[1..] {
+        assert!(*status == 409 && code == "coupon_unavailable" || *status == 422 && code == "coupon_used", "{codes:?}");
+    }
+    let discounts = app.app.store().claim_state(platform).await.expect("claims");
+    assert_eq!(discounts.iter().filter(|c| c.status == "used").count(), 1);
 }
