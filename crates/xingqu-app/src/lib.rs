@@ -11,6 +11,7 @@ pub mod events;
 pub mod flash;
 pub mod hotlist;
 mod ids;
+pub mod lucky_bags;
 pub mod orders;
 pub mod payments;
 pub mod products;

@@ -80,6 +80,8 @@ pub struct TimerReport {
     pub settled: usize,
     /// Pending refunds the gateway confirmed on retry.
     pub refunds_sent: usize,
+    /// Lucky bags drawn.
+    pub lucky_bags_drawn: usize,
 }
 
 const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
@@ -647,6 +649,9 @@ impl App {
         let status = order_status(&order)?;
         let next = status.apply(OrderEvent::Cancel)?;
         let now_ms = self.now_ms();
+        if order.trade_type == "lucky_bag" {
+            return Err(AppError::conflict("prize_order", "a lucky-bag prize is not cancelled; refuse it at delivery"));
+        }
         let refund_fen = order.paid_fen - order.refunded_fen;
         let reference = format!("cancel:order:{}", order.id);
         let mut tx = self.store().begin().await?;
@@ -781,6 +786,7 @@ impl App {
                 Err(error) => tracing::warn!(order_id, %error, "settling an order failed; retrying next run"),
             }
         }
+        report.lucky_bags_drawn = self.draw_due_lucky_bags(now_ms, TIMER_BATCH).await?;
         // Refunds sent inline normally succeed at once; these are the ones that did not.
         for (reference, order_id, amount_fen) in
             self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?
@@ -828,11 +834,10 @@ impl App {
             return Ok(false);
         }
         let lines = tx.lines(order_id).await?;
-        // The merchant is owed what the buyer paid and what others funded, less refunds (a full
-        // refund gave the funders' parts back too).
-        let funded_fen: i64 = funded_entries(&tx.order_discounts(order_id).await?).iter().map(|e| e.1).sum();
-        let receivable_fen =
-            if order.refunded_fen >= order.paid_fen { 0 } else { order.paid_fen - order.refunded_fen + funded_fen };
+        // What the ledger says the platform owes the merchant for this order: the buyer's payment
+        // plus what others funded (coupons, a lucky bag's creator), less refunds.
+        let receivable_account = Account::MerchantReceivable(order.merchant_id).to_string();
+        let receivable_fen = -tx.order_account_balance(order_id, &receivable_account).await?;
         let kept_fen = if receivable_fen > 0 { order.paid_fen - order.refunded_fen } else { 0 };
         let commission = settlement_commission(&lines, order.paid_fen, kept_fen);
         match tx.mark_settled(order_id, commission, now_ms).await {

@@ -10,13 +10,13 @@ mod time_format;
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -100,6 +100,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::hot::routes())
         .merge(routes::events::routes())
         .merge(routes::coupons::routes())
+        .merge(routes::lucky_bags::routes())
         .split_for_parts()
 }
 
@@ -126,7 +127,7 @@ pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error>
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(request_id.clone(), ProcessRequestIds::new()))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &Request| {
@@ -140,6 +141,28 @@ pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error>
                 .layer(CatchPanicLayer::custom(panic_response)),
         );
     Ok(router)
+}
+
+/// Request ids unique across processes without a random draw per request: a random prefix chosen
+/// when the router is built, then a counter (`3f9c1a2b7d4e5f60-1a`). A UUID per request costs a
+/// `getrandom` system call on every request of a flash sale.
+#[derive(Clone)]
+struct ProcessRequestIds {
+    prefix: u64,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ProcessRequestIds {
+    fn new() -> Self {
+        Self { prefix: rand::random(), next: std::sync::Arc::default() }
+    }
+}
+
+impl MakeRequestId for ProcessRequestIds {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let sequence = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:016x}-{sequence:x}", self.prefix)).ok().map(RequestId::new)
+    }
 }
 
 async fn route_not_found() -> ApiError {

@@ -40,6 +40,21 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The sum of an account's entries for one order (negative: owed to the account's holder).
+    pub async fn order_account_balance(&mut self, order_id: i64, account: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) AS balance FROM ledger_entries \
+             WHERE order_id = $1 AND account = $2",
+        )
+        .bind(order_id)
+        .bind(account)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("balance")?)
+    }
+}
+
 /// What the ledger check found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerReport {

@@ -10,6 +10,7 @@ pub mod coupons;
 mod error;
 pub mod events;
 pub mod ledger;
+pub mod lucky_bags;
 pub mod orders;
 pub mod products;
 #[cfg(feature = "testing")]
@@ -19,7 +20,7 @@ pub use error::StoreError;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -115,7 +116,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
     (
         1,
         "accounts catalog",
@@ -139,6 +140,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 4] = [
         "promotions",
         include_str!("../migrations/sqlite/0004_promotions.sql"),
         include_str!("../migrations/postgres/0004_promotions.sql"),
+    ),
+    (
+        5,
+        "lucky bags",
+        include_str!("../migrations/sqlite/0005_lucky_bags.sql"),
+        include_str!("../migrations/postgres/0005_lucky_bags.sql"),
     ),
 ];
 
@@ -166,7 +173,47 @@ impl Store {
     /// Applies every migration not yet applied. Safe to run concurrently and repeatedly.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrator(self.backend).run(&self.write).await?;
+        if self.backend == Backend::Sqlite {
+            self.sqlite_rebuild().await?;
+        }
         Ok(())
+    }
+
+    /// Table rebuilds SQLite needs for changes ALTER TABLE cannot make (a wider CHECK), done
+    /// once: foreign keys must be off, which SQLite allows only outside a transaction, so this
+    /// cannot be a migration (sqlx runs each in one). Idempotent: it looks at the schema first,
+    /// again under the write lock, and checks every foreign key before committing.
+    async fn sqlite_rebuild(&self) -> Result<(), StoreError> {
+        const NEEDED: &str = "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'orders' \
+             AND sql NOT LIKE '%''lucky_bag''%'";
+        let mut conn = self.write.acquire().await?;
+        let pending: i64 = sqlx::query(NEEDED).fetch_one(&mut *conn).await?.try_get("n")?;
+        if pending == 0 {
+            return Ok(());
+        }
+        conn.execute("PRAGMA foreign_keys = OFF").await?;
+        let rebuilt = async {
+            conn.execute("BEGIN IMMEDIATE").await?;
+            let pending: i64 = sqlx::query(NEEDED).fetch_one(&mut *conn).await?.try_get("n")?;
+            if pending > 0 {
+                conn.execute(include_str!("../migrations/sqlite/rebuild/orders_trade_types.sql")).await?;
+            }
+            let broken = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *conn).await?;
+            if broken.is_empty() {
+                conn.execute("COMMIT").await?;
+                Ok(())
+            } else {
+                conn.execute("ROLLBACK").await?;
+                Err(StoreError::Constraint)
+            }
+        }
+        .await;
+        if rebuilt.is_err() {
+            // A failure left the transaction open on this pooled connection: close it.
+            let _ = conn.execute("ROLLBACK").await;
+        }
+        conn.execute("PRAGMA foreign_keys = ON").await?;
+        rebuilt
     }
 
     /// Answers whether the database serves queries (for `/readyz`).

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod coupons;
 pub mod events;
 pub mod hot;
+pub mod lucky_bags;
 pub mod orders;
 pub mod products;
 pub mod system;

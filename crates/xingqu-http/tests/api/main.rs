@@ -9,6 +9,7 @@ mod catalog;
 mod coupons;
 mod demo;
 mod events;
+mod lucky_bags;
 mod orders;
 mod products;
 mod system;

@@ -87,3 +87,6 @@ CREATE TABLE order_discounts (
     amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
     PRIMARY KEY (order_id, line_id, claim_id)
 );
+
+-- Settlement reads what the ledger holds for one order.
+CREATE INDEX ledger_entries_order ON ledger_entries (order_id, account);
