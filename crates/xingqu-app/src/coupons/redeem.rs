@@ -184,7 +184,7 @@ impl App {
         if row.coupon.budget_fen.is_some_and(|budget| row.coupon.budget_used_fen >= budget) {
             return Err(AppError::invalid("coupons", "budget_spent", format!("coupon {claim_id}'s budget is spent")));
         }
-        Ok(wallet_coupon(&row)?)
+        wallet_coupon(&row)
     }
 
     /// Locks the checkout's claims and spends their budgets, and records each line's part with its

@@ -58,6 +58,11 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/red-packet-pools",
         "/v1/wallet",
         "/v1/creators/{id}/follow",
+        "/v1/live-sessions",
+        "/v1/live-sessions/{id}/events",
+        "/v1/lucky-bags",
+        "/v1/lucky-bags/{id}/entries",
+        "/v1/lucky-bags/{id}/proof",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
@@ -65,9 +70,10 @@ async fn openapi_describes_every_route(app: &TestApp) {
     for (path, item) in paths {
         for (method, operation) in item.as_object().expect("path item") {
             assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
-            let bodiless = ["/submit", "/logout", "/pay", "/confirm-receipt", "/claims", "/stop", "/resume", "/follow"]
-                .iter()
-                .any(|end| path.ends_with(end));
+            let bodiless =
+                ["/submit", "/logout", "/pay", "/confirm-receipt", "/claims", "/stop", "/resume", "/follow", "/end"]
+                    .iter()
+                    .any(|end| path.ends_with(end));
             if matches!(method.as_str(), "post" | "patch" | "put") && !bodiless {
                 assert!(operation["requestBody"].is_object(), "{method} {path} has no request body schema");
             }
