@@ -58,6 +58,8 @@ struct Storm {
     p99_ms: f64,
     elapsed_s: f64,
     errors: usize,
+    /// `GET /healthz` answered per second by the same server and clients (0 for the peer).
+    http_ceiling_rps: f64,
 }
 
 async fn run_xingqu(database_url: &str, args: &CouponsArgs, order: &[usize]) -> anyhow::Result<Storm> {
@@ -83,7 +85,12 @@ async fn run_xingqu(database_url: &str, args: &CouponsArgs, order: &[usize]) -> 
         })
         .collect();
     let result = load(&server.address, args.clients, Arc::new(requests)).await;
+    // The HTTP ceiling on this machine: the same clients asking `GET /healthz`.
+    let ceiling_requests = vec![b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(); order.len()];
+    let ceiling = load(&server.address, args.clients, Arc::new(ceiling_requests)).await;
     server.stop();
+    let (ceiling_outcomes, ceiling_s) = ceiling?;
+    let http_ceiling_rps = ceiling_outcomes.iter().filter(|o| o.1 == 200).count() as f64 / ceiling_s;
     let (outcomes, elapsed_s) = result?;
     let errors = outcomes.iter().filter(|o| o.1 == 0 || o.1 >= 500).count();
     let mut latencies: Vec<f64> = outcomes.iter().map(|o| o.2).collect();
@@ -113,6 +120,7 @@ async fn run_xingqu(database_url: &str, args: &CouponsArgs, order: &[usize]) -> 
         p99_ms: percentile(&latencies, 0.99),
         elapsed_s,
         errors,
+        http_ceiling_rps,
     })
 }
 
@@ -209,6 +217,7 @@ async fn run_postgres(url: &str, args: &CouponsArgs, order: &[usize]) -> Result<
         p99_ms: percentile(&latencies, 0.99),
         elapsed_s,
         errors,
+        http_ceiling_rps: 0.0,
     })
 }
 
@@ -261,6 +270,12 @@ pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
         Ok(p) => row("postgres (1 txn/claim)", p),
         Err(reason) => println!("{:<32} skipped: {reason}", "postgres (1 txn/claim)"),
     }
+    println!(
+        "{:<32} {:>10.0}   xingqu's claims/s are {:.2} of it",
+        "http ceiling (GET /healthz)",
+        main.http_ceiling_rps,
+        main.claims_per_s / main.http_ceiling_rps.max(f64::MIN_POSITIVE)
+    );
     if args.json {
         let mut json = serde_json::json!({
             "xingqu_claims_per_s": main.claims_per_s,
@@ -270,6 +285,7 @@ pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
             "p50_ms": main.p50_ms,
             "p99_ms": main.p99_ms,
             "errors": main.errors,
+            "http_ceiling_rps": main.http_ceiling_rps,
             "postgres_issued": pg.as_ref().ok().map(|p| p.issued),
             "quantity": args.quantity,
             "claims": args.claims,
