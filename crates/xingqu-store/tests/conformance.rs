@@ -47,6 +47,7 @@ conformance!(
     listing_text_matches_literally,
     dropped_transaction_leaves_nothing,
     concurrent_reservations_never_oversell,
+    coupon_claims_hold_quantity_and_limits_in_the_store,
 );
 
 const NOW_MS: i64 = 1_764_000_000_000;
@@ -474,4 +475,80 @@ async fn concurrent_reservations_never_oversell(store: &Store) {
     }
     let left = store.sku(sku).await.expect("sku").expect("exists").stock;
     assert_eq!((won, left), (7, 0), "sold + stock = initial, never more than there was");
+}
+
+async fn coupon_claims_hold_quantity_and_limits_in_the_store(store: &Store) {
+    use xingqu_store::coupons::{NewClaim, NewCoupon};
+    let operator = user(store, "op@coupons.test", "operator").await;
+    let buyers = [user(store, "a@coupons.test", "consumer").await, user(store, "b@coupons.test", "consumer").await];
+    let mut tx = store.begin().await.expect("begin");
+    let coupon = tx
+        .insert_coupon(&NewCoupon {
+            class: "platform",
+            merchant_id: None,
+            creator_user_id: None,
+            title: "券".to_owned(),
+            kind: "money_off",
+            threshold_fen: 0,
+            off_fen: 500,
+            percent_bps: 0,
+            cap_fen: 0,
+            price_fen: 0,
+            product_ids: String::new(),
+            combines_with: String::new(),
+            claim_starts_at_ms: NOW_MS,
+            claim_ends_at_ms: NOW_MS + 1_000,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            valid_days: Some(1),
+            quantity: 2,
+            per_user_limit: 1,
+            budget_fen: Some(700),
+            pool_split: None,
+            created_by: operator,
+            now_ms: NOW_MS,
+        })
+        .await
+        .expect("coupon");
+    tx.commit().await.expect("commit");
+    let claim = |id: i64, user_id: i64, seq: i64| NewClaim {
+        id,
+        coupon_id: coupon.id,
+        user_id,
+        seq,
+        idempotency_key: None,
+        off_fen: None,
+        claimed_at_ms: NOW_MS,
+        valid_from_ms: NOW_MS,
+        valid_until_ms: NOW_MS + 86_400_000,
+    };
+    let group = |claims: Vec<NewClaim>| {
+        let store = store.clone();
+        let count = claims.len() as i64;
+        async move {
+            let mut tx = store.begin().await?;
+            tx.insert_claim_group(&claims, &[(coupon.id, count)]).await?;
+            tx.commit().await
+        }
+    };
+    // The same buyer's first claim twice: the unique (coupon, user, seq) refuses the group whole.
+    let twice = group(vec![claim(1, buyers[0], 1), claim(2, buyers[0], 1)]).await;
+    assert!(twice.as_ref().is_err_and(is_conflict), "{twice:?}");
+    // Three claims of a coupon of two: the quantity CHECK refuses the group whole.
+    let over = group(vec![claim(3, buyers[0], 1), claim(4, buyers[1], 1), claim(5, buyers[1], 2)]).await;
+    assert!(matches!(over, Err(StoreError::Constraint)), "{over:?}");
+    group(vec![claim(6, buyers[0], 1), claim(7, buyers[1], 1)]).await.expect("two claims fit");
+    let stored = store.claim_state(coupon.id).await.expect("claims");
+    assert_eq!((stored.len(), store.coupon(coupon.id).await.expect("coupon").expect("exists").claimed), (2, 2));
+    // The budget moves only by guarded updates: 500 fits in 700, another 500 does not.
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx.use_budget(coupon.id, 500).await.expect("use"));
+    assert!(!tx.use_budget(coupon.id, 500).await.expect("use"));
+    tx.return_budget(coupon.id, 500).await.expect("return");
+    assert!(tx.lock_claim(6, buyers[0], 42).await.expect("lock"));
+    assert!(!tx.lock_claim(6, buyers[0], 43).await.expect("lock twice"), "a claim locks to one checkout");
+    assert!(!tx.lock_claim(7, buyers[0], 42).await.expect("foreign"), "another buyer's claim does not lock");
+    assert_eq!(tx.release_claims(42).await.expect("release"), 1);
+    tx.commit().await.expect("commit");
+    assert_eq!(store.wallet(buyers[0], NOW_MS, 50).await.expect("wallet").len(), 1);
 }

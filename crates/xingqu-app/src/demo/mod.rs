@@ -154,6 +154,7 @@ impl App {
         let n_products: usize = data::MERCHANTS.iter().map(|m| m.products.len()).sum();
         let mut product_index = 0usize;
         let mut flash_sale: Option<i64> = None;
+        let mut first_shop: Option<i64> = None;
         for (index, merchant) in data::MERCHANTS.iter().enumerate() {
             let owner_id = match index {
                 0 => user_ids
@@ -186,6 +187,7 @@ impl App {
                 now_ms,
             };
             let merchant_id = tx.insert_merchant(&new).await?.id;
+            first_shop.get_or_insert(merchant_id);
             tx.make_merchant_staff(owner_id, merchant_id).await?;
             let brand_id = match merchant.brand {
                 None => None,
@@ -258,8 +260,63 @@ impl App {
                 .await?;
             }
         }
+        let operator = user_ids.get(&Role::Operator).copied().ok_or_else(|| AppError::internal("no demo operator"))?;
+        let shop = first_shop.ok_or_else(|| AppError::internal("no demo shop"))?;
+        for coupon in demo_coupons(shop, operator, now_ms) {
+            tx.insert_coupon(&coupon).await?;
+        }
         Ok(())
     }
+}
+
+/// Promotions to try in the demo, open for a week: the platform's 满199减30 (combines with shop
+/// coupons), the first shop's 满99减10 (combines with platform coupons and red packets), and a
+/// pool of 1,000 red packets of 5 元.
+fn demo_coupons(shop: i64, operator: i64, now_ms: i64) -> Vec<xingqu_store::coupons::NewCoupon> {
+    let week_ms = 7 * 86_400_000;
+    let coupon =
+        |class: &'static str, title: &str, threshold_fen: i64, off_fen: i64| xingqu_store::coupons::NewCoupon {
+            class,
+            merchant_id: (class == "shop").then_some(shop),
+            creator_user_id: None,
+            title: title.to_owned(),
+            kind: if threshold_fen > 0 { "threshold" } else { "money_off" },
+            threshold_fen,
+            off_fen,
+            percent_bps: 0,
+            cap_fen: 0,
+            price_fen: 0,
+            product_ids: String::new(),
+            combines_with: String::new(),
+            claim_starts_at_ms: now_ms,
+            claim_ends_at_ms: now_ms + week_ms,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            valid_days: Some(7),
+            quantity: 100_000,
+            per_user_limit: 1,
+            budget_fen: None,
+            pool_split: None,
+            created_by: operator,
+            now_ms,
+        };
+    let platform = xingqu_store::coupons::NewCoupon {
+        combines_with: "shop,fan".to_owned(),
+        budget_fen: Some(100_000_000),
+        ..coupon("platform", "双11 平台券 满199减30", 19_900, 3_000)
+    };
+    let shop_coupon = xingqu_store::coupons::NewCoupon {
+        combines_with: "platform,red_packet".to_owned(),
+        ..coupon("shop", "延边好物 满99减10", 9_900, 1_000)
+    };
+    let red_packets = xingqu_store::coupons::NewCoupon {
+        combines_with: "shop,fan,platform".to_owned(),
+        quantity: 1_000,
+        budget_fen: Some(500_000),
+        pool_split: Some("fixed;amount_fen=500".to_owned()),
+        ..coupon("red_packet", "双11 红包 5 元", 0, 500)
+    };
+    vec![platform, shop_coupon, red_packets]
 }
 
 #[cfg(test)]
