@@ -195,10 +195,10 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged").into_response()
 }
 
-/// Serves `router` on `listener` over HTTP/1.1 until `shutdown` completes, then finishes
-/// in-flight requests. A plain hyper HTTP/1 connection per client (no protocol sniffing or
-/// upgrade support, which the API does not use), with responses written as one buffer and
-/// `TCP_NODELAY`, so a keep-alive request costs one read and one write.
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// HTTP/1.1 (responses written as one buffer, `TCP_NODELAY`, so a keep-alive request costs one
+/// read and one write) and HTTP/2 with prior knowledge (app clients multiplex many requests on one
+/// connection, so one read and one write carry many), told apart by the connection preface.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -207,8 +207,9 @@ pub async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.writev(false).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    let mut http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.http1().writev(false).timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    http.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -227,7 +228,7 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service).into_owned());
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");

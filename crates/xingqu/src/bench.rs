@@ -213,6 +213,111 @@ async fn load_here(address: &str, clients: usize, requests: Arc<Vec<Vec<u8>>>) -
     Ok((all, started.elapsed().as_secs_f64()))
 }
 
+/// One request for the HTTP/2 client: method, path and headers.
+#[derive(Clone)]
+pub(crate) struct H2Request {
+    method: http::Method,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl H2Request {
+    pub(crate) fn post(path: String, headers: Vec<(&'static str, String)>) -> Self {
+        Self { method: http::Method::POST, path, headers }
+    }
+}
+
+/// Like [`load`], over HTTP/2 with prior knowledge: `connections` connections carrying
+/// `clients` concurrent streams between them, as an app multiplexes its requests.
+async fn load_h2(
+    address: &str,
+    connections: usize,
+    clients: usize,
+    requests: Arc<Vec<H2Request>>,
+) -> anyhow::Result<(Vec<Outcome>, f64)> {
+    let address = address.to_owned();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(load_h2_here(&address, connections, clients, requests)));
+        let _ = sender.send(result);
+    });
+    receiver.await.map_err(|_| anyhow::anyhow!("the load thread stopped"))?
+}
+
+async fn load_h2_here(
+    address: &str,
+    connections: usize,
+    clients: usize,
+    requests: Arc<Vec<H2Request>>,
+) -> anyhow::Result<(Vec<Outcome>, f64)> {
+    let mut senders = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) = h2::client::handshake(tcp).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        senders.push(send);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let authority = format!("http://{address}");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (send, next, requests, authority) =
+            (senders[client % senders.len()].clone(), next.clone(), requests.clone(), authority.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = requests.get(i) else { break };
+                let sent = Instant::now();
+                let status = h2_round_trip(send.clone(), &authority, spec).await.unwrap_or(0);
+                outcomes.push((
+                    i,
+                    status,
+                    sent.elapsed().as_secs_f64() * 1000.0,
+                    None,
+                    started.elapsed().as_secs_f64(),
+                ));
+            }
+            outcomes
+        }));
+    }
+    let mut all = Vec::with_capacity(requests.len());
+    for task in tasks {
+        all.extend(task.await?);
+    }
+    Ok((all, started.elapsed().as_secs_f64()))
+}
+
+/// Sends one request on an HTTP/2 connection and reads the whole response; returns the status.
+async fn h2_round_trip(
+    send: h2::client::SendRequest<bytes::Bytes>,
+    authority: &str,
+    spec: &H2Request,
+) -> anyhow::Result<u16> {
+    let mut send = send.ready().await?;
+    let mut request = http::Request::builder().method(spec.method.clone()).uri(format!("{authority}{}", spec.path));
+    for (name, value) in &spec.headers {
+        request = request.header(*name, value);
+    }
+    let (response, _) = send.send_request(request.body(())?, true)?;
+    let response = response.await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    Ok(status)
+}
+
 struct Server {
     child: std::process::Child,
     url: String,

@@ -2,7 +2,7 @@
 //! doing the textbook thing (a unique (coupon, user) insert plus a guarded `UPDATE … WHERE
 //! claimed < quantity`, one transaction per claim) in the same run.
 
-use super::{Server, load, percentile};
+use super::{H2Request, Server, load, load_h2, percentile};
 use anyhow::{Context, bail};
 use clap::Args;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -28,6 +28,13 @@ pub struct CouponsArgs {
     /// Concurrent HTTP clients (PostgreSQL: at most 64 connections).
     #[arg(long, default_value_t = 256)]
     clients: usize,
+    /// http1 (one keep-alive connection per client) or http2 (the clients' requests multiplexed
+    /// over `--connections` connections, as apps do).
+    #[arg(long, default_value = "http2")]
+    transport: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
     /// The PostgreSQL the PostgreSQL peer runs on.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     peer_postgres_url: String,
@@ -62,7 +69,7 @@ struct Storm {
     http_ceiling_rps: f64,
 }
 
-async fn run_xingqu(database_url: &str, args: &CouponsArgs, order: &[usize]) -> anyhow::Result<Storm> {
+async fn run_xingqu(database_url: &str, args: &CouponsArgs, transport: &str, order: &[usize]) -> anyhow::Result<Storm> {
     let store = xingqu_store::connect(database_url).await?;
     store.migrate().await?;
     let app = App::new(store.clone(), Arc::new(SystemClock), AppConfig::default());
@@ -84,7 +91,20 @@ async fn run_xingqu(database_url: &str, args: &CouponsArgs, order: &[usize]) -> 
             .into_bytes()
         })
         .collect();
-    let result = load(&server.address, args.clients, Arc::new(requests)).await;
+    let result = if transport == "http2" {
+        let requests: Vec<H2Request> = order
+            .iter()
+            .map(|&user| {
+                H2Request::post(
+                    path.clone(),
+                    vec![("authorization", format!("Bearer {}", scenario.buyer_tokens[user]))],
+                )
+            })
+            .collect();
+        load_h2(&server.address, args.connections, args.clients, Arc::new(requests)).await
+    } else {
+        load(&server.address, args.clients, Arc::new(requests)).await
+    };
     // The HTTP ceiling on this machine: the same clients asking `GET /healthz`.
     let ceiling_requests = vec![b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(); order.len()];
     let ceiling = load(&server.address, args.clients, Arc::new(ceiling_requests)).await;
@@ -222,8 +242,11 @@ async fn run_postgres(url: &str, args: &CouponsArgs, order: &[usize]) -> Result<
 }
 
 pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
-    if args.quantity < 1 || args.users < 1 || args.claims < args.users || args.clients < 1 {
-        bail!("--quantity, --users and --clients must be positive, and --claims at least --users");
+    if args.quantity < 1 || args.users < 1 || args.claims < args.users || args.clients < 1 || args.connections < 1 {
+        bail!("--quantity, --users, --clients and --connections must be positive, and --claims at least --users");
+    }
+    if args.transport != "http1" && args.transport != "http2" {
+        bail!("--transport is http1 or http2");
     }
     let order = claimants(args.claims, args.users);
     eprintln!(
@@ -232,11 +255,15 @@ pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let main = run_xingqu(&sqlite_url, &args, &order).await?;
+    let main = run_xingqu(&sqlite_url, &args, &args.transport, &order).await?;
+    // The other transport too, on a fresh database, so both figures are on record.
+    let other_transport = if args.transport == "http2" { "http1" } else { "http2" };
+    let other_url = format!("sqlite://{}", dir.path().join("bench-other.db").display());
+    let other = run_xingqu(&other_url, &args, other_transport, &order).await?;
     let mut on_postgres = None;
     if database_url.starts_with("postgres") {
         let (url, schema) = super::postgres_schema_url(database_url).await?;
-        let run = run_xingqu(&url, &args, &order).await;
+        let run = run_xingqu(&url, &args, &args.transport, &order).await;
         super::drop_schema(database_url, &schema).await;
         on_postgres = Some(run?);
     }
@@ -262,9 +289,10 @@ pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
             s.elapsed_s
         );
     };
-    row("xingqu (sqlite)", &main);
+    row(&format!("xingqu (sqlite, {})", args.transport), &main);
+    row(&format!("xingqu (sqlite, {other_transport})"), &other);
     if let Some(run) = &on_postgres {
-        row("xingqu (postgres)", run);
+        row(&format!("xingqu (postgres, {})", args.transport), run);
     }
     match &pg {
         Ok(p) => row("postgres (1 txn/claim)", p),
@@ -286,6 +314,9 @@ pub async fn run(args: CouponsArgs, database_url: &str) -> anyhow::Result<()> {
             "p99_ms": main.p99_ms,
             "errors": main.errors,
             "http_ceiling_rps": main.http_ceiling_rps,
+            "transport": args.transport,
+            "connections": if args.transport == "http2" { args.connections } else { args.clients },
+            format!("xingqu_{other_transport}_claims_per_s"): other.claims_per_s,
             "postgres_issued": pg.as_ref().ok().map(|p| p.issued),
             "quantity": args.quantity,
             "claims": args.claims,
