@@ -2,7 +2,12 @@
 
 use crate::helpers::TestApp;
 
-crate::api_tests!(openapi_describes_every_route, health_metrics_and_request_ids, unknown_routes_and_methods);
+crate::api_tests!(
+    openapi_describes_every_route,
+    health_metrics_and_request_ids,
+    unknown_routes_and_methods,
+    http2_clients_multiplex_on_one_connection
+);
 
 async fn openapi_describes_every_route(app: &TestApp) {
     let doc = app.get("/openapi.json", None).await;
@@ -108,4 +113,37 @@ async fn unknown_routes_and_methods(app: &TestApp) {
     app.get("/v1/products/abc", None).await.assert_error(400, "invalid_id");
     app.get("/v1/products/-3", None).await.assert_error(400, "invalid_id");
     app.get("/v1/products/99999999999999999999999", None).await.assert_error(400, "invalid_id");
+}
+
+/// Apps speak HTTP/2 with prior knowledge: several requests in flight on one connection, each
+/// answered with its own status and body, the error shape included.
+async fn http2_clients_multiplex_on_one_connection(app: &TestApp) {
+    let address = app.url.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let (send, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let get = |path: &'static str| {
+        let (send, url) = (send.clone(), app.url.clone());
+        async move {
+            let mut send = send.ready().await.expect("ready");
+            let request = http::Request::get(format!("{url}{path}")).body(()).expect("request");
+            let (response, _) = send.send_request(request, true).expect("send");
+            let response = response.await.expect("response");
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk: bytes::Bytes = chunk.expect("chunk");
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).expect("json"))
+        }
+    };
+    let (health, missing, ready) = tokio::join!(get("/healthz"), get("/v1/products/999"), get("/readyz"));
+    assert_eq!((health.0, &health.1["status"]), (200, &serde_json::json!("ok")));
+    assert_eq!((missing.0, &missing.1["error"]["code"]), (404, &serde_json::json!("product_not_found")));
+    assert_eq!(ready.0, 200);
 }
