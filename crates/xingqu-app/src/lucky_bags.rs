@@ -15,9 +15,9 @@ use xingqu_domain::order::{DispatchPromise, OrderStatus};
 use xingqu_domain::promo::lucky_bag::{self, Conditions, ViewerActivity};
 use xingqu_domain::text;
 use xingqu_store::StoreError;
-use xingqu_store::coupons::NewClaim;
+use xingqu_store::coupons::{CouponRow, NewClaim};
 use xingqu_store::lucky_bags::{EntrantActivity, LiveSessionRow, LuckyBagRow, NewLuckyBag, WinnerRow};
-use xingqu_store::orders::{NewCheckout, NewLine, NewOrder, OrderChanges};
+use xingqu_store::orders::{NewCheckout, NewLine, NewOrder, OrderChanges, SkuForOrder};
 use xingqu_store::products::Change;
 
 /// Winners per bag at most.
@@ -325,15 +325,26 @@ impl App {
         let eligible = eligible_entrants(&bag, &activity);
         let winners = lucky_bag::draw(&seed, &eligible, usize::try_from(bag.winners).unwrap_or(0));
         let unawarded = bag.winners - i64::try_from(winners.len()).unwrap_or(0);
+        // What every prize is made of, read once for all winners.
+        let sku = match bag.sku_id {
+            Some(sku_id) => Some(
+                self.store().sku_for_order(sku_id).await?.ok_or_else(|| AppError::internal("prize SKU vanished"))?,
+            ),
+            None => None,
+        };
+        let coupon = match bag.coupon_id {
+            Some(coupon_id) => Some(self.coupon(coupon_id).await?),
+            None => None,
+        };
         for (index, &user_id) in winners.iter().enumerate() {
             let rank = i64::try_from(index).unwrap_or(i64::MAX) + 1;
             let mut winner = WinnerRow { user_id, rank, order_id: None, claim_id: None };
-            if let Some(sku_id) = bag.sku_id {
+            if let Some(sku) = &sku {
                 let address = activity.iter().find(|a| a.user_id == user_id).and_then(|a| a.address.clone());
-                winner.order_id = Some(self.prize_order(&mut tx, &bag, sku_id, user_id, address, now_ms).await?);
+                winner.order_id = Some(self.prize_order(&mut tx, &bag, sku, user_id, address, now_ms).await?);
             }
-            if let Some(coupon_id) = bag.coupon_id {
-                winner.claim_id = Some(self.prize_claim(&mut tx, coupon_id, user_id, now_ms).await?);
+            if let Some(coupon) = &coupon {
+                winner.claim_id = Some(self.prize_claim(&mut tx, coupon, user_id, now_ms).await?);
             }
             tx.insert_winner(id, &winner).await?;
         }
@@ -357,12 +368,12 @@ impl App {
         &self,
         tx: &mut xingqu_store::Tx,
         bag: &LuckyBagRow,
-        sku_id: i64,
+        sku: &SkuForOrder,
         user_id: i64,
         address: Option<String>,
         now_ms: i64,
     ) -> AppResult<i64> {
-        let sku = self.store().sku_for_order(sku_id).await?.ok_or_else(|| AppError::internal("prize SKU vanished"))?;
+        let sku_id = sku.sku_id;
         let address = address.ok_or_else(|| AppError::internal("a prize winner has no address"))?;
         let (checkout_id, order_id, line_id) =
             (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
@@ -447,12 +458,12 @@ impl App {
     async fn prize_claim(
         &self,
         tx: &mut xingqu_store::Tx,
-        coupon_id: i64,
+        coupon: &CouponRow,
         user_id: i64,
         now_ms: i64,
     ) -> AppResult<i64> {
-        let coupon = self.coupon(coupon_id).await?;
-        let (valid_from_ms, valid_until_ms) = crate::coupons::claims::validity(&coupon, now_ms);
+        let coupon_id = coupon.id;
+        let (valid_from_ms, valid_until_ms) = crate::coupons::claims::validity(coupon, now_ms);
         let claim_id = self.ids().next(now_ms);
         let seq = tx.claims_held(coupon_id, user_id).await? + 1;
         let claim = NewClaim {
@@ -479,9 +490,7 @@ impl App {
         if bag.status != "drawn" {
             return Ok(DrawProof { bag, seed_hex: None, participants: Vec::new(), winners: Vec::new() });
         }
-        let mut tx = self.store().begin().await?;
-        let activity = tx.bag_activity(&bag, bag.deadline_ms).await?;
-        drop(tx);
+        let activity = self.store().bag_activity(&bag, bag.deadline_ms).await?;
         let mut participants = eligible_entrants(&bag, &activity);
         participants.sort_unstable();
         participants.dedup();

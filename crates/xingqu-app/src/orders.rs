@@ -666,8 +666,9 @@ impl App {
         .await?;
         let released = self.release_stock(&mut tx, &order).await?;
         // What others funded goes back to them with a full refund (a cancel refunds everything).
-        let funded = if order.paid_fen > 0 { funded_entries(&tx.order_discounts(order.id).await?) } else { Vec::new() };
-        let coupons = self.release_coupons(&mut tx, &order).await?;
+        let discounts = tx.order_discounts(order.id).await?;
+        let funded = if order.paid_fen > 0 { funded_entries(&discounts) } else { Vec::new() };
+        let coupons = self.release_coupons(&mut tx, &order, &discounts).await?;
         if refund_fen > 0 {
             tx.insert_refund(order.id, refund_fen, &reference, &reason, now_ms).await?;
             let refund = Posting::funded_refund(order.merchant_id, refund_fen, &funded)
@@ -806,7 +807,8 @@ impl App {
             other => other?,
         }
         let released = self.release_stock(&mut tx, &order).await?;
-        let coupons = self.release_coupons(&mut tx, &order).await?;
+        let discounts = tx.order_discounts(order.id).await?;
+        let coupons = self.release_coupons(&mut tx, &order, &discounts).await?;
         tx.commit().await?;
         self.flash_released_all(&order, &released);
         for coupon_id in coupons {

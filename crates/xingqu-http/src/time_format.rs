@@ -16,6 +16,13 @@ pub fn parse_rfc3339(raw: &str) -> Option<i64> {
     i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// A request field holding an RFC 3339 time, as unix milliseconds, or the field's 422.
+pub fn time_field(field: &'static str, raw: &str) -> Result<i64, xingqu_domain::Invalid> {
+    parse_rfc3339(raw).ok_or_else(|| {
+        xingqu_domain::Invalid::new(field, "invalid_time", "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

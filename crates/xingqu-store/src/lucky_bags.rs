@@ -235,47 +235,7 @@ impl Tx {
 
     /// Every entrant of a bag with what they did in its live session before `until_ms`.
     pub async fn bag_activity(&mut self, bag: &LuckyBagRow, until_ms: i64) -> Result<Vec<EntrantActivity>, StoreError> {
-        let mut by_user: std::collections::BTreeMap<i64, EntrantActivity> = std::collections::BTreeMap::new();
-        let entrants = sqlx::query(
-            "SELECT e.user_id, e.address, CASE WHEN f.follower_user_id IS NULL THEN 0 ELSE 1 END AS follows \
-             FROM lucky_bag_entries e LEFT JOIN follows f ON f.follower_user_id = e.user_id AND f.creator_user_id = $2 \
-             WHERE e.lucky_bag_id = $1",
-        )
-        .bind(bag.id)
-        .bind(bag.creator_user_id)
-        .fetch_all(self.conn())
-        .await?;
-        for row in &entrants {
-            let user_id: i64 = row.try_get("user_id")?;
-            let follows: i64 = row.try_get("follows")?;
-            let address: Option<String> = row.try_get("address")?;
-            by_user.insert(
-                user_id,
-                EntrantActivity { user_id, address, follows: follows != 0, ..EntrantActivity::default() },
-            );
-        }
-        let events = sqlx::query(
-            "SELECT user_id, kind, watch_ms, comment, at_ms FROM live_events \
-             WHERE live_session_id = $1 AND at_ms <= $2 ORDER BY id",
-        )
-        .bind(bag.live_session_id)
-        .bind(until_ms)
-        .fetch_all(self.conn())
-        .await?;
-        for row in &events {
-            let user_id: i64 = row.try_get("user_id")?;
-            let Some(activity) = by_user.get_mut(&user_id) else { continue };
-            let kind: String = row.try_get("kind")?;
-            let at_ms: i64 = row.try_get("at_ms")?;
-            match kind.as_str() {
-                "join" => {
-                    activity.joined_session_at_ms.get_or_insert(at_ms);
-                }
-                "watch" => activity.watched_ms += row.try_get::<i64, _>("watch_ms")?,
-                _ => activity.comments.extend(row.try_get::<Option<String>, _>("comment")?),
-            }
-        }
-        Ok(by_user.into_values().collect())
+        bag_activity(self.conn(), bag, until_ms).await
     }
 
     pub async fn insert_winner(&mut self, lucky_bag_id: i64, winner: &WinnerRow) -> Result<(), StoreError> {
@@ -313,7 +273,60 @@ impl Tx {
     }
 }
 
+/// What [`Tx::bag_activity`] and [`Store::bag_activity`] read, on either connection.
+async fn bag_activity(
+    conn: &mut sqlx::AnyConnection,
+    bag: &LuckyBagRow,
+    until_ms: i64,
+) -> Result<Vec<EntrantActivity>, StoreError> {
+    let mut by_user: std::collections::BTreeMap<i64, EntrantActivity> = std::collections::BTreeMap::new();
+    let entrants = sqlx::query(
+        "SELECT e.user_id, e.address, CASE WHEN f.follower_user_id IS NULL THEN 0 ELSE 1 END AS follows \
+         FROM lucky_bag_entries e LEFT JOIN follows f ON f.follower_user_id = e.user_id AND f.creator_user_id = $2 \
+         WHERE e.lucky_bag_id = $1",
+    )
+    .bind(bag.id)
+    .bind(bag.creator_user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &entrants {
+        let user_id: i64 = row.try_get("user_id")?;
+        let follows: i64 = row.try_get("follows")?;
+        let address: Option<String> = row.try_get("address")?;
+        by_user
+            .insert(user_id, EntrantActivity { user_id, address, follows: follows != 0, ..EntrantActivity::default() });
+    }
+    let events = sqlx::query(
+        "SELECT user_id, kind, watch_ms, comment, at_ms FROM live_events \
+         WHERE live_session_id = $1 AND at_ms <= $2 ORDER BY id",
+    )
+    .bind(bag.live_session_id)
+    .bind(until_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &events {
+        let user_id: i64 = row.try_get("user_id")?;
+        let Some(activity) = by_user.get_mut(&user_id) else { continue };
+        let kind: String = row.try_get("kind")?;
+        let at_ms: i64 = row.try_get("at_ms")?;
+        match kind.as_str() {
+            "join" => {
+                activity.joined_session_at_ms.get_or_insert(at_ms);
+            }
+            "watch" => activity.watched_ms += row.try_get::<i64, _>("watch_ms")?,
+            _ => activity.comments.extend(row.try_get::<Option<String>, _>("comment")?),
+        }
+    }
+    Ok(by_user.into_values().collect())
+}
+
 impl Store {
+    /// [`Tx::bag_activity`] on a reader (for the proof, which must not take SQLite's writer).
+    pub async fn bag_activity(&self, bag: &LuckyBagRow, until_ms: i64) -> Result<Vec<EntrantActivity>, StoreError> {
+        let mut conn = self.reader().acquire().await?;
+        bag_activity(&mut conn, bag, until_ms).await
+    }
+
     pub async fn live_session(&self, id: i64) -> Result<Option<LiveSessionRow>, StoreError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM live_sessions WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;

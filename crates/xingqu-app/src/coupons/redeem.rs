@@ -241,15 +241,20 @@ impl App {
     }
 
     /// An order closed (cancelled or expired, its status already changed in `tx`): its share of
-    /// coupon budgets goes back, and the claims return to the wallet if no order of the checkout
-    /// still lives. Returns the coupons whose budget changed (for the claim gates).
-    pub(crate) async fn release_coupons(&self, tx: &mut Tx, order: &OrderRow) -> AppResult<Vec<i64>> {
-        let discounts = tx.order_discounts(order.id).await?;
+    /// coupon budgets (`discounts`, its rows of `order_discounts`) goes back, and the claims return
+    /// to the wallet if no order of the checkout still lives. Returns the coupons whose budget
+    /// changed (for the claim gates).
+    pub(crate) async fn release_coupons(
+        &self,
+        tx: &mut Tx,
+        order: &OrderRow,
+        discounts: &[OrderDiscount],
+    ) -> AppResult<Vec<i64>> {
         if discounts.is_empty() {
             return Ok(Vec::new());
         }
         let mut by_coupon: BTreeMap<i64, i64> = BTreeMap::new();
-        for discount in &discounts {
+        for discount in discounts {
             *by_coupon.entry(discount.coupon_id).or_default() += discount.amount_fen;
         }
         for (&coupon_id, &amount_fen) in &by_coupon {

@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Auth, Id};
-use crate::time_format::{parse_rfc3339, rfc3339};
+use crate::time_format::{rfc3339, time_field as time};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -29,12 +29,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(wallet))
         .routes(routes!(claims))
         .routes(routes!(follow, unfollow))
-}
-
-fn time(field: &'static str, raw: &str) -> Result<i64, Invalid> {
-    parse_rfc3339(raw).ok_or_else(|| {
-        Invalid::new(field, "invalid_time", "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00")
-    })
 }
 
 fn optional_time(field: &'static str, raw: Option<&str>) -> Result<Option<i64>, Invalid> {

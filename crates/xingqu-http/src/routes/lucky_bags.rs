@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Auth, Id};
 use crate::routes::orders::Address;
-use crate::time_format::{parse_rfc3339, rfc3339};
+use crate::time_format::{rfc3339, time_field};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xingqu_app::lucky_bags::{DrawProof, LuckyBagInput};
-use xingqu_domain::Invalid;
 use xingqu_store::lucky_bags::{LiveSessionRow, LuckyBagRow};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -182,9 +181,7 @@ async fn create_bag(
     auth: Auth,
     ApiJson(body): ApiJson<LuckyBagRequest>,
 ) -> ApiResult<(StatusCode, Json<LuckyBagResponse>)> {
-    let deadline_ms = parse_rfc3339(&body.deadline).ok_or_else(|| {
-        Invalid::new("deadline", "invalid_time", "must be an RFC 3339 time such as 2026-11-11T20:00:00+08:00")
-    })?;
+    let deadline_ms = time_field("deadline", &body.deadline)?;
     let input = LuckyBagInput {
         live_session_id: body.live_session_id,
         prize: body.prize,

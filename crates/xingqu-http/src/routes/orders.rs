@@ -619,15 +619,7 @@ async fn create_flash_sale(
     auth: Auth,
     ApiJson(body): ApiJson<FlashSaleRequest>,
 ) -> ApiResult<(StatusCode, Json<FlashSaleResponse>)> {
-    let time = |field: &'static str, raw: &str| {
-        crate::time_format::parse_rfc3339(raw).ok_or_else(|| {
-            xingqu_domain::Invalid::new(
-                field,
-                "invalid_time",
-                "must be an RFC 3339 time such as 2026-11-11T00:00:00+08:00",
-            )
-        })
-    };
+    let time = crate::time_format::time_field;
     let input = FlashSaleInput {
         sku_id: body.sku_id,
         price_fen: body.price_fen,
