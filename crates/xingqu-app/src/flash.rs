@@ -487,6 +487,11 @@ impl App {
                 commission_bps: sku.commission_bps,
                 dispatch_promise: promise.as_str(),
                 flash_sale_id: Some(sale.id),
+                // The flash price is the merchant's own (item-price lane).
+                merchant_net_fen: paid_fen,
+                protect_window_days: sku.protect_window_days,
+                protect_from: sku.protect_from.clone(),
+                services: "[]".to_owned(),
             },
             flash_sale_id: sale.id,
             per_user_limit: sale.per_user_limit,

@@ -14,6 +14,7 @@ mod ids;
 pub mod lucky_bags;
 pub mod orders;
 pub mod payments;
+pub mod price_protection;
 pub mod products;
 pub mod scenario;
 
@@ -66,6 +67,8 @@ pub struct App {
     claims: Arc<coupons::claims::ClaimEngine>,
     sessions: Arc<accounts::SessionCache>,
     hot: Arc<std::sync::Mutex<hotlist::HotState>>,
+    /// Set while this process runs price-protection sweeps.
+    sweeping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -81,7 +84,12 @@ impl App {
             claims: Arc::default(),
             sessions: Arc::default(),
             hot: Arc::default(),
+            sweeping: Arc::default(),
         }
+    }
+
+    pub(crate) fn sweeping(&self) -> &std::sync::atomic::AtomicBool {
+        &self.sweeping
     }
 
     pub(crate) fn ids(&self) -> &ids::IdGenerator {

@@ -427,6 +427,11 @@ impl App {
             commission_bps: 0,
             dispatch_promise: promise.as_str(),
             flash_sale_id: None,
+            // A prize costs the winner nothing: nothing to protect.
+            merchant_net_fen: 0,
+            protect_window_days: 0,
+            protect_from: "placement".to_owned(),
+            services: "[]".to_owned(),
         }])
         .await?;
         let changes = OrderChanges {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{NAME_CHARS_MAX, ProductStatus, Qualification, RegionCode};
-use xingqu_domain::checkout::{self, PricedLine, Quantity, Quote, ShippingRule};
+use xingqu_domain::checkout::{self, Funder, PricedLine, Quantity, Quote, ShippingRule};
 use xingqu_domain::ledger::{Account, Posting, PostingError, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
@@ -82,6 +82,10 @@ pub struct TimerReport {
     pub refunds_sent: usize,
     /// Lucky bags drawn.
     pub lucky_bags_drawn: usize,
+    /// Price-protection payments recorded by automatic sweeps.
+    pub protection_refunds: i64,
+    /// After-sale payouts the gateway accepted.
+    pub payouts_sent: usize,
 }
 
 const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
@@ -306,6 +310,17 @@ impl App {
                     commission_bps: sku.commission_bps,
                     dispatch_promise: promise.as_str(),
                     flash_sale_id: line.line.flash.map(|f| f.flash_sale_id),
+                    // Price protection compares like with like: net of what the merchant funded.
+                    merchant_net_fen: line.list_total_fen
+                        - line
+                            .discounts
+                            .iter()
+                            .filter(|d| d.funder == Funder::Merchant)
+                            .map(|d| d.amount_fen)
+                            .sum::<i64>(),
+                    protect_window_days: sku.protect_window_days,
+                    protect_from: sku.protect_from.clone(),
+                    services: "[]".to_owned(),
                 });
             }
         }
@@ -591,7 +606,8 @@ impl App {
         Ok(CallbackOutcome::RefundedLate)
     }
 
-    /// The shop ships a paid order.
+    /// The shop ships a paid order. Price drops while it waited are paid in the same transaction
+    /// (an unshipped order's protection is paid at shipment).
     pub async fn ship(
         &self,
         actor: &Actor,
@@ -612,7 +628,21 @@ impl App {
             shipped_at_ms: Some(now_ms),
             ..OrderChanges::default()
         };
-        self.transition_order(actor, &order, OrderEvent::Ship, changes, "shipped").await
+        let from = order_status(&order)?;
+        let to = from.apply(OrderEvent::Ship)?;
+        let mut tx = self.store().begin().await?;
+        tx.transition_order(
+            order.id,
+            from.as_str(),
+            to.as_str(),
+            &changes,
+            Change { actor_user_id: Some(actor.user_id), reason: "shipped", now_ms },
+        )
+        .await?;
+        self.protect_on_shipment(&mut tx, order.id, now_ms).await?;
+        tx.commit().await?;
+        self.send_pending_payouts().await?;
+        self.order_view(actor, order.id).await
     }
 
     /// The carrier's delivery: recorded by the shop's staff or an operator, with the signing time.
@@ -788,6 +818,8 @@ impl App {
             }
         }
         report.lucky_bags_drawn = self.draw_due_lucky_bags(now_ms, TIMER_BATCH).await?;
+        report.protection_refunds = self.run_protection_sweeps().await?;
+        report.payouts_sent = self.send_pending_payouts().await?;
         // Refunds sent inline normally succeed at once; these are the ones that did not.
         for (reference, order_id, amount_fen) in
             self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?

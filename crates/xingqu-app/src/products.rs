@@ -354,6 +354,11 @@ impl App {
         if let Some(limit) = input.per_user_limit {
             tx.set_sku_limit(sku_id, limit).await?;
         }
+        if row.price_fen < current.price_fen {
+            // A cut on a SKU in automatic price protection queues its sweep with the change;
+            // the timers run it (within a second in `serve`).
+            self.queue_protection_sweep(&mut tx, sku_id, change.now_ms).await?;
+        }
         tx.commit().await?;
         Ok(row)
     }

@@ -48,6 +48,10 @@ pub enum PostingKind {
     Payment,
     Refund,
     Settlement,
+    /// Price protection paid back to a buyer.
+    PriceProtection,
+    /// Compensation to a buyer for a broken promise (dispatch, damage, counterfeit).
+    Compensation,
 }
 
 impl PostingKind {
@@ -56,6 +60,8 @@ impl PostingKind {
             PostingKind::Payment => "payment",
             PostingKind::Refund => "refund",
             PostingKind::Settlement => "settlement",
+            PostingKind::PriceProtection => "price_protection",
+            PostingKind::Compensation => "compensation",
         }
     }
 }
@@ -123,6 +129,25 @@ impl Posting {
         entries.extend(funded.iter().map(|&(account, fen)| (account, -fen)));
         entries.push((Account::Refunds, -refund_fen));
         Self::new(PostingKind::Refund, entries)
+    }
+
+    /// Money paid back to a buyer beyond a plain refund (price protection, compensation): the
+    /// merchant's account for the order (`merchant_account`: its receivable, or its settlement
+    /// once settled) bears `merchant_fen`, the platform's subsidy budget `platform_fen`.
+    pub fn paid_back(
+        kind: PostingKind,
+        merchant_account: Account,
+        merchant_fen: i64,
+        platform_fen: i64,
+    ) -> Result<Self, PostingError> {
+        Self::new(
+            kind,
+            vec![
+                (merchant_account, merchant_fen),
+                (Account::PlatformSubsidyBudget, platform_fen),
+                (Account::Refunds, -(merchant_fen + platform_fen)),
+            ],
+        )
     }
 
     /// The receivable of a finished order becomes the merchant's, less the platform's commission.

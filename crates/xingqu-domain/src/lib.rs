@@ -4,12 +4,14 @@
 //! function at the edge, and code past the edge never re-checks it.
 
 pub mod account;
+pub mod after_sale;
 pub mod allocation;
 pub mod catalog;
 pub mod checkout;
 pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod price_protection;
 pub mod promo;
 pub mod rng;
 pub mod text;

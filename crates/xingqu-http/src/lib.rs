@@ -72,7 +72,8 @@ impl std::ops::Deref for AppState {
         (name = "products", description = "Products, SKUs, price history"),
         (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales, hot lists"),
         (name = "feed", description = "Interaction events"),
-        (name = "promotions", description = "Coupons, red packets, wallets, follows"),
+        (name = "promotions", description = "Coupons, red packets, wallets, follows, live sessions, lucky bags"),
+        (name = "after-sales", description = "Price protection, after-sale requests and their audit trail"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +102,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::events::routes())
         .merge(routes::coupons::routes())
         .merge(routes::lucky_bags::routes())
+        .merge(routes::after_sales::routes())
         .split_for_parts()
 }
 

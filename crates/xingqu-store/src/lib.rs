@@ -5,6 +5,7 @@
 //! in [`connect`]. The conformance suite in `tests/conformance.rs` runs every behaviour on both.
 
 pub mod accounts;
+pub mod after_sales;
 pub mod catalog;
 pub mod coupons;
 mod error;
@@ -116,7 +117,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
     (
         1,
         "accounts catalog",
@@ -146,6 +147,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 5] = [
         "lucky bags",
         include_str!("../migrations/sqlite/0005_lucky_bags.sql"),
         include_str!("../migrations/postgres/0005_lucky_bags.sql"),
+    ),
+    (
+        6,
+        "after-sales and price protection",
+        include_str!("../migrations/sqlite/0006_after_sales.sql"),
+        include_str!("../migrations/postgres/0006_after_sales.sql"),
     ),
 ];
 

@@ -41,6 +41,13 @@ pub struct NewLine {
     pub commission_bps: i64,
     pub dispatch_promise: &'static str,
     pub flash_sale_id: Option<i64>,
+    /// List total less merchant-funded discounts: what price protection compares with.
+    pub merchant_net_fen: i64,
+    /// The SKU's price-protection promise at purchase (0: none) and where its window starts.
+    pub protect_window_days: i64,
+    pub protect_from: String,
+    /// The services in force at purchase, as a JSON array of names.
+    pub services: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,13 +148,24 @@ pub struct LineRow {
     pub commission_bps: i64,
     pub dispatch_promise: String,
     pub flash_sale_id: Option<i64>,
+    pub merchant_net_fen: i64,
+    pub protect_window_days: i64,
+    pub protect_from: String,
+    pub services: String,
+    /// Paid back since purchase: refunds of goods (and the units returned), price protection,
+    /// other compensation.
+    pub refunded_fen: i64,
+    pub returned_units: i64,
+    pub protection_fen: i64,
+    pub compensation_fen: i64,
 }
 
-const LINE_COLUMNS: &str = "id, order_id, sku_id, product_id, product_version, title, spec, unit_price_fen, quantity, \
-    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise, flash_sale_id";
+pub(crate) const LINE_COLUMNS: &str = "id, order_id, sku_id, product_id, product_version, title, spec, unit_price_fen, quantity, \
+    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise, flash_sale_id, merchant_net_fen, \
+    protect_window_days, protect_from, services, refunded_fen, returned_units, protection_fen, compensation_fen";
 
 impl LineRow {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
             order_id: row.try_get("order_id")?,
@@ -165,6 +183,14 @@ impl LineRow {
             commission_bps: row.try_get("commission_bps")?,
             dispatch_promise: row.try_get("dispatch_promise")?,
             flash_sale_id: row.try_get("flash_sale_id")?,
+            merchant_net_fen: row.try_get("merchant_net_fen")?,
+            protect_window_days: row.try_get("protect_window_days")?,
+            protect_from: row.try_get("protect_from")?,
+            services: row.try_get("services")?,
+            refunded_fen: row.try_get("refunded_fen")?,
+            returned_units: row.try_get("returned_units")?,
+            protection_fen: row.try_get("protection_fen")?,
+            compensation_fen: row.try_get("compensation_fen")?,
         })
     }
 }
@@ -289,7 +315,7 @@ const ORDER_INSERT: [&str; 15] = [
     "created_at_ms",
     "expires_at_ms",
 ];
-const LINE_INSERT: [&str; 16] = [
+const LINE_INSERT: [&str; 20] = [
     "id",
     "order_id",
     "sku_id",
@@ -306,6 +332,10 @@ const LINE_INSERT: [&str; 16] = [
     "commission_bps",
     "dispatch_promise",
     "flash_sale_id",
+    "merchant_net_fen",
+    "protect_window_days",
+    "protect_from",
+    "services",
 ];
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -357,6 +387,10 @@ fn bind_line<'q>(query: AnyQuery<'q>, l: &NewLine) -> AnyQuery<'q> {
         .bind(l.commission_bps)
         .bind(l.dispatch_promise)
         .bind(l.flash_sale_id)
+        .bind(l.merchant_net_fen)
+        .bind(l.protect_window_days)
+        .bind(l.protect_from.clone())
+        .bind(l.services.clone())
 }
 
 impl Tx {
@@ -942,7 +976,8 @@ impl Store {
     pub async fn sku_for_order(&self, sku_id: i64) -> Result<Option<SkuForOrder>, StoreError> {
         let row = sqlx::query(
             "SELECT s.id AS sku_id, s.product_id, s.price_fen, s.spec, s.per_user_limit, p.merchant_id, p.version, p.title, \
-             p.status, c.commission_bps, m.qualification, m.shipping_fee_fen, m.free_shipping_over_fen, m.dispatch_promise \
+             p.status, c.commission_bps, m.qualification, m.shipping_fee_fen, m.free_shipping_over_fen, m.dispatch_promise, \
+             s.protect_window_days, s.protect_from \
              FROM skus s JOIN products p ON p.id = s.product_id JOIN categories c ON c.id = p.category_id \
              JOIN merchants m ON m.id = p.merchant_id WHERE s.id = $1",
         )
@@ -965,6 +1000,8 @@ impl Store {
                 shipping_fee_fen: r.try_get("shipping_fee_fen")?,
                 free_shipping_over_fen: r.try_get("free_shipping_over_fen")?,
                 dispatch_promise: r.try_get("dispatch_promise")?,
+                protect_window_days: r.try_get("protect_window_days")?,
+                protect_from: r.try_get("protect_from")?,
             })
         })
         .transpose()
@@ -1028,6 +1065,9 @@ pub struct SkuForOrder {
     pub shipping_fee_fen: i64,
     pub free_shipping_over_fen: Option<i64>,
     pub dispatch_promise: String,
+    /// The SKU's price-protection promise now (0 days: none), snapshotted onto order lines.
+    pub protect_window_days: i64,
+    pub protect_from: String,
 }
 
 impl Tx {

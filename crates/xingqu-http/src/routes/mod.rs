@@ -1,6 +1,7 @@
 //! Handlers, grouped by resource; each file owns its request and response types.
 
 pub mod accounts;
+pub mod after_sales;
 pub mod catalog;
 pub mod coupons;
 pub mod events;

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod after_sales;
 mod bad_input;
 mod catalog;
 mod coupons;

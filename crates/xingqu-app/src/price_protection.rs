@@ -1,0 +1,355 @@
+//! Price protection: SKUs' promises, buyers' claims, the automatic sweep a price cut starts, the
+//! catch-up at shipment, and paying it all out through the gateway.
+
+use crate::{App, AppError, AppResult};
+use std::sync::atomic::Ordering;
+use xingqu_domain::account::Actor;
+use xingqu_domain::after_sale::window::{ProtectionWindowDays, ProtectionWindowFrom};
+use xingqu_domain::ledger::{Account, Posting, PostingKind};
+use xingqu_domain::price_protection::{ProtectedLine, covers, platform_share_fen};
+use xingqu_store::after_sales::{
+    AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewAfterSale, PriceChange, ProtectionPolicy,
+};
+use xingqu_store::{StoreError, Tx};
+
+/// Protected lines one sweep transaction covers: small enough that orders waiting for SQLite's
+/// writer wait for one batch at most, large enough that the set-based statements dominate.
+pub const SWEEP_BATCH_LINES: i64 = 512;
+/// Payouts the timers send per run.
+const PAYOUT_BATCH: i64 = 2_000;
+
+/// A merchant's (or operator's) protection settings for a SKU.
+#[derive(Debug, Clone, Default)]
+pub struct ProtectionInput {
+    /// 0 (no protection), 7, 15, 30 or 90.
+    pub window_days: i64,
+    /// `placement` (default) or `sign_off`.
+    pub from: Option<String>,
+    pub auto: bool,
+    /// The platform's share in basis points: operators only.
+    pub platform_bps: Option<i64>,
+}
+
+/// What price protection needs of a stored line.
+pub(crate) fn protected_line(l: &LineForAfterSale) -> ProtectedLine {
+    ProtectedLine {
+        quantity: l.line.quantity,
+        returned_units: l.line.returned_units,
+        merchant_net_fen: l.line.merchant_net_fen,
+        paid_fen: l.line.paid_fen,
+        refunded_fen: l.line.refunded_fen,
+        protection_fen: l.line.protection_fen,
+        compensation_fen: l.line.compensation_fen,
+    }
+}
+
+/// The merchant's account that bears a payment on an order: its receivable, or its settlement
+/// account once the order is settled.
+pub(crate) fn merchant_account(line: &LineForAfterSale) -> Account {
+    if line.settled {
+        Account::MerchantSettlement(line.merchant_id)
+    } else {
+        Account::MerchantReceivable(line.merchant_id)
+    }
+}
+
+fn window_from(raw: &str) -> ProtectionWindowFrom {
+    ProtectionWindowFrom::parse(raw).unwrap_or(ProtectionWindowFrom::Placement)
+}
+
+impl App {
+    /// Sets a SKU's price protection. The shop's staff set the window and mode; the platform's
+    /// share (a subsidised campaign) is an operator's decision.
+    pub async fn set_price_protection(
+        &self,
+        actor: &Actor,
+        sku_id: i64,
+        input: &ProtectionInput,
+    ) -> AppResult<ProtectionPolicy> {
+        let sku = self.store().sku(sku_id).await?.ok_or(AppError::not_found("sku"))?;
+        let product = self.store().product(sku.product_id).await?.ok_or(AppError::not_found("sku"))?;
+        if !actor.manages_merchant(product.merchant_id) {
+            return if actor.is_operator() || actor.merchant_id.is_some() {
+                Err(AppError::not_found("sku"))
+            } else {
+                Err(AppError::Forbidden("only the shop's staff or an operator set price protection"))
+            };
+        }
+        let window_days =
+            if input.window_days == 0 { 0 } else { ProtectionWindowDays::parse(input.window_days)?.days() };
+        let from = input
+            .from
+            .as_deref()
+            .map(ProtectionWindowFrom::parse)
+            .transpose()?
+            .unwrap_or(ProtectionWindowFrom::Placement);
+        let current = self.store().protection_policy(sku_id).await?.ok_or(AppError::not_found("sku"))?;
+        let platform_bps = match input.platform_bps {
+            Some(bps) if bps != current.platform_bps => {
+                if !actor.is_operator() {
+                    return Err(AppError::Forbidden("only an operator decides what the platform funds"));
+                }
+                if !(0..=10_000).contains(&bps) {
+                    return Err(AppError::invalid("platform_bps", "out_of_range", "must be 0 to 10000 basis points"));
+                }
+                bps
+            }
+            _ => current.platform_bps,
+        };
+        let policy = ProtectionPolicy { window_days, from: from.as_str().to_owned(), auto: input.auto, platform_bps };
+        let mut tx = self.store().begin().await?;
+        tx.set_protection_policy(sku_id, &policy).await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    /// Called in the transaction that changes a SKU's price: a cut on a SKU in automatic mode
+    /// queues its sweep, durably, with the price change it pays for.
+    pub(crate) async fn queue_protection_sweep(&self, tx: &mut Tx, sku_id: i64, now_ms: i64) -> AppResult<()> {
+        let Some(policy) = self.store().protection_policy(sku_id).await? else { return Ok(()) };
+        if !policy.auto {
+            return Ok(());
+        }
+        if let Some(change) = tx.latest_price_change(sku_id).await?
+            && change.old_price_fen.is_some_and(|old| change.new_price_fen < old)
+        {
+            tx.queue_protection_sweep(&change, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every queued sweep to its end, batch by batch; returns the protection payments
+    /// recorded. One runner per process at a time (the timers and a bench may both call it);
+    /// across processes the sweep's cursor is a compare-and-set, so batches never run twice.
+    pub async fn run_protection_sweeps(&self) -> AppResult<i64> {
+        if self.sweeping().swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let result = self.run_protection_sweeps_inner().await;
+        self.sweeping().store(false, Ordering::Release);
+        result
+    }
+
+    async fn run_protection_sweeps_inner(&self) -> AppResult<i64> {
+        let mut refunds = 0;
+        loop {
+            let pending = self.store().pending_protection_sweeps(16).await?;
+            if pending.is_empty() {
+                return Ok(refunds);
+            }
+            for mut sweep in pending {
+                loop {
+                    let mut tx = self.store().begin().await?;
+                    match tx.sweep_protection_batch(&sweep, SWEEP_BATCH_LINES, self.now_ms()).await {
+                        Ok(batch) => {
+                            tx.commit().await?;
+                            refunds += batch.refunds;
+                            if !batch.more {
+                                break;
+                            }
+                            sweep.after_line_id = batch.after_line_id;
+                        }
+                        // Another node moved this sweep on: pick it up again from the queue.
+                        Err(StoreError::Concurrent) => break,
+                        Err(error) => return Err(error.into()),
+                    }
+                    // Let orders waiting for the writer in between batches.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// A buyer claims price protection on a line of their shipped order, against today's price.
+    /// Idempotent: a claim for a drop already paid (by an earlier claim or the sweep) returns that
+    /// payment. Returns the record and whether this call created it.
+    pub async fn claim_price_protection(&self, actor: &Actor, line_id: i64) -> AppResult<(AfterSaleRow, bool)> {
+        let now_ms = self.now_ms();
+        let mut tx = self.store().begin().await?;
+        let line = tx.line_for_after_sale(line_id).await?.ok_or(AppError::not_found("order_line"))?;
+        if line.buyer_user_id != actor.user_id {
+            return Err(AppError::not_found("order_line"));
+        }
+        match line.order_status.as_str() {
+            "shipped" | "delivered" | "completed" => {}
+            "created" | "paid" => {
+                return Err(AppError::conflict(
+                    "not_yet_shipped",
+                    "price protection on an unshipped order is paid by itself when it ships",
+                ));
+            }
+            _ => return Err(AppError::conflict("order_closed", "a cancelled order has no price protection")),
+        }
+        if line.line.protect_window_days == 0 {
+            return Err(AppError::conflict("not_protected", "this product was not sold with price protection"));
+        }
+        let from = window_from(&line.line.protect_from);
+        if !covers(from, line.line.protect_window_days, line.placed_at_ms, line.delivered_at_ms, now_ms) {
+            return Err(AppError::conflict("protection_window_closed", "the price-protection window has ended"));
+        }
+        let today = tx.latest_price_change(line.line.sku_id).await?.ok_or(AppError::not_found("order_line"))?;
+        let due_fen = protected_line(&line).due_fen(today.new_price_fen);
+        if let Some(paid) = tx.after_sale_for_drop(line_id, today.id).await? {
+            return Ok((paid, false));
+        }
+        if due_fen == 0 {
+            return Err(AppError::conflict(
+                "no_price_drop",
+                "today's price is not below what you paid, or the difference was already paid",
+            ));
+        }
+        let policy = self.store().protection_policy(line.line.sku_id).await?.unwrap_or(ProtectionPolicy {
+            window_days: 0,
+            from: String::new(),
+            auto: false,
+            platform_bps: 0,
+        });
+        match self
+            .pay_protection(&mut tx, &line, &today, due_fen, policy.platform_bps, Some(actor.user_id), now_ms)
+            .await
+        {
+            Ok(id) => {
+                tx.commit().await?;
+                let row =
+                    self.store().after_sale(id).await?.ok_or_else(|| AppError::internal("after-sale vanished"))?;
+                if self.send_after_sale_payout(&row).await {
+                    let sent = self.store().after_sale(id).await?;
+                    return Ok((sent.unwrap_or(row), true));
+                }
+                Ok((row, true))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Records one protection payment with its posting and the line's running total.
+    #[allow(clippy::too_many_arguments)]
+    async fn pay_protection(
+        &self,
+        tx: &mut Tx,
+        line: &LineForAfterSale,
+        drop: &PriceChange,
+        amount_fen: i64,
+        platform_bps: i64,
+        actor_user_id: Option<i64>,
+        now_ms: i64,
+    ) -> AppResult<i64> {
+        let platform_fen = platform_share_fen(amount_fen, platform_bps);
+        let merchant_fen = amount_fen - platform_fen;
+        let record = NewAfterSale {
+            order_id: line.line.order_id,
+            line_id: line.line.id,
+            buyer_user_id: line.buyer_user_id,
+            merchant_id: line.merchant_id,
+            kind: "price_protection",
+            status: "refunded",
+            units: protected_line(line).kept_units(),
+            amount_fen,
+            merchant_fen,
+            platform_fen,
+            drop_id: Some(drop.id),
+            reason: format!("price dropped to {} fen", drop.new_price_fen),
+            evidence: "[]".to_owned(),
+            idempotency_key: None,
+            due_at_ms: None,
+            payout_status: "pending",
+            created_by: actor_user_id,
+            now_ms,
+        };
+        let id = match tx.insert_after_sale(&record).await {
+            Ok(id) => id,
+            Err(StoreError::Conflict { .. }) => {
+                return Err(AppError::conflict("already_paid", "this price drop was already paid"));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let posting =
+            Posting::paid_back(PostingKind::PriceProtection, merchant_account(line), merchant_fen, platform_fen)
+                .map_err(|e| AppError::internal(e.to_string()))?;
+        tx.post(&posting, &format!("after_sale:{id}"), Some(line.line.order_id), now_ms).await?;
+        tx.add_line_paid_back(line.line.id, 0, 0, amount_fen, 0).await?;
+        Ok(id)
+    }
+
+    /// At shipment, inside the shipping transaction: each protected line is paid for the lowest
+    /// price its SKU had inside the line's window so far (drops while the order waited to ship).
+    pub(crate) async fn protect_on_shipment(&self, tx: &mut Tx, order_id: i64, now_ms: i64) -> AppResult<()> {
+        for line in tx.lines_for_after_sale(order_id).await? {
+            let days = line.line.protect_window_days;
+            if days == 0 {
+                continue;
+            }
+            let from = window_from(&line.line.protect_from);
+            // Not delivered yet: a window counted from sign-off is still open.
+            let until_ms = match from {
+                ProtectionWindowFrom::Placement => line.placed_at_ms + days * 86_400_000,
+                ProtectionWindowFrom::SignOff => i64::MAX,
+            };
+            let Some(lowest) =
+                tx.lowest_price_between(line.line.sku_id, line.placed_at_ms, until_ms.min(now_ms + 1)).await?
+            else {
+                continue;
+            };
+            let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
+            if due_fen > 0 && tx.after_sale_for_drop(line.line.id, lowest.id).await?.is_none() {
+                let bps = self.store().protection_policy(line.line.sku_id).await?.map_or(0, |p| p.platform_bps);
+                match self.pay_protection(tx, &line, &lowest, due_fen, bps, None, now_ms).await {
+                    Ok(_) | Err(AppError::Conflict { code: "already_paid", .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The after-sales of an order, for those who may see the order.
+    pub async fn order_after_sales(&self, actor: &Actor, order_id: i64) -> AppResult<Vec<AfterSaleRow>> {
+        self.order_view(actor, order_id).await?;
+        Ok(self.store().after_sales_of_order(order_id).await?)
+    }
+
+    /// One after-sale with its audit trail: the buyer, the shop's staff, operators.
+    pub async fn after_sale_view(&self, actor: &Actor, id: i64) -> AppResult<(AfterSaleRow, Vec<AfterSaleEventRow>)> {
+        let row = self.store().after_sale(id).await?.ok_or(AppError::not_found("after_sale"))?;
+        if row.buyer_user_id != actor.user_id && !actor.manages_merchant(row.merchant_id) {
+            return Err(AppError::not_found("after_sale"));
+        }
+        let events = self.store().after_sale_events(id).await?;
+        Ok((row, events))
+    }
+
+    /// Sends one after-sale's payout through the gateway (idempotent by `after_sale:{id}`) and
+    /// marks it sent; a failure leaves it pending for the timers.
+    pub(crate) async fn send_after_sale_payout(&self, row: &AfterSaleRow) -> bool {
+        let reference = format!("after_sale:{}", row.id);
+        match self.gateway().refund(row.order_id, row.amount_fen, &reference) {
+            Ok(gateway_ref) => {
+                let marked = async {
+                    let mut tx = self.store().begin().await?;
+                    tx.mark_after_sale_paid_out(row.id, &gateway_ref, self.now_ms()).await?;
+                    tx.commit().await
+                };
+                match marked.await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, reference, "payout sent but not marked; it will be re-sent (idempotent)");
+                        false
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, reference, "gateway refused a payout; retrying later");
+                false
+            }
+        }
+    }
+
+    /// Sends pending after-sale payouts (sweeps record thousands at once; they go out here).
+    pub(crate) async fn send_pending_payouts(&self) -> AppResult<usize> {
+        let mut sent = 0;
+        for row in self.store().pending_after_sale_payouts(PAYOUT_BATCH).await? {
+            sent += usize::from(self.send_after_sale_payout(&row).await);
+        }
+        Ok(sent)
+    }
+}

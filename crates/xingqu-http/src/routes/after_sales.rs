@@ -1,0 +1,198 @@
+//! After-sales: price-protection settings and claims, and the after-sale records of an order.
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Auth, Id};
+use crate::time_format::rfc3339;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use xingqu_app::price_protection::ProtectionInput;
+use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_price_protection))
+        .routes(routes!(claim_price_protection))
+        .routes(routes!(order_after_sales))
+        .routes(routes!(get_after_sale))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionRequest {
+    /// 0 (no protection), 7, 15, 30 or 90 days.
+    window_days: i64,
+    /// Where the window starts: `placement` (default) or `sign_off`.
+    from: Option<String>,
+    /// A price cut pays every eligible line by itself, without a claim.
+    #[serde(default)]
+    auto: bool,
+    /// The platform's share of protection, in basis points (operators only).
+    platform_bps: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProtectionResponse {
+    window_days: i64,
+    from: String,
+    auto: bool,
+    platform_bps: i64,
+}
+
+impl From<ProtectionPolicy> for ProtectionResponse {
+    fn from(p: ProtectionPolicy) -> Self {
+        Self { window_days: p.window_days, from: p.from, auto: p.auto, platform_bps: p.platform_bps }
+    }
+}
+
+/// Who bears an after-sale's amount.
+#[derive(Serialize, ToSchema)]
+pub struct Bearer {
+    /// merchant or platform.
+    party: &'static str,
+    amount_fen: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AfterSaleResponse {
+    id: i64,
+    order_id: i64,
+    line_id: i64,
+    /// refund_before_shipment, refund_without_return, return_refund, exchange, reship, repair,
+    /// price_protection, fresh_damage, allergy_return, counterfeit.
+    kind: String,
+    status: String,
+    units: i64,
+    /// What goes back to the buyer.
+    amount_fen: i64,
+    bearers: Vec<Bearer>,
+    /// Price protection: the price change it pays for.
+    price_change_id: Option<i64>,
+    reason: String,
+    /// When the next deadline acts on it, if any.
+    due_at: Option<String>,
+    return_carrier: Option<String>,
+    return_tracking: Option<String>,
+    /// none, pending (recorded, going out through the gateway) or sent.
+    payout: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<AfterSaleRow> for AfterSaleResponse {
+    fn from(a: AfterSaleRow) -> Self {
+        let bearers = [("merchant", a.merchant_fen), ("platform", a.platform_fen)]
+            .into_iter()
+            .filter(|&(_, fen)| fen > 0)
+            .map(|(party, amount_fen)| Bearer { party, amount_fen })
+            .collect();
+        Self {
+            id: a.id,
+            order_id: a.order_id,
+            line_id: a.line_id,
+            kind: a.kind,
+            status: a.status,
+            units: a.units,
+            amount_fen: a.amount_fen,
+            bearers,
+            price_change_id: a.drop_id,
+            reason: a.reason,
+            due_at: a.due_at_ms.map(rfc3339),
+            return_carrier: a.return_carrier,
+            return_tracking: a.return_tracking,
+            payout: a.payout_status,
+            created_at: rfc3339(a.created_at_ms),
+            updated_at: rfc3339(a.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AfterSaleEvent {
+    from_status: String,
+    to_status: String,
+    actor_user_id: Option<i64>,
+    reason: String,
+    at: String,
+}
+
+impl From<AfterSaleEventRow> for AfterSaleEvent {
+    fn from(e: AfterSaleEventRow) -> Self {
+        Self {
+            from_status: e.from_status,
+            to_status: e.to_status,
+            actor_user_id: e.actor_user_id,
+            reason: e.reason,
+            at: rfc3339(e.at_ms),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AfterSaleDetail {
+    #[serde(flatten)]
+    after_sale: AfterSaleResponse,
+    events: Vec<AfterSaleEvent>,
+}
+
+/// Sets a SKU's price protection (the shop's staff; the platform's share: operators). Orders
+/// placed from now on carry it; orders placed before keep what they were promised.
+#[utoipa::path(put, path = "/v1/skus/{id}/price-protection", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ProtectionRequest,
+    responses((status = 200, body = ProtectionResponse), (status = 400, body = ErrorBody, description = "invalid_protection_window"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_price_protection(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ProtectionRequest>,
+) -> ApiResult<Json<ProtectionResponse>> {
+    let input = ProtectionInput {
+        window_days: body.window_days,
+        from: body.from,
+        auto: body.auto,
+        platform_bps: body.platform_bps,
+    };
+    Ok(Json(state.app.set_price_protection(&auth.user.actor(), id, &input).await?.into()))
+}
+
+/// Claims price protection on a line of your shipped order against today's price. Idempotent: a
+/// drop already paid (by a claim or the automatic sweep) answers 200 with that payment.
+#[utoipa::path(post, path = "/v1/order-lines/{id}/price-protection", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 201, body = AfterSaleResponse), (status = 200, body = AfterSaleResponse, description = "already paid"),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not_protected, not_yet_shipped, order_closed, protection_window_closed, no_price_drop")))]
+async fn claim_price_protection(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<(StatusCode, Json<AfterSaleResponse>)> {
+    let (row, created) = state.app.claim_price_protection(&auth.user.actor(), id).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(row.into())))
+}
+
+/// The after-sales of an order (its buyer, the shop's staff, operators).
+#[utoipa::path(get, path = "/v1/orders/{id}/after-sales", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = Vec<AfterSaleResponse>), (status = 404, body = ErrorBody)))]
+async fn order_after_sales(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<Json<Vec<AfterSaleResponse>>> {
+    let rows = state.app.order_after_sales(&auth.user.actor(), id).await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
+}
+
+/// One after-sale with its audit trail (who, when, why).
+#[utoipa::path(get, path = "/v1/after-sales/{id}", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = AfterSaleDetail), (status = 404, body = ErrorBody)))]
+async fn get_after_sale(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleDetail>> {
+    let (row, events) = state.app.after_sale_view(&auth.user.actor(), id).await?;
+    Ok(Json(AfterSaleDetail { after_sale: row.into(), events: events.into_iter().map(Into::into).collect() }))
+}

@@ -1,0 +1,747 @@
+//! After-sale records and their audit trail, what each order line has paid back (refunds,
+//! price protection, compensation), SKUs' price-protection policies, and the set-based
+//! price-protection sweep.
+
+use crate::orders::LineRow;
+use crate::{Backend, Store, StoreError, Tx};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A SKU's price-protection promise (validated by the app): window in days (0: none), where it
+/// starts (`placement` or `sign_off`), whether a price cut pays by itself, the platform's share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionPolicy {
+    pub window_days: i64,
+    pub from: String,
+    pub auto: bool,
+    pub platform_bps: i64,
+}
+
+/// One row of the price history: a price change protection may pay for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceChange {
+    pub id: i64,
+    pub sku_id: i64,
+    pub old_price_fen: Option<i64>,
+    pub new_price_fen: i64,
+    pub changed_at_ms: i64,
+}
+
+/// An order line with what after-sales need of its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineForAfterSale {
+    pub line: LineRow,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub order_status: String,
+    pub placed_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub settled: bool,
+}
+
+/// An after-sale as a use case decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAfterSale {
+    pub order_id: i64,
+    pub line_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub units: i64,
+    pub amount_fen: i64,
+    pub merchant_fen: i64,
+    pub platform_fen: i64,
+    pub drop_id: Option<i64>,
+    pub reason: String,
+    pub evidence: String,
+    pub idempotency_key: Option<String>,
+    pub due_at_ms: Option<i64>,
+    /// `pending` when the record pays the buyer now; `none` otherwise.
+    pub payout_status: &'static str,
+    pub created_by: Option<i64>,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterSaleRow {
+    pub id: i64,
+    pub order_id: i64,
+    pub line_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub units: i64,
+    pub amount_fen: i64,
+    pub merchant_fen: i64,
+    pub platform_fen: i64,
+    pub drop_id: Option<i64>,
+    pub reason: String,
+    pub evidence: String,
+    pub due_at_ms: Option<i64>,
+    pub return_carrier: Option<String>,
+    pub return_tracking: Option<String>,
+    pub payout_status: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+const AFTER_SALE_COLUMNS: &str = "id, order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
+    merchant_fen, platform_fen, drop_id, reason, evidence, due_at_ms, return_carrier, return_tracking, payout_status, \
+    created_at_ms, updated_at_ms";
+
+impl AfterSaleRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            order_id: row.try_get("order_id")?,
+            line_id: row.try_get("line_id")?,
+            buyer_user_id: row.try_get("buyer_user_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            kind: row.try_get("kind")?,
+            status: row.try_get("status")?,
+            units: row.try_get("units")?,
+            amount_fen: row.try_get("amount_fen")?,
+            merchant_fen: row.try_get("merchant_fen")?,
+            platform_fen: row.try_get("platform_fen")?,
+            drop_id: row.try_get("drop_id")?,
+            reason: row.try_get("reason")?,
+            evidence: row.try_get("evidence")?,
+            due_at_ms: row.try_get("due_at_ms")?,
+            return_carrier: row.try_get("return_carrier")?,
+            return_tracking: row.try_get("return_tracking")?,
+            payout_status: row.try_get("payout_status")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+            updated_at_ms: row.try_get("updated_at_ms")?,
+        })
+    }
+}
+
+/// One after-sale transition: who, when, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterSaleEventRow {
+    pub from_status: String,
+    pub to_status: String,
+    pub actor_user_id: Option<i64>,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// What one batch of a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepBatch {
+    /// Protection payments the batch recorded.
+    pub refunds: i64,
+    /// False once the sweep has passed the SKU's last protected line (and is marked done).
+    pub more: bool,
+    /// The sweep's cursor after the batch.
+    pub after_line_id: i64,
+}
+
+/// A price drop whose automatic sweep has not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSweep {
+    pub drop: PriceChange,
+    pub after_line_id: i64,
+    pub platform_bps: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn line_for_after_sale(row: &AnyRow) -> Result<LineForAfterSale, sqlx::Error> {
+    Ok(LineForAfterSale {
+        line: LineRow::from_row(row)?,
+        buyer_user_id: row.try_get("buyer_user_id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        order_status: row.try_get("order_status")?,
+        placed_at_ms: row.try_get("placed_at_ms")?,
+        delivered_at_ms: row.try_get("delivered_at_ms")?,
+        settled: row.try_get::<Option<i64>, _>("settled_at_ms")?.is_some(),
+    })
+}
+
+fn price_change(row: &AnyRow) -> Result<PriceChange, sqlx::Error> {
+    Ok(PriceChange {
+        id: row.try_get("id")?,
+        sku_id: row.try_get("sku_id")?,
+        old_price_fen: row.try_get("old_price_fen")?,
+        new_price_fen: row.try_get("new_price_fen")?,
+        changed_at_ms: row.try_get("changed_at_ms")?,
+    })
+}
+
+impl Tx {
+    pub async fn set_protection_policy(&mut self, sku_id: i64, policy: &ProtectionPolicy) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE skus SET protect_window_days = $1, protect_from = $2, protect_auto = $3, protect_platform_bps = $4 \
+             WHERE id = $5",
+        )
+        .bind(policy.window_days)
+        .bind(policy.from.clone())
+        .bind(i64::from(policy.auto))
+        .bind(policy.platform_bps)
+        .bind(sku_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The SKU's latest price change (the price in force), read inside the transaction.
+    pub async fn latest_price_change(&mut self, sku_id: i64) -> Result<Option<PriceChange>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
+             WHERE sku_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(sku_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.as_ref().map(price_change).transpose()?)
+    }
+
+    /// The lowest price the SKU was set to in `[from_ms, until_ms)` (the change that set it): what
+    /// an order shipped late is owed protection for.
+    pub async fn lowest_price_between(
+        &mut self,
+        sku_id: i64,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<PriceChange>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
+             WHERE sku_id = $1 AND changed_at_ms >= $2 AND changed_at_ms < $3 ORDER BY new_price_fen, id LIMIT 1",
+        )
+        .bind(sku_id)
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.as_ref().map(price_change).transpose()?)
+    }
+
+    /// Queues the automatic sweep of a price drop; queuing twice is harmless.
+    pub async fn queue_protection_sweep(&mut self, drop: &PriceChange, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO protection_sweeps (drop_id, sku_id, status, created_at_ms) VALUES ($1, $2, 'pending', $3) \
+             ON CONFLICT (drop_id) DO NOTHING",
+        )
+        .bind(drop.id)
+        .bind(drop.sku_id)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// An order line and its order, locked against concurrent after-sales on PostgreSQL (SQLite
+    /// has one writer).
+    pub async fn line_for_after_sale(&mut self, line_id: i64) -> Result<Option<LineForAfterSale>, StoreError> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE OF l" } else { "" };
+        let sql = format!(
+            "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
+             o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE l.id = $1{lock}",
+            prefixed_line_columns()
+        );
+        let row = sqlx::query(&sql).bind(line_id).fetch_optional(self.conn()).await?;
+        Ok(row.as_ref().map(line_for_after_sale).transpose()?)
+    }
+
+    /// The lines of one order, as [`Tx::line_for_after_sale`] reads them.
+    pub async fn lines_for_after_sale(&mut self, order_id: i64) -> Result<Vec<LineForAfterSale>, StoreError> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE OF l" } else { "" };
+        let sql = format!(
+            "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
+             o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             WHERE l.order_id = $1 ORDER BY l.id{lock}",
+            prefixed_line_columns()
+        );
+        let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.conn()).await?;
+        Ok(rows.iter().map(line_for_after_sale).collect::<Result<_, _>>()?)
+    }
+
+    /// Records an after-sale and its first audit event. A second record for the same line and
+    /// price drop, or the buyer's idempotency key used again, is a [`StoreError::Conflict`].
+    pub async fn insert_after_sale(&mut self, a: &NewAfterSale) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO after_sales (order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
+             merchant_fen, platform_fen, drop_id, reason, evidence, idempotency_key, due_at_ms, payout_status, \
+             created_by, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id",
+        )
+        .bind(a.order_id)
+        .bind(a.line_id)
+        .bind(a.buyer_user_id)
+        .bind(a.merchant_id)
+        .bind(a.kind)
+        .bind(a.status)
+        .bind(a.units)
+        .bind(a.amount_fen)
+        .bind(a.merchant_fen)
+        .bind(a.platform_fen)
+        .bind(a.drop_id)
+        .bind(a.reason.clone())
+        .bind(a.evidence.clone())
+        .bind(a.idempotency_key.clone())
+        .bind(a.due_at_ms)
+        .bind(a.payout_status)
+        .bind(a.created_by)
+        .bind(a.now_ms)
+        .fetch_one(self.conn())
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        self.after_sale_event(id, "new", a.status, a.created_by, &a.reason, a.now_ms).await?;
+        Ok(id)
+    }
+
+    pub async fn after_sale_event(
+        &mut self,
+        after_sale_id: i64,
+        from_status: &str,
+        to_status: &str,
+        actor_user_id: Option<i64>,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO after_sale_events (after_sale_id, from_status, to_status, actor_user_id, reason, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(after_sale_id)
+        .bind(from_status)
+        .bind(to_status)
+        .bind(actor_user_id)
+        .bind(reason)
+        .bind(at_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Adds what a line pays back; the store's CHECK refuses more than was paid in total
+    /// ([`StoreError::Constraint`]).
+    pub async fn add_line_paid_back(
+        &mut self,
+        line_id: i64,
+        refunded_fen: i64,
+        returned_units: i64,
+        protection_fen: i64,
+        compensation_fen: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE order_lines SET refunded_fen = refunded_fen + $1, returned_units = returned_units + $2, \
+             protection_fen = protection_fen + $3, compensation_fen = compensation_fen + $4 WHERE id = $5",
+        )
+        .bind(refunded_fen)
+        .bind(returned_units)
+        .bind(protection_fen)
+        .bind(compensation_fen)
+        .bind(line_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// One batch of a price drop's automatic sweep, in one transaction: the next `batch_lines`
+    /// protected lines of the SKU after the sweep's cursor. Set-based: one `INSERT … SELECT`
+    /// records every line's protection (the amount is
+    /// `xingqu_domain::price_protection::due_fen`, written in SQL), then the batch's ledger
+    /// posting and the lines' running totals are written from the inserted rows. A line already
+    /// paid for this drop (a claim, an earlier run) conflicts and is skipped; the cursor moves by
+    /// compare-and-set, so two workers cannot both run a batch.
+    pub async fn sweep_protection_batch(
+        &mut self,
+        sweep: &PendingSweep,
+        batch_lines: i64,
+        now_ms: i64,
+    ) -> Result<SweepBatch, StoreError> {
+        let drop = &sweep.drop;
+        let lo = sweep.after_line_id;
+        let hi: Option<i64> = sqlx::query(
+            "SELECT MAX(id) AS hi FROM (SELECT id FROM order_lines WHERE sku_id = $1 AND protect_window_days > 0 \
+             AND id > $2 ORDER BY id LIMIT $3) x",
+        )
+        .bind(drop.sku_id)
+        .bind(lo)
+        .bind(batch_lines)
+        .fetch_one(self.conn())
+        .await?
+        .try_get("hi")?;
+        let Some(hi) = hi else {
+            let done = sqlx::query(
+                "UPDATE protection_sweeps SET status = 'done', finished_at_ms = $1 \
+                 WHERE drop_id = $2 AND status = 'pending' AND after_line_id = $3",
+            )
+            .bind(now_ms)
+            .bind(drop.id)
+            .bind(lo)
+            .execute(self.conn())
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Concurrent);
+            }
+            return Ok(SweepBatch { refunds: 0, more: false, after_line_id: lo });
+        };
+        if self.backend == Backend::Postgres {
+            // Claims lock the line they pay; the batch locks its lines in id order.
+            sqlx::query(
+                "SELECT id FROM order_lines WHERE sku_id = $1 AND protect_window_days > 0 AND id > $2 AND id <= $3 \
+                 ORDER BY id FOR UPDATE",
+            )
+            .bind(drop.sku_id)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(self.conn())
+            .await?;
+        }
+        // Eligible: shipped (unshipped orders are paid at shipment; cancelled ones never), placed
+        // before the drop, and the drop inside the line's window, to the millisecond.
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO after_sales (order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
+             merchant_fen, platform_fen, drop_id, sweep_batch, reason, payout_status, created_at_ms, updated_at_ms) \
+             SELECT order_id, line_id, buyer_user_id, merchant_id, 'price_protection', 'refunded', units, amount_fen, \
+             amount_fen - amount_fen * $1 / 10000, amount_fen * $1 / 10000, $2, $3, 'price drop', 'pending', $4, $4 \
+             FROM (SELECT order_id, line_id, buyer_user_id, merchant_id, units, \
+                   CASE WHEN due_fen < cap_fen THEN due_fen ELSE cap_fen END AS amount_fen \
+                   FROM (SELECT l.order_id, l.id AS line_id, o.buyer_user_id, o.merchant_id, \
+                         l.quantity - l.returned_units AS units, \
+                         l.merchant_net_fen - {net_returned} - $5 * (l.quantity - l.returned_units) \
+                           - l.protection_fen + {taken_back} AS due_fen, \
+                         l.paid_fen - l.refunded_fen - l.protection_fen - l.compensation_fen AS cap_fen \
+                         FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                         WHERE l.sku_id = $6 AND l.protect_window_days > 0 AND l.id > $7 AND l.id <= $3 \
+                         AND o.status IN ('shipped', 'delivered', 'completed') AND o.created_at_ms <= $8 \
+                         AND $8 < (CASE WHEN l.protect_from = 'placement' THEN o.created_at_ms \
+                                   ELSE COALESCE(o.delivered_at_ms, $8) END) + l.protect_window_days * {DAY_MS}) d) q \
+             WHERE amount_fen > 0 \
+             ON CONFLICT (line_id, drop_id) DO NOTHING",
+            net_returned = front_loaded_sql("l.merchant_net_fen"),
+            taken_back = taken_back_sql(),
+        ))
+        .bind(sweep.platform_bps)
+        .bind(drop.id)
+        .bind(hi)
+        .bind(now_ms)
+        .bind(drop.new_price_fen)
+        .bind(drop.sku_id)
+        .bind(lo)
+        .bind(drop.changed_at_ms)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        let refunds = i64::try_from(inserted).map_err(|_| StoreError::Constraint)?;
+        if refunds > 0 {
+            self.post_sweep_batch(drop.id, hi, lo, now_ms).await?;
+        }
+        let moved = sqlx::query(
+            "UPDATE protection_sweeps SET after_line_id = $1, refunds = refunds + $2 \
+             WHERE drop_id = $3 AND status = 'pending' AND after_line_id = $4",
+        )
+        .bind(hi)
+        .bind(refunds)
+        .bind(drop.id)
+        .bind(lo)
+        .execute(self.conn())
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::Concurrent);
+        }
+        Ok(SweepBatch { refunds, more: true, after_line_id: hi })
+    }
+
+    /// The ledger posting of one sweep batch and the lines' running totals, from the rows the
+    /// batch inserted. One posting per batch: each order's merchant account (receivable, or
+    /// settlement once the order is settled) and the platform's subsidy budget give up their
+    /// parts, tagged with the order so settlement sees them; the refunds account takes the total.
+    async fn post_sweep_batch(&mut self, drop_id: i64, hi: i64, lo: i64, now_ms: i64) -> Result<(), StoreError> {
+        let transaction_id: i64 = sqlx::query(
+            "INSERT INTO ledger_transactions (kind, reference, order_id, at_ms) VALUES ('price_protection', $1, NULL, $2) \
+             RETURNING id",
+        )
+        .bind(format!("price_protection:drop:{drop_id}:batch:{hi}"))
+        .bind(now_ms)
+        .fetch_one(self.conn())
+        .await?
+        .try_get("id")?;
+        const BATCH_ROWS: &str = "a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3";
+        sqlx::query(&format!(
+            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
+             SELECT $1, CASE WHEN o.settled_at_ms IS NULL THEN 'merchant_receivable:' ELSE 'merchant_settlement:' END \
+             || CAST(a.merchant_id AS TEXT), a.merchant_fen, a.order_id \
+             FROM after_sales a JOIN orders o ON o.id = a.order_id WHERE {BATCH_ROWS} AND a.merchant_fen > 0"
+        ))
+        .bind(transaction_id)
+        .bind(drop_id)
+        .bind(hi)
+        .bind(lo)
+        .execute(self.conn())
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
+             SELECT $1, 'platform_subsidy_budget', a.platform_fen, a.order_id FROM after_sales a \
+             WHERE {BATCH_ROWS} AND a.platform_fen > 0"
+        ))
+        .bind(transaction_id)
+        .bind(drop_id)
+        .bind(hi)
+        .bind(lo)
+        .execute(self.conn())
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
+             SELECT $1, 'refunds', -CAST(SUM(a.amount_fen) AS BIGINT), NULL FROM after_sales a WHERE {BATCH_ROWS}"
+        ))
+        .bind(transaction_id)
+        .bind(drop_id)
+        .bind(hi)
+        .bind(lo)
+        .execute(self.conn())
+        .await?;
+        // Balanced by construction (merchant + platform = amount, a CHECK); verified anyway, as
+        // every posting is.
+        let total: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) AS total FROM ledger_entries WHERE transaction_id = $1",
+        )
+        .bind(transaction_id)
+        .fetch_one(self.conn())
+        .await?
+        .try_get("total")?;
+        if total != 0 {
+            return Err(StoreError::Constraint);
+        }
+        sqlx::query(
+            "UPDATE order_lines SET protection_fen = protection_fen + \
+             (SELECT a.amount_fen FROM after_sales a WHERE a.line_id = order_lines.id AND a.drop_id = $1) \
+             WHERE id IN (SELECT a.line_id FROM after_sales a \
+                          WHERE a.drop_id = $1 AND a.sweep_batch = $2 AND a.line_id > $3 AND a.line_id <= $2)",
+        )
+        .bind(drop_id)
+        .bind(hi)
+        .bind(lo)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records that the gateway accepted an after-sale's payout.
+    pub async fn mark_after_sale_paid_out(
+        &mut self,
+        after_sale_id: i64,
+        payout_ref: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE after_sales SET payout_status = 'sent', payout_ref = $1, updated_at_ms = $2 \
+             WHERE id = $3 AND payout_status = 'pending'",
+        )
+        .bind(payout_ref)
+        .bind(now_ms)
+        .bind(after_sale_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Moves an after-sale from `from` to `to` (compare-and-set) with its audit event; false if
+    /// it was no longer in `from`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_after_sale(
+        &mut self,
+        id: i64,
+        from: &str,
+        to: &str,
+        changes: &AfterSaleChanges,
+        actor_user_id: Option<i64>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE after_sales SET status = $1, updated_at_ms = $2, due_at_ms = $3, \
+             amount_fen = COALESCE($4, amount_fen), merchant_fen = COALESCE($5, merchant_fen), \
+             platform_fen = COALESCE($6, platform_fen), payout_status = COALESCE($7, payout_status), \
+             return_carrier = COALESCE($8, return_carrier), return_tracking = COALESCE($9, return_tracking) \
+             WHERE id = $10 AND status = $11",
+        )
+        .bind(to)
+        .bind(now_ms)
+        .bind(changes.due_at_ms)
+        .bind(changes.amount_fen)
+        .bind(changes.merchant_fen)
+        .bind(changes.platform_fen)
+        .bind(changes.payout_status)
+        .bind(changes.return_carrier.clone())
+        .bind(changes.return_tracking.clone())
+        .bind(id)
+        .bind(from)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.after_sale_event(id, from, to, actor_user_id, reason, now_ms).await?;
+        Ok(true)
+    }
+
+    pub async fn after_sale_for_update(&mut self, id: i64) -> Result<Option<AfterSaleRow>, StoreError> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE id = $1{lock}");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()).await?;
+        Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+
+    /// What a line was paid for one price drop, if anything.
+    pub async fn after_sale_for_drop(
+        &mut self,
+        line_id: i64,
+        drop_id: i64,
+    ) -> Result<Option<AfterSaleRow>, StoreError> {
+        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE line_id = $1 AND drop_id = $2");
+        let row = sqlx::query(&sql).bind(line_id).bind(drop_id).fetch_optional(self.conn()).await?;
+        Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+
+    /// A buyer's earlier request under the same idempotency key.
+    pub async fn after_sale_by_key(
+        &mut self,
+        buyer_user_id: i64,
+        key: &str,
+    ) -> Result<Option<AfterSaleRow>, StoreError> {
+        let sql =
+            format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE buyer_user_id = $1 AND idempotency_key = $2");
+        let row = sqlx::query(&sql).bind(buyer_user_id).bind(key).fetch_optional(self.conn()).await?;
+        Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+}
+
+/// What a transition writes besides the status; `None` leaves a column as it is (except
+/// `due_at_ms`, which is always set: a state without a deadline clears it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AfterSaleChanges {
+    pub due_at_ms: Option<i64>,
+    pub amount_fen: Option<i64>,
+    pub merchant_fen: Option<i64>,
+    pub platform_fen: Option<i64>,
+    pub payout_status: Option<&'static str>,
+    pub return_carrier: Option<String>,
+    pub return_tracking: Option<String>,
+}
+
+/// SQL for `front_loaded_share(total, quantity, 0, returned_units)` of
+/// `xingqu_domain::after_sale::money`: the refunded units' largest-remainder share of `total`.
+fn front_loaded_sql(total: &str) -> String {
+    format!(
+        "(l.returned_units * ({total} / l.quantity) + CASE WHEN l.returned_units < {total} % l.quantity \
+         THEN l.returned_units ELSE {total} % l.quantity END)"
+    )
+}
+
+/// SQL for the protection a refund took back (see `ProtectedLine::due_fen`): what the refunded
+/// units' share of the payment exceeds their refunds by, between 0 and the protection paid.
+fn taken_back_sql() -> String {
+    let over = format!("({} - l.refunded_fen)", front_loaded_sql("l.paid_fen"));
+    format!("(CASE WHEN {over} < 0 THEN 0 WHEN {over} > l.protection_fen THEN l.protection_fen ELSE {over} END)")
+}
+
+fn prefixed_line_columns() -> String {
+    crate::orders::LINE_COLUMNS.split(',').map(|c| format!("l.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
+impl Store {
+    pub async fn protection_policy(&self, sku_id: i64) -> Result<Option<ProtectionPolicy>, StoreError> {
+        let row = sqlx::query(
+            "SELECT protect_window_days, protect_from, protect_auto, protect_platform_bps FROM skus WHERE id = $1",
+        )
+        .bind(sku_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            Ok(ProtectionPolicy {
+                window_days: r.try_get("protect_window_days")?,
+                from: r.try_get("protect_from")?,
+                auto: r.try_get::<i64, _>("protect_auto")? != 0,
+                platform_bps: r.try_get("protect_platform_bps")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Sweeps not yet finished, oldest drop first, with the SKU's platform share now.
+    pub async fn pending_protection_sweeps(&self, limit: i64) -> Result<Vec<PendingSweep>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.id, h.sku_id, h.old_price_fen, h.new_price_fen, h.changed_at_ms, w.after_line_id, \
+             s.protect_platform_bps FROM protection_sweeps w JOIN price_history h ON h.id = w.drop_id \
+             JOIN skus s ON s.id = h.sku_id WHERE w.status = 'pending' ORDER BY w.drop_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingSweep {
+                    drop: price_change(r)?,
+                    after_line_id: r.try_get("after_line_id")?,
+                    platform_bps: r.try_get("protect_platform_bps")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub async fn after_sale(&self, id: i64) -> Result<Option<AfterSaleRow>, StoreError> {
+        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
+        Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+
+    /// The after-sales of one order, oldest first.
+    pub async fn after_sales_of_order(&self, order_id: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE line_id IN \
+             (SELECT id FROM order_lines WHERE order_id = $1) ORDER BY id"
+        );
+        let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Pending payouts, oldest first.
+    pub async fn pending_after_sale_payouts(&self, limit: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE payout_status = 'pending' ORDER BY id LIMIT $1"
+        );
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// After-sales whose deadline has come, soonest first.
+    pub async fn due_after_sales(&self, now_ms: i64, limit: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE due_at_ms IS NOT NULL AND due_at_ms <= $1 \
+             ORDER BY due_at_ms LIMIT $2"
+        );
+        let rows = sqlx::query(&sql).bind(now_ms).bind(limit).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The audit trail of one after-sale, oldest first.
+    pub async fn after_sale_events(&self, after_sale_id: i64) -> Result<Vec<AfterSaleEventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT from_status, to_status, actor_user_id, reason, at_ms FROM after_sale_events \
+             WHERE after_sale_id = $1 ORDER BY id",
+        )
+        .bind(after_sale_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AfterSaleEventRow {
+                    from_status: r.try_get("from_status")?,
+                    to_status: r.try_get("to_status")?,
+                    actor_user_id: r.try_get("actor_user_id")?,
+                    reason: r.try_get("reason")?,
+                    at_ms: r.try_get("at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
