@@ -318,6 +318,7 @@ impl App {
         if actor.role != Role::Consumer && actor.role != Role::Creator {
             return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
         }
+        let _in_flight = self.traffic().enter();
         let key = crate::orders::parse_idempotency_key(idempotency_key)?;
         let address = crate::orders::parse_address(address)?;
         let gate = self.gate(flash_sale_id).await?;

@@ -69,6 +69,8 @@ pub struct App {
     hot: Arc<std::sync::Mutex<hotlist::HotState>>,
     /// Set while this process runs price-protection sweeps.
     sweeping: Arc<std::sync::atomic::AtomicBool>,
+    /// Orders being placed: background writers (sweeps) give way to them.
+    traffic: Arc<price_protection::OrderTraffic>,
 }
 
 impl App {
@@ -85,7 +87,12 @@ impl App {
             sessions: Arc::default(),
             hot: Arc::default(),
             sweeping: Arc::default(),
+            traffic: Arc::default(),
         }
+    }
+
+    pub(crate) fn traffic(&self) -> &price_protection::OrderTraffic {
+        &self.traffic
     }
 
     pub(crate) fn sweeping(&self) -> &std::sync::atomic::AtomicBool {

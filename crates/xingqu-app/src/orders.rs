@@ -244,6 +244,7 @@ impl App {
         if actor.role != Role::Consumer && actor.role != Role::Creator {
             return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
         }
+        let _in_flight = self.traffic().enter();
         let key = parse_idempotency_key(idempotency_key)?;
         let address = parse_address(address)?;
         let digest = request_digest(lines, &address, &format!("cart|{}", choice.digest_part()));
@@ -871,7 +872,9 @@ impl App {
         // What the ledger says the platform owes the merchant for this order: the buyer's payment
         // plus what others funded (coupons, a lucky bag's creator), less refunds.
         let receivable_account = Account::MerchantReceivable(order.merchant_id).to_string();
-        let receivable_fen = -tx.order_account_balance(order_id, &receivable_account).await?;
+        // Price protection paid by sweeps is posted merchant by merchant, not order by order.
+        let receivable_fen = -tx.order_account_balance(order_id, &receivable_account).await?
+            - tx.swept_protection_merchant_fen(order_id).await?;
         let kept_fen = if receivable_fen > 0 { order.paid_fen - order.refunded_fen } else { 0 };
         let commission = settlement_commission(&lines, order.paid_fen, kept_fen);
         match tx.mark_settled(order_id, commission, now_ms).await {

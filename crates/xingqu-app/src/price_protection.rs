@@ -2,7 +2,8 @@
 //! catch-up at shipment, and paying it all out through the gateway.
 
 use crate::{App, AppError, AppResult};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use xingqu_domain::account::Actor;
 use xingqu_domain::after_sale::window::{ProtectionWindowDays, ProtectionWindowFrom};
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
@@ -12,9 +13,16 @@ use xingqu_store::after_sales::{
 };
 use xingqu_store::{StoreError, Tx};
 
-/// Protected lines one sweep transaction covers: small enough that orders waiting for SQLite's
-/// writer wait for one batch at most, large enough that the set-based statements dominate.
-pub const SWEEP_BATCH_LINES: i64 = 512;
+/// Protected lines one sweep transaction covers while buyers are placing orders: a batch holds
+/// SQLite's single writer for about a millisecond, so an order waits for one batch at most.
+pub const SWEEP_BATCH_LINES_BUSY: i64 = 128;
+/// ... and while nobody is: few, large transactions, the set-based statements dominate.
+pub const SWEEP_BATCH_LINES_QUIET: i64 = 65_536;
+/// Orders placed this recently make the store "busy" for the sweep.
+const BUSY_FOR: Duration = Duration::from_millis(250);
+/// How long a batch waits for orders in flight to finish before it runs anyway (so a
+/// flash sale cannot starve a sweep).
+const YIELD_AT_MOST: Duration = Duration::from_millis(5);
 /// Payouts the timers send per run.
 const PAYOUT_BATCH: i64 = 2_000;
 
@@ -55,6 +63,55 @@ pub(crate) fn merchant_account(line: &LineForAfterSale) -> Account {
 
 fn window_from(raw: &str) -> ProtectionWindowFrom {
     ProtectionWindowFrom::parse(raw).unwrap_or(ProtectionWindowFrom::Placement)
+}
+
+/// Order placements in flight and the latest one's start: the sweep gives way to buyers.
+#[derive(Debug)]
+pub(crate) struct OrderTraffic {
+    started: Instant,
+    in_flight: AtomicUsize,
+    last_us: AtomicU64,
+}
+
+impl Default for OrderTraffic {
+    fn default() -> Self {
+        Self { started: Instant::now(), in_flight: AtomicUsize::new(0), last_us: AtomicU64::new(0) }
+    }
+}
+
+/// Held while an order is being placed.
+pub(crate) struct InFlight<'a>(&'a OrderTraffic);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl OrderTraffic {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.last_us.store(self.now_us().max(1), Ordering::Release);
+        InFlight(self)
+    }
+
+    fn busy(&self) -> bool {
+        let last_us = self.last_us.load(Ordering::Acquire);
+        self.in_flight.load(Ordering::Acquire) > 0
+            || (last_us > 0 && self.now_us().saturating_sub(last_us) < BUSY_FOR.as_micros() as u64)
+    }
+
+    /// Waits (briefly) for orders in flight to get through first.
+    async fn give_way(&self) {
+        let deadline = Instant::now() + YIELD_AT_MOST;
+        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
 }
 
 impl App {
@@ -139,8 +196,16 @@ impl App {
             }
             for mut sweep in pending {
                 loop {
+                    // Buyers first: while orders are being placed, batches are small and wait
+                    // for the orders in flight; a quiet store gets large batches.
+                    let batch_lines = if self.traffic().busy() {
+                        self.traffic().give_way().await;
+                        SWEEP_BATCH_LINES_BUSY
+                    } else {
+                        SWEEP_BATCH_LINES_QUIET
+                    };
                     let mut tx = self.store().begin().await?;
-                    match tx.sweep_protection_batch(&sweep, SWEEP_BATCH_LINES, self.now_ms()).await {
+                    match tx.sweep_protection_batch(&sweep, batch_lines, self.now_ms()).await {
                         Ok(batch) => {
                             tx.commit().await?;
                             refunds += batch.refunds;
@@ -153,8 +218,6 @@ impl App {
                         Err(StoreError::Concurrent) => break,
                         Err(error) => return Err(error.into()),
                     }
-                    // Let orders waiting for the writer in between batches.
-                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -267,7 +330,7 @@ impl App {
             Posting::paid_back(PostingKind::PriceProtection, merchant_account(line), merchant_fen, platform_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&posting, &format!("after_sale:{id}"), Some(line.line.order_id), now_ms).await?;
-        tx.add_line_paid_back(line.line.id, 0, 0, amount_fen, 0).await?;
+        tx.note_protection_paid(line.line.sku_id, drop.id).await?;
         Ok(id)
     }
 

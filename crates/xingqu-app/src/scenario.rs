@@ -7,6 +7,7 @@ use crate::{App, AppError, AppResult};
 use xingqu_domain::account::Password;
 use xingqu_domain::catalog::{CategoryFlags, OriginTags};
 use xingqu_store::accounts::NewUser;
+use xingqu_store::after_sales::ProtectionPolicy;
 use xingqu_store::catalog::NewMerchant;
 use xingqu_store::orders::NewFlashSale;
 use xingqu_store::products::{Change, ProductContent, SkuValues};
@@ -44,6 +45,19 @@ async fn insert_buyers(
         buyer_ids.push(id);
     }
     Ok((buyer_tokens, buyer_ids))
+}
+
+/// A price-protection scenario: a shop with many SKUs in automatic price protection and buyers;
+/// `xingqu bench price-protection` fills it with orders.
+#[derive(Debug, Clone)]
+pub struct ProtectionScenario {
+    pub merchant_id: i64,
+    pub product_id: i64,
+    /// The shop's staff member who changes prices.
+    pub staff: xingqu_domain::account::Actor,
+    /// SKU ids in creation order (contiguous); the first is the one whose price is cut.
+    pub sku_ids: Vec<i64>,
+    pub buyer_ids: Vec<i64>,
 }
 
 /// A claim-storm scenario: a platform coupon open for claiming now and signed-in buyers.
@@ -96,6 +110,72 @@ impl App {
             .await?;
         tx.commit().await.map_err(AppError::from)?;
         Ok(CouponScenario { coupon_id: coupon.id, buyer_tokens, buyer_ids })
+    }
+
+    /// Builds, in one transaction, a shop with one product of `n_skus` SKUs at 100 元 (stock a
+    /// million each), every SKU in automatic price protection for 30 days from placement, and
+    /// `n_buyers` consumers.
+    pub async fn seed_protection_scenario(&self, n_buyers: usize, n_skus: usize) -> AppResult<ProtectionScenario> {
+        let now_ms = self.now_ms();
+        let password_hash = hash_password(Password::parse("scenario-password")?).await?;
+        let mut tx = self.store().begin().await?;
+        let owner = tx
+            .insert_user(&NewUser {
+                email: "protection-owner@xingqu.bench",
+                password_hash: &password_hash,
+                display_name: "protection owner",
+                role: "consumer",
+                merchant_id: None,
+                now_ms,
+            })
+            .await?;
+        let category = tx.insert_category(None, "protection-bench", "家电", CategoryFlags::default(), now_ms).await?;
+        let merchant = tx
+            .insert_merchant(&NewMerchant {
+                shop_name: "国货家电旗舰店",
+                region_code: "440300",
+                qualification: "approved",
+                owner_user_id: owner.id,
+                category_ids: &[category.id],
+                now_ms,
+            })
+            .await?;
+        tx.make_merchant_staff(owner.id, merchant.id).await?;
+        let images = vec!["https://img.xingqu.demo/kettle.jpg".to_owned()];
+        let content = ProductContent {
+            category_id: category.id,
+            brand_id: None,
+            title: "国货电热水壶",
+            description: "价保30天",
+            image_urls: &images,
+            tags: OriginTags::default(),
+            origin_region_code: "440300",
+        };
+        let product_id = tx.insert_product(merchant.id, &content, now_ms).await?;
+        let change = Change { actor_user_id: Some(owner.id), reason: "initial price", now_ms };
+        let policy = ProtectionPolicy { window_days: 30, from: "placement".to_owned(), auto: true, platform_bps: 0 };
+        let mut sku_ids = Vec::with_capacity(n_skus);
+        for index in 0..n_skus {
+            let spec = vec![("款式".to_owned(), format!("{index:05}"))];
+            let sku = tx
+                .insert_sku(
+                    product_id,
+                    &SkuValues { spec: &spec, price_fen: 10_000, stock: Some(1_000_000), weight_g: 1500 },
+                    change,
+                )
+                .await?;
+            tx.set_protection_policy(sku.id, &policy).await?;
+            sku_ids.push(sku.id);
+        }
+        tx.transition_product(product_id, "draft", "listed", change).await?;
+        let (_, buyer_ids) = insert_buyers(&mut tx, n_buyers, &password_hash, now_ms).await?;
+        tx.commit().await.map_err(AppError::from)?;
+        let staff = xingqu_domain::account::Actor {
+            user_id: owner.id,
+            role: xingqu_domain::account::Role::MerchantStaff,
+            merchant_id: Some(merchant.id),
+        };
+        Ok(ProtectionScenario { merchant_id: merchant.id, product_id, staff, sku_ids, buyer_ids })
     }
 
     /// Builds the scenario in one transaction: `n_buyers` consumers with live sessions, and a

@@ -233,6 +233,18 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs a finished sweep again from the start (after a fix, or to prove it idempotent): every
+    /// line it already paid conflicts or is owed nothing, so a re-run pays only what is missing.
+    pub async fn restart_protection_sweep(&mut self, drop_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE protection_sweeps SET status = 'pending', after_line_id = 0, finished_at_ms = NULL WHERE drop_id = $1",
+        )
+        .bind(drop_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// An order line and its order, locked against concurrent after-sales on PostgreSQL (SQLite
     /// has one writer).
     pub async fn line_for_after_sale(&mut self, line_id: i64) -> Result<Option<LineForAfterSale>, StoreError> {
@@ -240,7 +252,7 @@ impl Tx {
         let sql = format!(
             "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
              o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE l.id = $1{lock}",
-            prefixed_line_columns()
+            crate::orders::line_columns("l")
         );
         let row = sqlx::query(&sql).bind(line_id).fetch_optional(self.conn()).await?;
         Ok(row.as_ref().map(line_for_after_sale).transpose()?)
@@ -253,7 +265,7 @@ impl Tx {
             "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
              o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id \
              WHERE l.order_id = $1 ORDER BY l.id{lock}",
-            prefixed_line_columns()
+            crate::orders::line_columns("l")
         );
         let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.conn()).await?;
         Ok(rows.iter().map(line_for_after_sale).collect::<Result<_, _>>()?)
@@ -317,23 +329,21 @@ impl Tx {
         Ok(())
     }
 
-    /// Adds what a line pays back; the store's CHECK refuses more than was paid in total
-    /// ([`StoreError::Constraint`]).
+    /// Adds refunds (and the units they cover) and compensation to what a line paid back; the
+    /// store's CHECK refuses more than was paid ([`StoreError::Constraint`]).
     pub async fn add_line_paid_back(
         &mut self,
         line_id: i64,
         refunded_fen: i64,
         returned_units: i64,
-        protection_fen: i64,
         compensation_fen: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE order_lines SET refunded_fen = refunded_fen + $1, returned_units = returned_units + $2, \
-             protection_fen = protection_fen + $3, compensation_fen = compensation_fen + $4 WHERE id = $5",
+             compensation_fen = compensation_fen + $3 WHERE id = $4",
         )
         .bind(refunded_fen)
         .bind(returned_units)
-        .bind(protection_fen)
         .bind(compensation_fen)
         .bind(line_id)
         .execute(self.conn())
@@ -393,21 +403,46 @@ impl Tx {
             .fetch_all(self.conn())
             .await?;
         }
+        // Protection already paid on a line for an earlier drop is deducted; a SKU on which no
+        // other drop has paid anything (the common case) skips looking it up. Payments for this
+        // drop itself (a buyer's claim) conflict on (line, drop) and are skipped either way.
+        let earlier: Option<(Option<i64>, i64)> =
+            sqlx::query("SELECT protect_first_drop_id, protect_multi FROM skus WHERE id = $1")
+                .bind(drop.sku_id)
+                .fetch_optional(self.conn())
+                .await?
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get("protect_first_drop_id")?, r.try_get("protect_multi")?)))
+                .transpose()?;
+        let look_up_earlier = earlier.is_some_and(|(first, multi)| multi != 0 || first.is_some_and(|d| d != drop.id));
+        let (paid_join, paid_fen) = if look_up_earlier {
+            (
+                "LEFT JOIN (SELECT line_id, CAST(SUM(amount_fen) AS BIGINT) AS paid_fen FROM after_sales \
+                 WHERE kind = 'price_protection' AND line_id IN (SELECT id FROM order_lines \
+                 WHERE sku_id = $6 AND protect_window_days > 0 AND id > $7 AND id <= $3) \
+                 GROUP BY line_id) pp ON pp.line_id = l.id",
+                "COALESCE(pp.paid_fen, 0)",
+            )
+        } else {
+            ("", "0")
+        };
         // Eligible: shipped (unshipped orders are paid at shipment; cancelled ones never), placed
         // before the drop, and the drop inside the line's window, to the millisecond.
         let inserted = sqlx::query(&format!(
             "INSERT INTO after_sales (order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
-             merchant_fen, platform_fen, drop_id, sweep_batch, reason, payout_status, created_at_ms, updated_at_ms) \
+             merchant_fen, platform_fen, drop_id, sweep_batch, merchant_settled, reason, payout_status, created_at_ms, \
+             updated_at_ms) \
              SELECT order_id, line_id, buyer_user_id, merchant_id, 'price_protection', 'refunded', units, amount_fen, \
-             amount_fen - amount_fen * $1 / 10000, amount_fen * $1 / 10000, $2, $3, 'price drop', 'pending', $4, $4 \
-             FROM (SELECT order_id, line_id, buyer_user_id, merchant_id, units, \
+             amount_fen - amount_fen * $1 / 10000, amount_fen * $1 / 10000, $2, $3, settled, 'price drop', 'pending', \
+             $4, $4 \
+             FROM (SELECT order_id, line_id, buyer_user_id, merchant_id, units, settled, \
                    CASE WHEN due_fen < cap_fen THEN due_fen ELSE cap_fen END AS amount_fen \
                    FROM (SELECT l.order_id, l.id AS line_id, o.buyer_user_id, o.merchant_id, \
+                         CASE WHEN o.settled_at_ms IS NULL THEN 0 ELSE 1 END AS settled, \
                          l.quantity - l.returned_units AS units, \
                          l.merchant_net_fen - {net_returned} - $5 * (l.quantity - l.returned_units) \
-                           - l.protection_fen + {taken_back} AS due_fen, \
-                         l.paid_fen - l.refunded_fen - l.protection_fen - l.compensation_fen AS cap_fen \
-                         FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                           - {paid_fen} + {taken_back} AS due_fen, \
+                         l.paid_fen - l.refunded_fen - {paid_fen} - l.compensation_fen AS cap_fen \
+                         FROM order_lines l JOIN orders o ON o.id = l.order_id {paid_join} \
                          WHERE l.sku_id = $6 AND l.protect_window_days > 0 AND l.id > $7 AND l.id <= $3 \
                          AND o.status IN ('shipped', 'delivered', 'completed') AND o.created_at_ms <= $8 \
                          AND $8 < (CASE WHEN l.protect_from = 'placement' THEN o.created_at_ms \
@@ -415,7 +450,7 @@ impl Tx {
              WHERE amount_fen > 0 \
              ON CONFLICT (line_id, drop_id) DO NOTHING",
             net_returned = front_loaded_sql("l.merchant_net_fen"),
-            taken_back = taken_back_sql(),
+            taken_back = taken_back_sql(paid_fen),
         ))
         .bind(sweep.platform_bps)
         .bind(drop.id)
@@ -431,6 +466,7 @@ impl Tx {
         let refunds = i64::try_from(inserted).map_err(|_| StoreError::Constraint)?;
         if refunds > 0 {
             self.post_sweep_batch(drop.id, hi, lo, now_ms).await?;
+            self.note_protection_paid(drop.sku_id, drop.id).await?;
         }
         let moved = sqlx::query(
             "UPDATE protection_sweeps SET after_line_id = $1, refunds = refunds + $2 \
@@ -448,10 +484,11 @@ impl Tx {
         Ok(SweepBatch { refunds, more: true, after_line_id: hi })
     }
 
-    /// The ledger posting of one sweep batch and the lines' running totals, from the rows the
-    /// batch inserted. One posting per batch: each order's merchant account (receivable, or
-    /// settlement once the order is settled) and the platform's subsidy budget give up their
-    /// parts, tagged with the order so settlement sees them; the refunds account takes the total.
+    /// The ledger posting of one sweep batch, from the rows the batch inserted: one posting in
+    /// which each merchant's account (receivable, or settlement for orders already settled) and
+    /// the platform's subsidy budget give up their parts and the refunds account takes the total.
+    /// Posted merchant by merchant rather than order by order (a sweep pays hundreds of thousands
+    /// of lines); the batch's after-sale rows attribute it to orders, and settlement deducts them.
     async fn post_sweep_batch(&mut self, drop_id: i64, hi: i64, lo: i64, now_ms: i64) -> Result<(), StoreError> {
         let transaction_id: i64 = sqlx::query(
             "INSERT INTO ledger_transactions (kind, reference, order_id, at_ms) VALUES ('price_protection', $1, NULL, $2) \
@@ -462,34 +499,21 @@ impl Tx {
         .fetch_one(self.conn())
         .await?
         .try_get("id")?;
-        const BATCH_ROWS: &str = "a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3";
-        sqlx::query(&format!(
-            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
-             SELECT $1, CASE WHEN o.settled_at_ms IS NULL THEN 'merchant_receivable:' ELSE 'merchant_settlement:' END \
-             || CAST(a.merchant_id AS TEXT), a.merchant_fen, a.order_id \
-             FROM after_sales a JOIN orders o ON o.id = a.order_id WHERE {BATCH_ROWS} AND a.merchant_fen > 0"
-        ))
-        .bind(transaction_id)
-        .bind(drop_id)
-        .bind(hi)
-        .bind(lo)
-        .execute(self.conn())
-        .await?;
-        sqlx::query(&format!(
-            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
-             SELECT $1, 'platform_subsidy_budget', a.platform_fen, a.order_id FROM after_sales a \
-             WHERE {BATCH_ROWS} AND a.platform_fen > 0"
-        ))
-        .bind(transaction_id)
-        .bind(drop_id)
-        .bind(hi)
-        .bind(lo)
-        .execute(self.conn())
-        .await?;
-        sqlx::query(&format!(
-            "INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
-             SELECT $1, 'refunds', -CAST(SUM(a.amount_fen) AS BIGINT), NULL FROM after_sales a WHERE {BATCH_ROWS}"
-        ))
+        // One scan of the batch's rows, grouped by merchant; the platform's and the refunds'
+        // entries are sums of the groups.
+        sqlx::query(
+            "WITH g AS (SELECT a.merchant_id, a.merchant_settled, CAST(SUM(a.merchant_fen) AS BIGINT) AS merchant_fen, \
+             CAST(SUM(a.platform_fen) AS BIGINT) AS platform_fen, CAST(SUM(a.amount_fen) AS BIGINT) AS amount_fen \
+             FROM after_sales a WHERE a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3 \
+             GROUP BY a.merchant_id, a.merchant_settled) \
+             INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
+             SELECT $1, CASE WHEN merchant_settled = 0 THEN 'merchant_receivable:' ELSE 'merchant_settlement:' END \
+             || CAST(merchant_id AS TEXT), merchant_fen, CAST(NULL AS BIGINT) FROM g WHERE merchant_fen > 0 \
+             UNION ALL SELECT $1, 'platform_subsidy_budget', CAST(SUM(platform_fen) AS BIGINT), CAST(NULL AS BIGINT) \
+             FROM g HAVING SUM(platform_fen) > 0 \
+             UNION ALL SELECT $1, 'refunds', -CAST(SUM(amount_fen) AS BIGINT), CAST(NULL AS BIGINT) FROM g \
+             HAVING COUNT(*) > 0",
+        )
         .bind(transaction_id)
         .bind(drop_id)
         .bind(hi)
@@ -508,18 +532,35 @@ impl Tx {
         if total != 0 {
             return Err(StoreError::Constraint);
         }
+        Ok(())
+    }
+
+    /// Remembers that `drop_id` paid protection on the SKU (a sweep looks up earlier payments only
+    /// on SKUs where another drop has paid).
+    pub async fn note_protection_paid(&mut self, sku_id: i64, drop_id: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE order_lines SET protection_fen = protection_fen + \
-             (SELECT a.amount_fen FROM after_sales a WHERE a.line_id = order_lines.id AND a.drop_id = $1) \
-             WHERE id IN (SELECT a.line_id FROM after_sales a \
-                          WHERE a.drop_id = $1 AND a.sweep_batch = $2 AND a.line_id > $3 AND a.line_id <= $2)",
+            "UPDATE skus SET protect_multi = CASE WHEN protect_first_drop_id IS NOT NULL AND protect_first_drop_id <> $1 \
+             THEN 1 ELSE protect_multi END, protect_first_drop_id = COALESCE(protect_first_drop_id, $1) WHERE id = $2",
         )
         .bind(drop_id)
-        .bind(hi)
-        .bind(lo)
+        .bind(sku_id)
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    /// What sweeps paid out of an order's receivable (its merchant's parts of batch-posted price
+    /// protection while unsettled): settlement deducts it from the order's ledger balance.
+    pub async fn swept_protection_merchant_fen(&mut self, order_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(merchant_fen), 0) AS BIGINT) AS fen FROM after_sales \
+             WHERE line_id IN (SELECT id FROM order_lines WHERE order_id = $1) AND sweep_batch IS NOT NULL \
+             AND merchant_settled = 0",
+        )
+        .bind(order_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("fen")?)
     }
 
     /// Records that the gateway accepted an after-sale's payout.
@@ -629,20 +670,28 @@ pub struct AfterSaleChanges {
 /// `xingqu_domain::after_sale::money`: the refunded units' largest-remainder share of `total`.
 fn front_loaded_sql(total: &str) -> String {
     format!(
-        "(l.returned_units * ({total} / l.quantity) + CASE WHEN l.returned_units < {total} % l.quantity \
-         THEN l.returned_units ELSE {total} % l.quantity END)"
+        "(CASE WHEN l.returned_units = 0 THEN 0 ELSE l.returned_units * ({total} / l.quantity) + \
+         CASE WHEN l.returned_units < {total} % l.quantity THEN l.returned_units ELSE {total} % l.quantity END END)"
     )
 }
 
 /// SQL for the protection a refund took back (see `ProtectedLine::due_fen`): what the refunded
 /// units' share of the payment exceeds their refunds by, between 0 and the protection paid.
-fn taken_back_sql() -> String {
+fn taken_back_sql(protection_fen: &str) -> String {
     let over = format!("({} - l.refunded_fen)", front_loaded_sql("l.paid_fen"));
-    format!("(CASE WHEN {over} < 0 THEN 0 WHEN {over} > l.protection_fen THEN l.protection_fen ELSE {over} END)")
+    format!(
+        "(CASE WHEN l.returned_units = 0 OR {over} < 0 THEN 0 WHEN {over} > {protection_fen} THEN {protection_fen} \
+         ELSE {over} END)"
+    )
 }
 
-fn prefixed_line_columns() -> String {
-    crate::orders::LINE_COLUMNS.split(',').map(|c| format!("l.{}", c.trim())).collect::<Vec<_>>().join(", ")
+/// SQL for the price protection paid on the line whose id is `line_id` (an SQL expression),
+/// named `protection_fen`.
+pub(crate) fn protection_paid_sql(line_id: &str) -> String {
+    format!(
+        "(SELECT CAST(COALESCE(SUM(p.amount_fen), 0) AS BIGINT) FROM after_sales p \
+         WHERE p.line_id = {line_id} AND p.kind = 'price_protection') AS protection_fen"
+    )
 }
 
 impl Store {
@@ -691,6 +740,13 @@ impl Store {
         let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
         Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+
+    /// What one price drop paid, line by line.
+    pub async fn after_sales_for_drop(&self, drop_id: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
+        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE drop_id = $1 ORDER BY line_id");
+        let rows = sqlx::query(&sql).bind(drop_id).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
     }
 
     /// The after-sales of one order, oldest first.

@@ -160,9 +160,17 @@ pub struct LineRow {
     pub compensation_fen: i64,
 }
 
-pub(crate) const LINE_COLUMNS: &str = "id, order_id, sku_id, product_id, product_version, title, spec, unit_price_fen, quantity, \
-    list_total_fen, discount_fen, paid_fen, discounts, commission_bps, dispatch_promise, flash_sale_id, merchant_net_fen, \
-    protect_window_days, protect_from, services, refunded_fen, returned_units, protection_fen, compensation_fen";
+/// The columns of [`LineRow`] from `order_lines` known in the query as `t`; price protection is
+/// the sum of the line's protection after-sales.
+pub(crate) fn line_columns(t: &str) -> String {
+    format!(
+        "{t}.id, {t}.order_id, {t}.sku_id, {t}.product_id, {t}.product_version, {t}.title, {t}.spec, {t}.unit_price_fen, \
+         {t}.quantity, {t}.list_total_fen, {t}.discount_fen, {t}.paid_fen, {t}.discounts, {t}.commission_bps, \
+         {t}.dispatch_promise, {t}.flash_sale_id, {t}.merchant_net_fen, {t}.protect_window_days, {t}.protect_from, \
+         {t}.services, {t}.refunded_fen, {t}.returned_units, {t}.compensation_fen, {}",
+        crate::after_sales::protection_paid_sql(&format!("{t}.id"))
+    )
+}
 
 impl LineRow {
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -737,7 +745,7 @@ impl Tx {
     }
 
     pub async fn lines(&mut self, order_id: i64) -> Result<Vec<LineRow>, StoreError> {
-        let sql = format!("SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY id");
+        let sql = format!("SELECT {} FROM order_lines WHERE order_id = $1 ORDER BY id", line_columns("order_lines"));
         let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.conn()).await?;
         Ok(rows.iter().map(LineRow::from_row).collect::<Result<_, _>>()?)
     }
@@ -759,7 +767,7 @@ impl Store {
     }
 
     pub async fn lines(&self, order_id: i64) -> Result<Vec<LineRow>, StoreError> {
-        let sql = format!("SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY id");
+        let sql = format!("SELECT {} FROM order_lines WHERE order_id = $1 ORDER BY id", line_columns("order_lines"));
         let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(LineRow::from_row).collect::<Result<_, _>>()?)
     }

@@ -48,6 +48,7 @@ conformance!(
     dropped_transaction_leaves_nothing,
     concurrent_reservations_never_oversell,
     coupon_claims_hold_quantity_and_limits_in_the_store,
+    protection_sweeps_pay_what_the_domain_rule_says_once,
 );
 
 const NOW_MS: i64 = 1_764_000_000_000;
@@ -551,4 +552,182 @@ async fn coupon_claims_hold_quantity_and_limits_in_the_store(store: &Store) {
     assert_eq!(tx.release_claims(42).await.expect("release"), 1);
     tx.commit().await.expect("commit");
     assert_eq!(store.wallet(buyers[0], NOW_MS, 50).await.expect("wallet").len(), 1);
+}
+
+/// The sweep's set-based SQL against `ProtectedLine::due_fen`, over lines of every shape (several
+/// units, some refunded, compensation paid, cancelled, outside the window), in small batches, for a
+/// first drop and a deeper second one (which deducts what the first paid); a re-run pays nothing.
+async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
+    use std::collections::BTreeMap;
+    use xingqu_domain::price_protection::ProtectedLine;
+    use xingqu_domain::rng::SplitMix64;
+    use xingqu_store::after_sales::{PendingSweep, ProtectionPolicy};
+    use xingqu_store::orders::{NewCheckout, NewLine, NewOrder, OrderChanges};
+
+    const DAY_MS: i64 = 86_400_000;
+    let (merchant, _, leaf) = shop(store, "价保店", "440300", "approved").await;
+    let product = listed(store, merchant, leaf, "电热水壶", "440300", OriginTags::default(), 10_000).await;
+    let sku = store.skus(product).await.expect("skus")[0].id;
+    let buyer = user(store, "buyer@protect.test", "consumer").await;
+    let mut tx = store.begin().await.expect("begin");
+    let policy = ProtectionPolicy { window_days: 30, from: "placement".to_owned(), auto: true, platform_bps: 2_500 };
+    tx.set_protection_policy(sku, &policy).await.expect("policy");
+    let mut mix = SplitMix64::new(7);
+    let mut expected_lines = BTreeMap::new();
+    for n in 1..=60_i64 {
+        let quantity = 1 + mix.below(4) as i64;
+        let paid_fen = quantity * 10_000 - mix.below(3_000) as i64;
+        let merchant_net_fen = paid_fen + mix.below(2_000) as i64;
+        let placed_ms = if n % 11 == 0 { NOW_MS - 40 * DAY_MS } else { NOW_MS - DAY_MS };
+        let (order_id, line_id) = (1_000 + n, 2_000 + n);
+        tx.insert_checkouts(&[NewCheckout {
+            id: order_id,
+            buyer_user_id: buyer,
+            idempotency_key: format!("k{n}"),
+            request_sha256: String::new(),
+            total_fen: paid_fen,
+            created_at_ms: placed_ms,
+        }])
+        .await
+        .expect("checkout");
+        tx.insert_orders(&[NewOrder {
+            id: order_id,
+            checkout_id: order_id,
+            buyer_user_id: buyer,
+            merchant_id: merchant,
+            trade_type: "normal",
+            flash_sale_id: None,
+            goods_list_fen: paid_fen,
+            discount_fen: 0,
+            shipping_fen: 0,
+            total_fen: paid_fen,
+            address: "{}".to_owned(),
+            dispatch_promise: "none",
+            created_at_ms: placed_ms,
+            expires_at_ms: placed_ms + 900_000,
+        }])
+        .await
+        .expect("order");
+        tx.insert_lines(&[NewLine {
+            id: line_id,
+            order_id,
+            sku_id: sku,
+            product_id: product,
+            product_version: 1,
+            title: "电热水壶".to_owned(),
+            spec: "{}".to_owned(),
+            unit_price_fen: 10_000,
+            quantity,
+            list_total_fen: quantity * 10_000,
+            discount_fen: quantity * 10_000 - paid_fen,
+            paid_fen,
+            discounts: "[]".to_owned(),
+            commission_bps: 500,
+            dispatch_promise: "none",
+            flash_sale_id: None,
+            merchant_net_fen,
+            protect_window_days: 30,
+            protect_from: "placement".to_owned(),
+            services: "[]".to_owned(),
+        }])
+        .await
+        .expect("line");
+        let paid = OrderChanges { paid_fen: Some(paid_fen), paid_at_ms: Some(placed_ms), ..OrderChanges::default() };
+        tx.transition_order(order_id, "created", "paid", &paid, change(None, "paid", placed_ms)).await.expect("pay");
+        if n % 7 == 0 {
+            let closed = OrderChanges { closed_at_ms: Some(placed_ms), ..OrderChanges::default() };
+            tx.transition_order(order_id, "paid", "cancelled", &closed, change(None, "cancel", placed_ms))
+                .await
+                .expect("cancel");
+            continue;
+        }
+        let shipped = OrderChanges { shipped_at_ms: Some(placed_ms), ..OrderChanges::default() };
+        tx.transition_order(order_id, "paid", "shipped", &shipped, change(None, "ship", placed_ms))
+            .await
+            .expect("ship");
+        // Some lines had units refunded (for their share, or less) or compensation paid.
+        let returned = if n % 3 == 0 { mix.below(quantity as usize) as i64 } else { 0 };
+        let share = paid_fen * returned / quantity;
+        let refunded = if returned > 0 { share - mix.below(50) as i64 } else { 0 };
+        let compensation = if n % 5 == 0 { mix.below(500) as i64 } else { 0 };
+        tx.add_line_paid_back(line_id, refunded.max(0), returned, compensation).await.expect("paid back");
+        if n % 11 != 0 {
+            expected_lines.insert(
+                line_id,
+                ProtectedLine {
+                    quantity,
+                    returned_units: returned,
+                    merchant_net_fen,
+                    paid_fen,
+                    refunded_fen: refunded.max(0),
+                    protection_fen: 0,
+                    compensation_fen: compensation,
+                },
+            );
+        }
+    }
+    tx.commit().await.expect("commit");
+
+    for (cut_fen, label) in [(9_000, "first drop"), (7_500, "deeper drop")] {
+        let mut tx = store.begin().await.expect("begin");
+        let spec = vec![("规格".to_owned(), "5kg".to_owned())];
+        tx.update_sku(
+            sku,
+            &SkuValues { spec: &spec, price_fen: cut_fen, stock: None, weight_g: 500 },
+            change(None, label, NOW_MS),
+        )
+        .await
+        .expect("cut");
+        let drop = tx.latest_price_change(sku).await.expect("read").expect("the cut");
+        tx.queue_protection_sweep(&drop, NOW_MS).await.expect("queue");
+        tx.commit().await.expect("commit");
+        for rerun in [false, true] {
+            if rerun {
+                let mut tx = store.begin().await.expect("begin");
+                assert!(tx.restart_protection_sweep(drop.id).await.expect("restart"));
+                tx.commit().await.expect("commit");
+            }
+            let mut sweep = PendingSweep { drop: drop.clone(), after_line_id: 0, platform_bps: 2_500 };
+            let mut paid = 0;
+            loop {
+                let mut tx = store.begin().await.expect("begin");
+                let batch = tx.sweep_protection_batch(&sweep, 7, NOW_MS).await.expect("batch");
+                tx.commit().await.expect("commit");
+                paid += batch.refunds;
+                if !batch.more {
+                    break;
+                }
+                sweep.after_line_id = batch.after_line_id;
+            }
+            let stored: BTreeMap<i64, (i64, i64, i64)> = store
+                .after_sales_for_drop(drop.id)
+                .await
+                .expect("after-sales")
+                .into_iter()
+                .map(|a| (a.line_id, (a.amount_fen, a.merchant_fen, a.platform_fen)))
+                .collect();
+            let expected: BTreeMap<i64, i64> = expected_lines
+                .iter()
+                .map(|(&line, l)| (line, l.due_fen(cut_fen)))
+                .filter(|&(_, due)| due > 0)
+                .collect();
+            assert!(expected.len() >= 20, "{label}: most lines are owed something");
+            assert_eq!(
+                stored.iter().map(|(&line, &(amount, _, _))| (line, amount)).collect::<BTreeMap<_, _>>(),
+                expected,
+                "{label}: the store pays what the rule says"
+            );
+            for (amount, merchant_fen, platform_fen) in stored.values() {
+                assert_eq!(*platform_fen, amount * 2_500 / 10_000);
+                assert_eq!(merchant_fen + platform_fen, *amount);
+            }
+            assert_eq!(paid, if rerun { 0 } else { expected.len() as i64 }, "{label}: each line once");
+        }
+        for (line, l) in expected_lines.iter_mut() {
+            let lines = store.lines(1_000 + line - 2_000).await.expect("lines");
+            l.protection_fen = lines[0].protection_fen;
+        }
+    }
+    let report = store.check_ledger().await.expect("check");
+    assert!(report.violations.iter().all(|v| !v.contains("summing")), "{:?}", report.violations);
 }

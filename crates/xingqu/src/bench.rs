@@ -3,6 +3,7 @@
 pub mod coupons;
 pub mod hotlist;
 pub mod peers;
+pub mod price_protection;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     Coupons(coupons::CouponsArgs),
     /// Real-time hot lists fed by sale events: lag to visibility, highest rate, against Redis.
     HotList(hotlist::HotListArgs),
+    /// A price cut over millions of orders in automatic price protection: the sweep against a
+    /// hand-written set-based INSERT … SELECT in the same database.
+    PriceProtection(price_protection::PriceProtectionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +53,7 @@ pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()
         BenchCommand::FlashSale(args) => flash_sale(args, database_url).await,
         BenchCommand::HotList(args) => hotlist::run(args).await,
         BenchCommand::Coupons(args) => coupons::run(args, database_url).await,
+        BenchCommand::PriceProtection(args) => price_protection::run(args, database_url).await,
     }
 }
 

@@ -68,6 +68,10 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/lucky-bags",
         "/v1/lucky-bags/{id}/entries",
         "/v1/lucky-bags/{id}/proof",
+        "/v1/skus/{id}/price-protection",
+        "/v1/order-lines/{id}/price-protection",
+        "/v1/orders/{id}/after-sales",
+        "/v1/after-sales/{id}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
@@ -75,10 +79,20 @@ async fn openapi_describes_every_route(app: &TestApp) {
     for (path, item) in paths {
         for (method, operation) in item.as_object().expect("path item") {
             assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
-            let bodiless =
-                ["/submit", "/logout", "/pay", "/confirm-receipt", "/claims", "/stop", "/resume", "/follow", "/end"]
-                    .iter()
-                    .any(|end| path.ends_with(end));
+            let bodiless = [
+                "/submit",
+                "/logout",
+                "/pay",
+                "/confirm-receipt",
+                "/claims",
+                "/stop",
+                "/resume",
+                "/follow",
+                "/end",
+                "/price-protection",
+            ]
+            .iter()
+            .any(|end| path.ends_with(end));
             if matches!(method.as_str(), "post" | "patch" | "put") && !bodiless {
                 assert!(operation["requestBody"].is_object(), "{method} {path} has no request body schema");
             }
