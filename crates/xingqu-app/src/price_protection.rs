@@ -9,7 +9,7 @@ use xingqu_domain::after_sale::window::{ProtectionWindowDays, ProtectionWindowFr
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
 use xingqu_domain::price_protection::{ProtectedLine, covers, platform_share_fen};
 use xingqu_store::after_sales::{
-    AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewAfterSale, PriceChange, ProtectionPolicy,
+    AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewProtection, PriceChange, ProtectionPolicy, ProtectionRow,
 };
 use xingqu_store::{StoreError, Tx};
 
@@ -226,7 +226,7 @@ impl App {
     /// A buyer claims price protection on a line of their shipped order, against today's price.
     /// Idempotent: a claim for a drop already paid (by an earlier claim or the sweep) returns that
     /// payment. Returns the record and whether this call created it.
-    pub async fn claim_price_protection(&self, actor: &Actor, line_id: i64) -> AppResult<(AfterSaleRow, bool)> {
+    pub async fn claim_price_protection(&self, actor: &Actor, line_id: i64) -> AppResult<(ProtectionRow, bool)> {
         let now_ms = self.now_ms();
         let mut tx = self.store().begin().await?;
         let line = tx.line_for_after_sale(line_id).await?.ok_or(AppError::not_found("order_line"))?;
@@ -252,7 +252,7 @@ impl App {
         }
         let today = tx.latest_price_change(line.line.sku_id).await?.ok_or(AppError::not_found("order_line"))?;
         let due_fen = protected_line(&line).due_fen(today.new_price_fen);
-        if let Some(paid) = tx.after_sale_for_drop(line_id, today.id).await? {
+        if let Some(paid) = tx.protection_for_drop(line_id, today.id).await? {
             return Ok((paid, false));
         }
         if due_fen == 0 {
@@ -273,10 +273,13 @@ impl App {
         {
             Ok(id) => {
                 tx.commit().await?;
-                let row =
-                    self.store().after_sale(id).await?.ok_or_else(|| AppError::internal("after-sale vanished"))?;
-                if self.send_after_sale_payout(&row).await {
-                    let sent = self.store().after_sale(id).await?;
+                let row = self
+                    .store()
+                    .price_protection(id)
+                    .await?
+                    .ok_or_else(|| AppError::internal("price protection vanished"))?;
+                if self.send_protection_payout(&row).await {
+                    let sent = self.store().price_protection(id).await?;
                     return Ok((sent.unwrap_or(row), true));
                 }
                 Ok((row, true))
@@ -285,7 +288,7 @@ impl App {
         }
     }
 
-    /// Records one protection payment with its posting and the line's running total.
+    /// Records one protection payment with its posting.
     #[allow(clippy::too_many_arguments)]
     async fn pay_protection(
         &self,
@@ -299,27 +302,20 @@ impl App {
     ) -> AppResult<i64> {
         let platform_fen = platform_share_fen(amount_fen, platform_bps);
         let merchant_fen = amount_fen - platform_fen;
-        let record = NewAfterSale {
-            order_id: line.line.order_id,
+        let record = NewProtection {
             line_id: line.line.id,
+            drop_id: drop.id,
+            order_id: line.line.order_id,
             buyer_user_id: line.buyer_user_id,
             merchant_id: line.merchant_id,
-            kind: "price_protection",
-            status: "refunded",
             units: protected_line(line).kept_units(),
             amount_fen,
-            merchant_fen,
             platform_fen,
-            drop_id: Some(drop.id),
-            reason: format!("price dropped to {} fen", drop.new_price_fen),
-            evidence: "[]".to_owned(),
-            idempotency_key: None,
-            due_at_ms: None,
-            payout_status: "pending",
+            merchant_settled: line.settled,
             created_by: actor_user_id,
             now_ms,
         };
-        let id = match tx.insert_after_sale(&record).await {
+        let id = match tx.insert_price_protection(&record).await {
             Ok(id) => id,
             Err(StoreError::Conflict { .. }) => {
                 return Err(AppError::conflict("already_paid", "this price drop was already paid"));
@@ -329,7 +325,7 @@ impl App {
         let posting =
             Posting::paid_back(PostingKind::PriceProtection, merchant_account(line), merchant_fen, platform_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
-        tx.post(&posting, &format!("after_sale:{id}"), Some(line.line.order_id), now_ms).await?;
+        tx.post(&posting, &format!("price_protection:{id}"), Some(line.line.order_id), now_ms).await?;
         tx.note_protection_paid(line.line.sku_id, drop.id).await?;
         Ok(id)
     }
@@ -354,7 +350,7 @@ impl App {
                 continue;
             };
             let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
-            if due_fen > 0 && tx.after_sale_for_drop(line.line.id, lowest.id).await?.is_none() {
+            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id).await?.is_none() {
                 let bps = self.store().protection_policy(line.line.sku_id).await?.map_or(0, |p| p.platform_bps);
                 match self.pay_protection(tx, &line, &lowest, due_fen, bps, None, now_ms).await {
                     Ok(_) | Err(AppError::Conflict { code: "already_paid", .. }) => {}
@@ -365,10 +361,24 @@ impl App {
         Ok(())
     }
 
-    /// The after-sales of an order, for those who may see the order.
-    pub async fn order_after_sales(&self, actor: &Actor, order_id: i64) -> AppResult<Vec<AfterSaleRow>> {
+    /// The after-sales of an order (requests, and price protection paid), for those who may see
+    /// the order.
+    pub async fn order_after_sales(
+        &self,
+        actor: &Actor,
+        order_id: i64,
+    ) -> AppResult<(Vec<AfterSaleRow>, Vec<ProtectionRow>)> {
         self.order_view(actor, order_id).await?;
-        Ok(self.store().after_sales_of_order(order_id).await?)
+        Ok((self.store().after_sales_of_order(order_id).await?, self.store().protections_of_order(order_id).await?))
+    }
+
+    /// One price-protection payment: the buyer, the shop's staff, operators.
+    pub async fn price_protection_view(&self, actor: &Actor, id: i64) -> AppResult<ProtectionRow> {
+        let row = self.store().price_protection(id).await?.ok_or(AppError::not_found("price_protection"))?;
+        if row.buyer_user_id != actor.user_id && !actor.manages_merchant(row.merchant_id) {
+            return Err(AppError::not_found("price_protection"));
+        }
+        Ok(row)
     }
 
     /// One after-sale with its audit trail: the buyer, the shop's staff, operators.
@@ -381,15 +391,15 @@ impl App {
         Ok((row, events))
     }
 
-    /// Sends one after-sale's payout through the gateway (idempotent by `after_sale:{id}`) and
-    /// marks it sent; a failure leaves it pending for the timers.
-    pub(crate) async fn send_after_sale_payout(&self, row: &AfterSaleRow) -> bool {
-        let reference = format!("after_sale:{}", row.id);
+    /// Sends one protection payment through the gateway (idempotent by `price_protection:{id}`)
+    /// and marks it sent; a failure leaves it pending for the timers.
+    pub(crate) async fn send_protection_payout(&self, row: &ProtectionRow) -> bool {
+        let reference = format!("price_protection:{}", row.id);
         match self.gateway().refund(row.order_id, row.amount_fen, &reference) {
             Ok(gateway_ref) => {
                 let marked = async {
                     let mut tx = self.store().begin().await?;
-                    tx.mark_after_sale_paid_out(row.id, &gateway_ref, self.now_ms()).await?;
+                    tx.mark_protection_paid_out(row.id, &gateway_ref).await?;
                     tx.commit().await
                 };
                 match marked.await {
@@ -407,11 +417,11 @@ impl App {
         }
     }
 
-    /// Sends pending after-sale payouts (sweeps record thousands at once; they go out here).
+    /// Sends pending protection payouts (sweeps record thousands at once; they go out here).
     pub(crate) async fn send_pending_payouts(&self) -> AppResult<usize> {
         let mut sent = 0;
-        for row in self.store().pending_after_sale_payouts(PAYOUT_BATCH).await? {
-            sent += usize::from(self.send_after_sale_payout(&row).await);
+        for row in self.store().pending_protection_payouts(PAYOUT_BATCH).await? {
+            sent += usize::from(self.send_protection_payout(&row).await);
         }
         Ok(sent)
     }

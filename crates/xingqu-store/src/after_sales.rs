@@ -52,13 +52,10 @@ pub struct NewAfterSale {
     pub amount_fen: i64,
     pub merchant_fen: i64,
     pub platform_fen: i64,
-    pub drop_id: Option<i64>,
     pub reason: String,
     pub evidence: String,
     pub idempotency_key: Option<String>,
     pub due_at_ms: Option<i64>,
-    /// `pending` when the record pays the buyer now; `none` otherwise.
-    pub payout_status: &'static str,
     pub created_by: Option<i64>,
     pub now_ms: i64,
 }
@@ -76,20 +73,17 @@ pub struct AfterSaleRow {
     pub amount_fen: i64,
     pub merchant_fen: i64,
     pub platform_fen: i64,
-    pub drop_id: Option<i64>,
     pub reason: String,
     pub evidence: String,
     pub due_at_ms: Option<i64>,
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
-    pub payout_status: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
 const AFTER_SALE_COLUMNS: &str = "id, order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
-    merchant_fen, platform_fen, drop_id, reason, evidence, due_at_ms, return_carrier, return_tracking, payout_status, \
-    created_at_ms, updated_at_ms";
+    merchant_fen, platform_fen, reason, evidence, due_at_ms, return_carrier, return_tracking, created_at_ms, updated_at_ms";
 
 impl AfterSaleRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -105,18 +99,80 @@ impl AfterSaleRow {
             amount_fen: row.try_get("amount_fen")?,
             merchant_fen: row.try_get("merchant_fen")?,
             platform_fen: row.try_get("platform_fen")?,
-            drop_id: row.try_get("drop_id")?,
             reason: row.try_get("reason")?,
             evidence: row.try_get("evidence")?,
             due_at_ms: row.try_get("due_at_ms")?,
             return_carrier: row.try_get("return_carrier")?,
             return_tracking: row.try_get("return_tracking")?,
-            payout_status: row.try_get("payout_status")?,
             created_at_ms: row.try_get("created_at_ms")?,
             updated_at_ms: row.try_get("updated_at_ms")?,
         })
     }
 }
+
+/// Price protection to pay, as a claim or shipment decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProtection {
+    pub line_id: i64,
+    pub drop_id: i64,
+    pub order_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub units: i64,
+    pub amount_fen: i64,
+    pub platform_fen: i64,
+    pub merchant_settled: bool,
+    pub created_by: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// Price protection paid on a line for one price drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionRow {
+    pub id: i64,
+    pub line_id: i64,
+    pub drop_id: i64,
+    pub order_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub units: i64,
+    pub amount_fen: i64,
+    pub platform_fen: i64,
+    /// The price the drop set, per unit.
+    pub new_price_fen: i64,
+    /// `pending` (recorded, going out through the gateway) or `sent`.
+    pub payout_status: String,
+    pub created_by: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+impl ProtectionRow {
+    pub fn merchant_fen(&self) -> i64 {
+        self.amount_fen - self.platform_fen
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            line_id: row.try_get("line_id")?,
+            drop_id: row.try_get("drop_id")?,
+            order_id: row.try_get("order_id")?,
+            buyer_user_id: row.try_get("buyer_user_id")?,
+            merchant_id: row.try_get("merchant_id")?,
+            units: row.try_get("units")?,
+            amount_fen: row.try_get("amount_fen")?,
+            platform_fen: row.try_get("platform_fen")?,
+            new_price_fen: row.try_get("new_price_fen")?,
+            payout_status: row.try_get("payout_status")?,
+            created_by: row.try_get("created_by")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+        })
+    }
+}
+
+const PROTECTION_SELECT: &str = "SELECT p.id, p.line_id, p.drop_id, p.order_id, p.buyer_user_id, p.merchant_id, p.units, \
+    p.amount_fen, p.platform_fen, h.new_price_fen, p.payout_status, p.created_by, p.created_at_ms \
+    FROM price_protections p JOIN price_history h ON h.id = p.drop_id";
 
 /// One after-sale transition: who, when, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,9 +332,9 @@ impl Tx {
     pub async fn insert_after_sale(&mut self, a: &NewAfterSale) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "INSERT INTO after_sales (order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
-             merchant_fen, platform_fen, drop_id, reason, evidence, idempotency_key, due_at_ms, payout_status, \
-             created_by, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id",
+             merchant_fen, platform_fen, reason, evidence, idempotency_key, due_at_ms, created_by, created_at_ms, \
+             updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING id",
         )
         .bind(a.order_id)
         .bind(a.line_id)
@@ -290,12 +346,10 @@ impl Tx {
         .bind(a.amount_fen)
         .bind(a.merchant_fen)
         .bind(a.platform_fen)
-        .bind(a.drop_id)
         .bind(a.reason.clone())
         .bind(a.evidence.clone())
         .bind(a.idempotency_key.clone())
         .bind(a.due_at_ms)
-        .bind(a.payout_status)
         .bind(a.created_by)
         .bind(a.now_ms)
         .fetch_one(self.conn())
@@ -303,6 +357,30 @@ impl Tx {
         let id: i64 = row.try_get("id")?;
         self.after_sale_event(id, "new", a.status, a.created_by, &a.reason, a.now_ms).await?;
         Ok(id)
+    }
+
+    /// Records price protection paid on a line for a drop (to go out through the gateway). A
+    /// second payment for the same line and drop is a [`StoreError::Conflict`].
+    pub async fn insert_price_protection(&mut self, p: &NewProtection) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO price_protections (line_id, drop_id, order_id, buyer_user_id, merchant_id, units, amount_fen, \
+             platform_fen, merchant_settled, payout_status, created_by, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11) RETURNING id",
+        )
+        .bind(p.line_id)
+        .bind(p.drop_id)
+        .bind(p.order_id)
+        .bind(p.buyer_user_id)
+        .bind(p.merchant_id)
+        .bind(p.units)
+        .bind(p.amount_fen)
+        .bind(p.platform_fen)
+        .bind(i64::from(p.merchant_settled))
+        .bind(p.created_by)
+        .bind(p.now_ms)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("id")?)
     }
 
     pub async fn after_sale_event(
@@ -416,8 +494,8 @@ impl Tx {
         let look_up_earlier = earlier.is_some_and(|(first, multi)| multi != 0 || first.is_some_and(|d| d != drop.id));
         let (paid_join, paid_fen) = if look_up_earlier {
             (
-                "LEFT JOIN (SELECT line_id, CAST(SUM(amount_fen) AS BIGINT) AS paid_fen FROM after_sales \
-                 WHERE kind = 'price_protection' AND line_id IN (SELECT id FROM order_lines \
+                "LEFT JOIN (SELECT line_id, CAST(SUM(amount_fen) AS BIGINT) AS paid_fen FROM price_protections \
+                 WHERE line_id IN (SELECT id FROM order_lines \
                  WHERE sku_id = $6 AND protect_window_days > 0 AND id > $7 AND id <= $3) \
                  GROUP BY line_id) pp ON pp.line_id = l.id",
                 "COALESCE(pp.paid_fen, 0)",
@@ -428,12 +506,10 @@ impl Tx {
         // Eligible: shipped (unshipped orders are paid at shipment; cancelled ones never), placed
         // before the drop, and the drop inside the line's window, to the millisecond.
         let inserted = sqlx::query(&format!(
-            "INSERT INTO after_sales (order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
-             merchant_fen, platform_fen, drop_id, sweep_batch, merchant_settled, reason, payout_status, created_at_ms, \
-             updated_at_ms) \
-             SELECT order_id, line_id, buyer_user_id, merchant_id, 'price_protection', 'refunded', units, amount_fen, \
-             amount_fen - amount_fen * $1 / 10000, amount_fen * $1 / 10000, $2, $3, settled, 'price drop', 'pending', \
-             $4, $4 \
+            "INSERT INTO price_protections (line_id, drop_id, order_id, buyer_user_id, merchant_id, units, amount_fen, \
+             platform_fen, sweep_batch, merchant_settled, payout_status, created_at_ms) \
+             SELECT line_id, $2, order_id, buyer_user_id, merchant_id, units, amount_fen, amount_fen * $1 / 10000, $3, \
+             settled, 'pending', $4 \
              FROM (SELECT order_id, line_id, buyer_user_id, merchant_id, units, settled, \
                    CASE WHEN due_fen < cap_fen THEN due_fen ELSE cap_fen END AS amount_fen \
                    FROM (SELECT l.order_id, l.id AS line_id, o.buyer_user_id, o.merchant_id, \
@@ -502,9 +578,10 @@ impl Tx {
         // One scan of the batch's rows, grouped by merchant; the platform's and the refunds'
         // entries are sums of the groups.
         sqlx::query(
-            "WITH g AS (SELECT a.merchant_id, a.merchant_settled, CAST(SUM(a.merchant_fen) AS BIGINT) AS merchant_fen, \
+            "WITH g AS (SELECT a.merchant_id, a.merchant_settled, \
+             CAST(SUM(a.amount_fen - a.platform_fen) AS BIGINT) AS merchant_fen, \
              CAST(SUM(a.platform_fen) AS BIGINT) AS platform_fen, CAST(SUM(a.amount_fen) AS BIGINT) AS amount_fen \
-             FROM after_sales a WHERE a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3 \
+             FROM price_protections a WHERE a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3 \
              GROUP BY a.merchant_id, a.merchant_settled) \
              INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
              SELECT $1, CASE WHEN merchant_settled = 0 THEN 'merchant_receivable:' ELSE 'merchant_settlement:' END \
@@ -553,7 +630,7 @@ impl Tx {
     /// protection while unsettled): settlement deducts it from the order's ledger balance.
     pub async fn swept_protection_merchant_fen(&mut self, order_id: i64) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(merchant_fen), 0) AS BIGINT) AS fen FROM after_sales \
+            "SELECT CAST(COALESCE(SUM(amount_fen - platform_fen), 0) AS BIGINT) AS fen FROM price_protections \
              WHERE line_id IN (SELECT id FROM order_lines WHERE order_id = $1) AND sweep_batch IS NOT NULL \
              AND merchant_settled = 0",
         )
@@ -563,20 +640,13 @@ impl Tx {
         Ok(row.try_get("fen")?)
     }
 
-    /// Records that the gateway accepted an after-sale's payout.
-    pub async fn mark_after_sale_paid_out(
-        &mut self,
-        after_sale_id: i64,
-        payout_ref: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    /// Records that the gateway accepted a price-protection payout.
+    pub async fn mark_protection_paid_out(&mut self, protection_id: i64, payout_ref: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE after_sales SET payout_status = 'sent', payout_ref = $1, updated_at_ms = $2 \
-             WHERE id = $3 AND payout_status = 'pending'",
+            "UPDATE price_protections SET payout_status = 'sent', payout_ref = $1 WHERE id = $2 AND payout_status = 'pending'",
         )
         .bind(payout_ref)
-        .bind(now_ms)
-        .bind(after_sale_id)
+        .bind(protection_id)
         .execute(self.conn())
         .await?;
         Ok(())
@@ -598,9 +668,8 @@ impl Tx {
         let done = sqlx::query(
             "UPDATE after_sales SET status = $1, updated_at_ms = $2, due_at_ms = $3, \
              amount_fen = COALESCE($4, amount_fen), merchant_fen = COALESCE($5, merchant_fen), \
-             platform_fen = COALESCE($6, platform_fen), payout_status = COALESCE($7, payout_status), \
-             return_carrier = COALESCE($8, return_carrier), return_tracking = COALESCE($9, return_tracking) \
-             WHERE id = $10 AND status = $11",
+             platform_fen = COALESCE($6, platform_fen), return_carrier = COALESCE($7, return_carrier), \
+             return_tracking = COALESCE($8, return_tracking) WHERE id = $9 AND status = $10",
         )
         .bind(to)
         .bind(now_ms)
@@ -608,7 +677,6 @@ impl Tx {
         .bind(changes.amount_fen)
         .bind(changes.merchant_fen)
         .bind(changes.platform_fen)
-        .bind(changes.payout_status)
         .bind(changes.return_carrier.clone())
         .bind(changes.return_tracking.clone())
         .bind(id)
@@ -630,14 +698,14 @@ impl Tx {
     }
 
     /// What a line was paid for one price drop, if anything.
-    pub async fn after_sale_for_drop(
+    pub async fn protection_for_drop(
         &mut self,
         line_id: i64,
         drop_id: i64,
-    ) -> Result<Option<AfterSaleRow>, StoreError> {
-        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE line_id = $1 AND drop_id = $2");
+    ) -> Result<Option<ProtectionRow>, StoreError> {
+        let sql = format!("{PROTECTION_SELECT} WHERE p.line_id = $1 AND p.drop_id = $2");
         let row = sqlx::query(&sql).bind(line_id).bind(drop_id).fetch_optional(self.conn()).await?;
-        Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+        Ok(row.as_ref().map(ProtectionRow::from_row).transpose()?)
     }
 
     /// A buyer's earlier request under the same idempotency key.
@@ -661,7 +729,6 @@ pub struct AfterSaleChanges {
     pub amount_fen: Option<i64>,
     pub merchant_fen: Option<i64>,
     pub platform_fen: Option<i64>,
-    pub payout_status: Option<&'static str>,
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
 }
@@ -689,8 +756,8 @@ fn taken_back_sql(protection_fen: &str) -> String {
 /// named `protection_fen`.
 pub(crate) fn protection_paid_sql(line_id: &str) -> String {
     format!(
-        "(SELECT CAST(COALESCE(SUM(p.amount_fen), 0) AS BIGINT) FROM after_sales p \
-         WHERE p.line_id = {line_id} AND p.kind = 'price_protection') AS protection_fen"
+        "(SELECT CAST(COALESCE(SUM(p.amount_fen), 0) AS BIGINT) FROM price_protections p \
+         WHERE p.line_id = {line_id}) AS protection_fen"
     )
 }
 
@@ -743,13 +810,28 @@ impl Store {
     }
 
     /// What one price drop paid, line by line.
-    pub async fn after_sales_for_drop(&self, drop_id: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
-        let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE drop_id = $1 ORDER BY line_id");
+    pub async fn protections_for_drop(&self, drop_id: i64) -> Result<Vec<ProtectionRow>, StoreError> {
+        let sql = format!("{PROTECTION_SELECT} WHERE p.drop_id = $1 ORDER BY p.line_id");
         let rows = sqlx::query(&sql).bind(drop_id).fetch_all(self.reader()).await?;
-        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(ProtectionRow::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// The after-sales of one order, oldest first.
+    pub async fn price_protection(&self, id: i64) -> Result<Option<ProtectionRow>, StoreError> {
+        let sql = format!("{PROTECTION_SELECT} WHERE p.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
+        Ok(row.as_ref().map(ProtectionRow::from_row).transpose()?)
+    }
+
+    /// Price protection paid on an order's lines, oldest first.
+    pub async fn protections_of_order(&self, order_id: i64) -> Result<Vec<ProtectionRow>, StoreError> {
+        let sql = format!(
+            "{PROTECTION_SELECT} WHERE p.line_id IN (SELECT id FROM order_lines WHERE order_id = $1) ORDER BY p.id"
+        );
+        let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(ProtectionRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The after-sale requests of one order, oldest first.
     pub async fn after_sales_of_order(&self, order_id: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
         let sql = format!(
             "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE line_id IN \
@@ -759,13 +841,11 @@ impl Store {
         Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
     }
 
-    /// Pending payouts, oldest first.
-    pub async fn pending_after_sale_payouts(&self, limit: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
-        let sql = format!(
-            "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE payout_status = 'pending' ORDER BY id LIMIT $1"
-        );
+    /// Price-protection payouts not yet accepted by the gateway, oldest first.
+    pub async fn pending_protection_payouts(&self, limit: i64) -> Result<Vec<ProtectionRow>, StoreError> {
+        let sql = format!("{PROTECTION_SELECT} WHERE p.payout_status = 'pending' ORDER BY p.id LIMIT $1");
         let rows = sqlx::query(&sql).bind(limit).fetch_all(self.reader()).await?;
-        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(ProtectionRow::from_row).collect::<Result<_, _>>()?)
     }
 
     /// After-sales whose deadline has come, soonest first.

@@ -700,11 +700,11 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
                 sweep.after_line_id = batch.after_line_id;
             }
             let stored: BTreeMap<i64, (i64, i64, i64)> = store
-                .after_sales_for_drop(drop.id)
+                .protections_for_drop(drop.id)
                 .await
-                .expect("after-sales")
+                .expect("protections")
                 .into_iter()
-                .map(|a| (a.line_id, (a.amount_fen, a.merchant_fen, a.platform_fen)))
+                .map(|a| (a.line_id, (a.amount_fen, a.merchant_fen(), a.platform_fen)))
                 .collect();
             let expected: BTreeMap<i64, i64> = expected_lines
                 .iter()

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xingqu_app::price_protection::ProtectionInput;
-use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy};
+use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy, ProtectionRow};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(claim_price_protection))
         .routes(routes!(order_after_sales))
         .routes(routes!(get_after_sale))
+        .routes(routes!(get_price_protection))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -61,6 +62,9 @@ pub struct Bearer {
 #[derive(Serialize, ToSchema)]
 pub struct AfterSaleResponse {
     id: i64,
+    /// Where the record lives: `/v1/after-sales/{id}` for requests, `/v1/price-protections/{id}`
+    /// for price protection paid.
+    href: String,
     order_id: i64,
     line_id: i64,
     /// refund_before_shipment, refund_without_return, return_refund, exchange, reship, repair,
@@ -73,13 +77,17 @@ pub struct AfterSaleResponse {
     bearers: Vec<Bearer>,
     /// Price protection: the price change it pays for.
     price_change_id: Option<i64>,
+    /// Price protection: whether the buyer claimed it (else the platform paid it by itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claimed: Option<bool>,
     reason: String,
     /// When the next deadline acts on it, if any.
     due_at: Option<String>,
     return_carrier: Option<String>,
     return_tracking: Option<String>,
-    /// none, pending (recorded, going out through the gateway) or sent.
-    payout: String,
+    /// Price protection: pending (recorded, going out through the gateway) or sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payout: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -93,6 +101,7 @@ impl From<AfterSaleRow> for AfterSaleResponse {
             .collect();
         Self {
             id: a.id,
+            href: format!("/v1/after-sales/{}", a.id),
             order_id: a.order_id,
             line_id: a.line_id,
             kind: a.kind,
@@ -100,14 +109,45 @@ impl From<AfterSaleRow> for AfterSaleResponse {
             units: a.units,
             amount_fen: a.amount_fen,
             bearers,
-            price_change_id: a.drop_id,
+            price_change_id: None,
+            claimed: None,
             reason: a.reason,
             due_at: a.due_at_ms.map(rfc3339),
             return_carrier: a.return_carrier,
             return_tracking: a.return_tracking,
-            payout: a.payout_status,
+            payout: None,
             created_at: rfc3339(a.created_at_ms),
             updated_at: rfc3339(a.updated_at_ms),
+        }
+    }
+}
+
+impl From<ProtectionRow> for AfterSaleResponse {
+    fn from(p: ProtectionRow) -> Self {
+        let bearers = [("merchant", p.merchant_fen()), ("platform", p.platform_fen)]
+            .into_iter()
+            .filter(|&(_, fen)| fen > 0)
+            .map(|(party, amount_fen)| Bearer { party, amount_fen })
+            .collect();
+        Self {
+            id: p.id,
+            href: format!("/v1/price-protections/{}", p.id),
+            order_id: p.order_id,
+            line_id: p.line_id,
+            kind: "price_protection".to_owned(),
+            status: "refunded".to_owned(),
+            units: p.units,
+            amount_fen: p.amount_fen,
+            bearers,
+            price_change_id: Some(p.drop_id),
+            claimed: Some(p.created_by.is_some()),
+            reason: format!("the price dropped to {} fen", p.new_price_fen),
+            due_at: None,
+            return_carrier: None,
+            return_tracking: None,
+            payout: Some(p.payout_status),
+            created_at: rfc3339(p.created_at_ms),
+            updated_at: rfc3339(p.created_at_ms),
         }
     }
 }
@@ -177,7 +217,8 @@ async fn claim_price_protection(
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(row.into())))
 }
 
-/// The after-sales of an order (its buyer, the shop's staff, operators).
+/// The after-sales of an order, oldest first: requests, then price protection paid (its buyer,
+/// the shop's staff, operators).
 #[utoipa::path(get, path = "/v1/orders/{id}/after-sales", tag = "after-sales", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = Vec<AfterSaleResponse>), (status = 404, body = ErrorBody)))]
 async fn order_after_sales(
@@ -185,8 +226,8 @@ async fn order_after_sales(
     auth: Auth,
     Id(id): Id,
 ) -> ApiResult<Json<Vec<AfterSaleResponse>>> {
-    let rows = state.app.order_after_sales(&auth.user.actor(), id).await?;
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+    let (requests, protections) = state.app.order_after_sales(&auth.user.actor(), id).await?;
+    Ok(Json(requests.into_iter().map(Into::into).chain(protections.into_iter().map(Into::into)).collect()))
 }
 
 /// One after-sale with its audit trail (who, when, why).
@@ -195,4 +236,15 @@ async fn order_after_sales(
 async fn get_after_sale(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleDetail>> {
     let (row, events) = state.app.after_sale_view(&auth.user.actor(), id).await?;
     Ok(Json(AfterSaleDetail { after_sale: row.into(), events: events.into_iter().map(Into::into).collect() }))
+}
+
+/// One price-protection payment (its buyer, the shop's staff, operators).
+#[utoipa::path(get, path = "/v1/price-protections/{id}", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = AfterSaleResponse), (status = 404, body = ErrorBody)))]
+async fn get_price_protection(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.price_protection_view(&auth.user.actor(), id).await?.into()))
 }

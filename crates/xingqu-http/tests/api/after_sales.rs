@@ -107,8 +107,11 @@ async fn price_protection_claims_pay_the_drop_once(app: &TestApp) {
 
     let listed = app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&staff)).await;
     assert_eq!(listed.body.as_array().map(Vec::len), Some(3));
-    let detail = app.get(&format!("/v1/after-sales/{}", paid.id()), Some(&buyer)).await;
-    assert_eq!(detail.body["events"][0]["to_status"], "refunded", "{detail:?}");
+    let detail = app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&buyer)).await;
+    assert_eq!((detail.body["claimed"].as_bool(), detail.body["amount_fen"].as_i64()), (Some(true), Some(2_000)));
+    app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&app.register("x@example.com", "consumer").await))
+        .await
+        .assert_error(404, "price_protection_not_found");
     // The merchant bore 4 000 of protection on a 20 000 order.
     let store = app.app.store();
     assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), -16_000);

@@ -72,6 +72,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/order-lines/{id}/price-protection",
         "/v1/orders/{id}/after-sales",
         "/v1/after-sales/{id}",
+        "/v1/price-protections/{id}",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }

@@ -31,16 +31,13 @@ ALTER TABLE order_lines ADD COLUMN compensation_fen BIGINT NOT NULL DEFAULT 0
 -- Price-protection sweeps find a SKU's protected lines; unprotected lines pay nothing for it.
 CREATE INDEX order_lines_protected ON order_lines (sku_id, id) WHERE protect_window_days > 0;
 
--- Every after-sale: a buyer's request or the system's own (price protection, compensation).
--- `amount_fen` goes back to the buyer and `merchant_fen + platform_fen` say who bears it. The
--- record is also the payout instruction: `pending` rows are sent to the gateway after commit,
--- under `after_sale:{id}`, and retried by the timers.
+-- Every after-sale request (refunds, returns, exchanges, compensation claims): `amount_fen` goes
+-- back to the buyer and `merchant_fen + platform_fen` say who bears it. Money goes out as a
+-- `refunds` row (reference `after_sale:{id}`) written in the transaction that decides it.
 CREATE TABLE after_sales (
     id INTEGER PRIMARY KEY,
-    -- No foreign keys: rows are only ever written from the lines they name (a sweep inserts them
-    -- from a join over order_lines), and checking two parents per row would double a sweep's cost.
-    order_id BIGINT NOT NULL,
-    line_id BIGINT NOT NULL,
+    order_id BIGINT NOT NULL REFERENCES orders (id),
+    line_id BIGINT NOT NULL REFERENCES order_lines (id),
     buyer_user_id BIGINT NOT NULL,
     merchant_id BIGINT NOT NULL,
     kind TEXT NOT NULL,
@@ -49,14 +46,6 @@ CREATE TABLE after_sales (
     amount_fen BIGINT NOT NULL DEFAULT 0 CHECK (amount_fen >= 0),
     merchant_fen BIGINT NOT NULL DEFAULT 0 CHECK (merchant_fen >= 0),
     platform_fen BIGINT NOT NULL DEFAULT 0 CHECK (platform_fen >= 0),
-    -- Price protection: the price change (price_history row) this record pays for.
-    drop_id BIGINT,
-    -- A sweep's batch (the highest line id it covered). A batch is posted to the ledger as one
-    -- posting, merchant by merchant (not order by order); these rows attribute it to orders, and
-    -- settlement deducts them from what it pays for an order.
-    sweep_batch BIGINT,
-    -- 1: the order was already settled, so the merchant's settlement account bore its part.
-    merchant_settled BIGINT NOT NULL DEFAULT 0,
     reason TEXT NOT NULL,
     evidence TEXT NOT NULL DEFAULT '[]',
     idempotency_key TEXT,
@@ -64,20 +53,47 @@ CREATE TABLE after_sales (
     due_at_ms BIGINT,
     return_carrier TEXT,
     return_tracking TEXT,
-    payout_status TEXT NOT NULL DEFAULT 'none' CHECK (payout_status IN ('none', 'pending', 'sent')),
-    payout_ref TEXT,
     created_by BIGINT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     CHECK (merchant_fen + platform_fen = amount_fen),
-    -- One payment per line per price drop, however many sweeps or claims race.
+    UNIQUE (buyer_user_id, idempotency_key)
+);
+CREATE INDEX after_sales_due ON after_sales (due_at_ms) WHERE due_at_ms IS NOT NULL;
+CREATE INDEX after_sales_line ON after_sales (line_id);
+CREATE INDEX after_sales_merchant ON after_sales (merchant_id, id);
+
+-- Price protection paid (after-sales of kind `price_protection`, kept apart: a sweep writes
+-- hundreds of thousands at once, so the rows are narrow and carry no foreign keys; they are only
+-- ever written from the lines they name). One per line per price drop, however many sweeps or
+-- claims race. The platform bears `platform_fen`, the merchant the rest. Rows are also the payout
+-- instruction: `pending` ones go to the gateway under `price_protection:{id}` after commit and
+-- are retried by the timers.
+CREATE TABLE price_protections (
+    id INTEGER PRIMARY KEY,
+    line_id BIGINT NOT NULL,
+    -- The price change (price_history row) paid for.
+    drop_id BIGINT NOT NULL,
+    order_id BIGINT NOT NULL,
+    buyer_user_id BIGINT NOT NULL,
+    merchant_id BIGINT NOT NULL,
+    units BIGINT NOT NULL,
+    amount_fen BIGINT NOT NULL,
+    platform_fen BIGINT NOT NULL,
+    -- A sweep's batch (the highest line id it covered), NULL for a claim or a payment at
+    -- shipment. A batch is posted to the ledger as one posting, merchant by merchant; its rows
+    -- attribute it to orders, and settlement deducts them from what it pays for an order.
+    sweep_batch BIGINT,
+    -- 1: the order was already settled, so the merchant's settlement account bore its part.
+    merchant_settled BIGINT NOT NULL,
+    payout_status TEXT NOT NULL,
+    payout_ref TEXT,
+    -- The buyer who claimed it; NULL when the platform paid it by itself.
+    created_by BIGINT,
+    created_at_ms BIGINT NOT NULL,
     UNIQUE (line_id, drop_id)
 );
--- Buyers' retries; system records (sweeps) carry no key and stay out of this index.
-CREATE UNIQUE INDEX after_sales_idempotency ON after_sales (buyer_user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX after_sales_due ON after_sales (due_at_ms) WHERE due_at_ms IS NOT NULL;
-CREATE INDEX after_sales_payout ON after_sales (id) WHERE payout_status = 'pending';
-CREATE INDEX after_sales_merchant ON after_sales (merchant_id, id) WHERE drop_id IS NULL;
+CREATE INDEX price_protections_payout ON price_protections (id) WHERE payout_status = 'pending';
 
 -- Every after-sale transition: who, when, why.
 CREATE TABLE after_sale_events (

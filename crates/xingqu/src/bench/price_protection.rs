@@ -97,7 +97,7 @@ impl Figures {
             args.orders, args.eligible, self.fill_s
         );
         println!(
-            "xingqu sweep      {:>8.3} s  {:>8} payments ({} fen), each with its after-sale record, ledger entries and line total",
+            "xingqu sweep      {:>8.3} s  {:>8} payments ({} fen): records, payouts queued, ledger postings per batch",
             self.sweep_s, self.refunds, self.refunded_fen
         );
         println!(
