@@ -2,6 +2,7 @@
 //! one store transaction. Nothing here knows HTTP or JSON.
 
 pub mod accounts;
+pub mod after_sales;
 pub mod catalog;
 pub mod clock;
 pub mod coupons;
@@ -39,6 +40,8 @@ pub struct AppConfig {
     pub payment_secret: Vec<u8>,
     /// This process's number among those writing to one database (0-255), for order ids.
     pub node_id: u16,
+    /// How long merchants and buyers have in after-sales before a timer acts for them.
+    pub after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines,
 }
 
 impl Default for AppConfig {
@@ -50,6 +53,7 @@ impl Default for AppConfig {
             return_window_s: 7 * 24 * 3600,
             payment_secret: b"xingqu-simulated-gateway-secret".to_vec(),
             node_id: 0,
+            after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines::default(),
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct TimerReport {
     pub protection_refunds: i64,
     /// After-sale payouts the gateway accepted.
     pub payouts_sent: usize,
+    /// After-sale requests a deadline moved (approved, closed or refunded).
+    pub after_sales_moved: usize,
 }
 
 const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
@@ -721,7 +723,7 @@ impl App {
 
     /// Asks the gateway to pay a recorded refund back, and marks it sent. Idempotent by
     /// `reference`; a failure leaves the refund pending for the timers to retry.
-    async fn send_refund(&self, reference: &str, order_id: i64, amount_fen: i64) -> bool {
+    pub(crate) async fn send_refund(&self, reference: &str, order_id: i64, amount_fen: i64) -> bool {
         match self.gateway().refund(order_id, amount_fen, reference) {
             Ok(gateway_ref) => match self.store().mark_refund_sent(reference, &gateway_ref, self.now_ms()).await {
                 Ok(()) => true,
@@ -821,6 +823,7 @@ impl App {
         report.lucky_bags_drawn = self.draw_due_lucky_bags(now_ms, TIMER_BATCH).await?;
         report.protection_refunds = self.run_protection_sweeps().await?;
         report.payouts_sent = self.send_pending_payouts().await?;
+        report.after_sales_moved = self.run_due_after_sales(now_ms).await?;
         // Refunds sent inline normally succeed at once; these are the ones that did not.
         for (reference, order_id, amount_fen) in
             self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?
@@ -866,6 +869,10 @@ impl App {
         let mut tx = self.store().begin().await?;
         let Some(order) = tx.order(order_id).await? else { return Ok(false) };
         if order.settled_at_ms.is_some() {
+            return Ok(false);
+        }
+        // An open after-sale may still refund: the merchant is paid once it is decided.
+        if tx.open_after_sales_in_order(order_id).await? > 0 {
             return Ok(false);
         }
         let lines = tx.lines(order_id).await?;

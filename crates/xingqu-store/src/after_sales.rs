@@ -697,6 +697,30 @@ impl Tx {
         Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
     }
 
+    /// Units of a line held by requests still open (neither refunded, resolved nor closed): a new
+    /// request may not ask for them again.
+    pub async fn units_in_open_after_sales(&mut self, line_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) AS units FROM after_sales \
+             WHERE line_id = $1 AND status NOT IN ('refunded', 'resolved', 'closed')",
+        )
+        .bind(line_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("units")?)
+    }
+
+    /// After-sale requests of an order still open: settlement waits for them.
+    pub async fn open_after_sales_in_order(&mut self, order_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND status NOT IN ('refunded', 'resolved', 'closed')",
+        )
+        .bind(order_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// What a line was paid for one price drop, if anything.
     pub async fn protection_for_drop(
         &mut self,
@@ -731,6 +755,16 @@ pub struct AfterSaleChanges {
     pub platform_fen: Option<i64>,
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
+}
+
+/// Evidence photos as stored: a JSON array of URLs.
+pub fn encode_evidence(urls: &[String]) -> String {
+    serde_json::Value::from(urls.to_vec()).to_string()
+}
+
+/// The stored evidence photos.
+pub fn decode_evidence(stored: &str) -> Vec<String> {
+    serde_json::from_str(stored).unwrap_or_default()
 }
 
 /// SQL for `front_loaded_share(total, quantity, 0, returned_units)` of

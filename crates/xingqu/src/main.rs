@@ -91,6 +91,15 @@ struct OrderOptions {
     /// This node's number (0-255) when several processes share one database.
     #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=255))]
     node_id: u16,
+    /// Hours a merchant has to answer an after-sale request before it is approved by itself.
+    #[arg(long, env = "XINGQU_AFTER_SALE_ANSWER_HOURS", default_value_t = 48, value_parser = clap::value_parser!(i64).range(1..=365))]
+    after_sale_answer_hours: i64,
+    /// Days a buyer has to ship a return before the request closes.
+    #[arg(long, env = "XINGQU_RETURN_SHIP_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=365))]
+    return_ship_days: i64,
+    /// Days a merchant has to refund a received return before it is refunded by itself.
+    #[arg(long, env = "XINGQU_RETURN_REFUND_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=365))]
+    return_refund_days: i64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +135,11 @@ async fn main() -> anyhow::Result<()> {
                 return_window_s: orders.return_window_days * 86_400,
                 payment_secret: orders.payment_secret.into_bytes(),
                 node_id: orders.node_id,
+                after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines {
+                    merchant_answer_ms: orders.after_sale_answer_hours * 3_600_000,
+                    buyer_ship_ms: orders.return_ship_days * 86_400_000,
+                    merchant_refund_ms: orders.return_refund_days * 86_400_000,
+                },
             };
             let app = open_app(&cli.database_url, config).await?;
             if demo {

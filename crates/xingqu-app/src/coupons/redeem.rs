@@ -63,7 +63,7 @@ fn source(class: CouponClass) -> &'static str {
 }
 
 /// The ledger account that bears a discount others than the merchant fund.
-fn funder_account(discount: &OrderDiscount) -> Option<Account> {
+pub(crate) fn funder_account(discount: &OrderDiscount) -> Option<Account> {
     match (discount.funder.as_str(), discount.funder_id) {
         ("platform", _) => Some(Account::PlatformSubsidyBudget),
         ("creator", Some(creator)) => Some(Account::CreatorCommission(creator)),

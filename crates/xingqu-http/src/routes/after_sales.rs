@@ -6,19 +6,30 @@ use crate::extract::{ApiJson, Auth, Id};
 use crate::time_format::rfc3339;
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use xingqu_app::after_sales::AfterSaleInput;
 use xingqu_app::price_protection::ProtectionInput;
-use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy, ProtectionRow};
+use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy, ProtectionRow, decode_evidence};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(set_price_protection))
         .routes(routes!(claim_price_protection))
-        .routes(routes!(order_after_sales))
+        .routes(routes!(order_after_sales, request_after_sale))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(dispute))
+        .routes(routes!(arbitrate))
+        .routes(routes!(ship_return))
+        .routes(routes!(receive))
+        .routes(routes!(refund))
+        .routes(routes!(fulfil))
+        .routes(routes!(withdraw))
         .routes(routes!(get_after_sale))
         .routes(routes!(get_price_protection))
 }
@@ -81,6 +92,8 @@ pub struct AfterSaleResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     claimed: Option<bool>,
     reason: String,
+    /// Photo URLs the buyer sent.
+    evidence: Vec<String>,
     /// When the next deadline acts on it, if any.
     due_at: Option<String>,
     return_carrier: Option<String>,
@@ -111,6 +124,7 @@ impl From<AfterSaleRow> for AfterSaleResponse {
             bearers,
             price_change_id: None,
             claimed: None,
+            evidence: decode_evidence(&a.evidence),
             reason: a.reason,
             due_at: a.due_at_ms.map(rfc3339),
             return_carrier: a.return_carrier,
@@ -142,6 +156,7 @@ impl From<ProtectionRow> for AfterSaleResponse {
             price_change_id: Some(p.drop_id),
             claimed: Some(p.created_by.is_some()),
             reason: format!("the price dropped to {} fen", p.new_price_fen),
+            evidence: Vec::new(),
             due_at: None,
             return_carrier: None,
             return_tracking: None,
@@ -247,4 +262,185 @@ async fn get_price_protection(
     Id(id): Id,
 ) -> ApiResult<Json<AfterSaleResponse>> {
     Ok(Json(state.app.price_protection_view(&auth.user.actor(), id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfterSaleRequest {
+    line_id: i64,
+    /// refund_before_shipment, refund_without_return, return_refund, exchange, reship, repair,
+    /// fresh_damage, allergy_return or counterfeit.
+    kind: String,
+    /// Units of the line it is about.
+    units: i64,
+    reason: String,
+    /// Photo URLs (https): required for returns of defective goods, fresh damage, allergy
+    /// returns and counterfeit claims.
+    #[serde(default)]
+    evidence: Vec<String>,
+    /// A seven-day no-reason return (七天无理由): no photos, but the window and the legal
+    /// exclusions apply.
+    #[serde(default)]
+    no_reason: bool,
+}
+
+/// Asks for an after-sale on a line of your order. With an `Idempotency-Key`, a retry returns the
+/// first request (200). The merchant answers within the deadline (48 hours by default) or the
+/// request is approved by itself.
+#[utoipa::path(post, path = "/v1/orders/{id}/after-sales", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
+    request_body = AfterSaleRequest,
+    responses((status = 201, body = AfterSaleResponse), (status = 200, body = AfterSaleResponse, description = "a retry"),
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not_before_shipment, not_shipped, not_delivered, return_window_closed, no_reason_return_excluded, claim_window_closed, not_fresh, not_cosmetics, nothing_paid"),
+              (status = 422, body = ErrorBody, description = "invalid_after_sale_kind, out_of_range, evidence_required")))]
+async fn request_after_sale(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AfterSaleRequest>,
+) -> ApiResult<(StatusCode, Json<AfterSaleResponse>)> {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let input = AfterSaleInput {
+        line_id: body.line_id,
+        kind: body.kind,
+        units: body.units,
+        reason: body.reason,
+        evidence: body.evidence,
+        no_reason: body.no_reason,
+    };
+    let (row, created) = state.app.request_after_sale(&auth.user.actor(), id, key, &input).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(row.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArbitrationRequest {
+    /// buyer or merchant: who the operator finds for.
+    decision: String,
+    reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnShipmentRequest {
+    carrier: String,
+    tracking_number: String,
+}
+
+/// The shop approves a request: a refund without return is paid at once; a return waits for the
+/// goods (the buyer has 7 days to ship them).
+#[utoipa::path(post, path = "/v1/after-sales/{id}/approve", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn approve(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.answer_after_sale(&auth.user.actor(), id, true, "").await?.into()))
+}
+
+/// The shop rejects a request, saying why; the buyer may dispute it.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/reject", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ReasonRequest,
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn reject(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ReasonRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.answer_after_sale(&auth.user.actor(), id, false, &body.reason).await?.into()))
+}
+
+/// The buyer takes a rejection to operator arbitration.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/dispute", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ReasonRequest,
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn dispute(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ReasonRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.dispute_after_sale(&auth.user.actor(), id, &body.reason).await?.into()))
+}
+
+/// An operator settles a dispute or a counterfeit claim.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/arbitrate", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ArbitrationRequest,
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition"),
+              (status = 422, body = ErrorBody, description = "invalid_decision")))]
+async fn arbitrate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ArbitrationRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    let for_buyer = match body.decision.as_str() {
+        "buyer" => true,
+        "merchant" => false,
+        _ => {
+            return Err(xingqu_app::AppError::invalid("decision", "invalid_decision", "buyer or merchant").into());
+        }
+    };
+    Ok(Json(state.app.arbitrate_after_sale(&auth.user.actor(), id, for_buyer, &body.reason).await?.into()))
+}
+
+/// The buyer ships the goods back.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/return-shipment", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ReturnShipmentRequest,
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn ship_return(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ReturnShipmentRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.ship_return(&auth.user.actor(), id, &body.carrier, &body.tracking_number).await?.into()))
+}
+
+/// The shop confirms the return arrived; it refunds within 7 days or the refund is made by itself.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/receive", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn receive(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.receive_return(&auth.user.actor(), id).await?.into()))
+}
+
+/// The shop refunds a received return.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/refund", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn refund(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.refund_after_sale(&auth.user.actor(), id).await?.into()))
+}
+
+/// The shop sent the replacement or the repaired goods (exchange, repair).
+#[utoipa::path(post, path = "/v1/after-sales/{id}/fulfil", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn fulfil(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.fulfil_after_sale(&auth.user.actor(), id).await?.into()))
+}
+
+/// The buyer withdraws a request.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/withdraw", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "invalid_transition")))]
+async fn withdraw(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
+    Ok(Json(state.app.withdraw_after_sale(&auth.user.actor(), id).await?.into()))
 }

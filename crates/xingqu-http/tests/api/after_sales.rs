@@ -5,6 +5,9 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    returns_follow_their_deadlines_to_the_second,
+    rejections_go_to_arbitration_and_refunds_respect_protection,
+    after_sale_requests_refuse_bad_input_and_strangers,
     price_protection_claims_pay_the_drop_once,
     automatic_protection_sweeps_eligible_lines_only,
     price_protection_bad_input_and_strangers_are_refused
@@ -228,4 +231,207 @@ async fn price_protection_bad_input_and_strangers_are_refused(app: &TestApp) {
     claim(app, &buyer, -1).await.assert_error(400, "invalid_id");
     app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&stranger)).await.assert_error(404, "order_not_found");
     assert_eq!(app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&buyer)).await.body, json!([]));
+}
+
+async fn deliver(app: &TestApp, staff: &str, order_id: i64) {
+    ship(app, staff, order_id).await;
+    let delivered = app.post(&format!("/v1/orders/{order_id}/deliver"), Some(staff), json!({})).await;
+    assert_eq!(delivered.body["status"], "delivered", "{delivered:?}");
+}
+
+async fn request(app: &TestApp, buyer: &str, order_id: i64, body: Value) -> Reply {
+    app.post(&format!("/v1/orders/{order_id}/after-sales"), Some(buyer), body).await
+}
+
+async fn act(app: &TestApp, token: &str, id: i64, action: &str, body: Value) -> Reply {
+    app.post(&format!("/v1/after-sales/{id}/{action}"), Some(token), body).await
+}
+
+async fn status_of(app: &TestApp, token: &str, id: i64) -> String {
+    app.get(&format!("/v1/after-sales/{id}"), Some(token)).await.body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn returns_follow_their_deadlines_to_the_second(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    deliver(app, &staff, order_id).await;
+
+    // A seven-day no-reason return of one of two units: the merchant does not answer.
+    let asked = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1,
+        "reason": "不想要了", "no_reason": true}),
+    )
+    .await;
+    assert_eq!((asked.status, asked.body["status"].as_str()), (201, Some("requested")), "{asked:?}");
+    let id = asked.id();
+    app.clock.advance_ms(48 * 3_600_000 - 1_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").after_sales_moved, 0, "a second early");
+    app.clock.advance_ms(2_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").after_sales_moved, 1);
+    assert_eq!(app.app.run_due_timers().await.expect("again").after_sales_moved, 0, "timers act once");
+    let buyer = app.login("buyer@example.com").await;
+    let staff = app.login("延吉米铺@shop.test").await;
+    assert_eq!(status_of(app, &buyer, id).await, "awaiting_return");
+
+    // The buyer ships it back; the shop receives it and does not refund: the timer does, 7 days on.
+    let shipped = act(app, &buyer, id, "return-shipment", json!({"carrier": "顺丰", "tracking_number": "SF9"})).await;
+    assert_eq!(shipped.body["status"], "return_shipped", "{shipped:?}");
+    act(app, &buyer, id, "receive", json!({})).await.assert_error(403, "forbidden");
+    assert_eq!(act(app, &staff, id, "receive", json!({})).await.body["status"], "return_received");
+    app.clock.advance_ms(7 * 86_400_000 - 1_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").after_sales_moved, 0);
+    app.clock.advance_ms(2_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").after_sales_moved, 1);
+    let buyer = app.login("buyer@example.com").await;
+    let done = app.get(&format!("/v1/after-sales/{id}"), Some(&buyer)).await;
+    assert_eq!((done.body["status"].as_str(), done.body["amount_fen"].as_i64()), (Some("refunded"), Some(10_000)));
+    let trail: Vec<&str> =
+        done.body["events"].as_array().expect("events").iter().filter_map(|e| e["to_status"].as_str()).collect();
+    assert_eq!(trail, ["requested", "awaiting_return", "return_shipped", "return_received", "refunded"]);
+    // Settlement waited for the open return (the return window had passed meanwhile).
+    let store = app.app.store();
+    assert_eq!(store.account_balance("refunds").await.expect("balance"), -10_000);
+    assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), -10_000);
+
+    // Another unit, another return: approved, but never shipped back within 7 days: closed.
+    let staff = app.login("延吉米铺@shop.test").await;
+    let second = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1,
+        "reason": "质量问题", "evidence": ["https://img.example.com/1.jpg"]}),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{second:?}");
+    assert_eq!(act(app, &staff, second.id(), "approve", json!({})).await.body["status"], "awaiting_return");
+    app.clock.advance_ms(7 * 86_400_000 + 1_000);
+    app.app.run_due_timers().await.expect("timers");
+    let buyer = app.login("buyer@example.com").await;
+    assert_eq!(status_of(app, &buyer, second.id()).await, "closed");
+    ledger_is_clean(app).await;
+}
+
+async fn rejections_go_to_arbitration_and_refunds_respect_protection(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    put(app, &format!("/v1/skus/{sku}/price-protection"), &staff, json!({"window_days": 30})).await;
+    let op = app.operator().await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    ship(app, &staff, order_id).await;
+    cut_price(app, &staff, sku, 9_000).await;
+    assert_eq!(claim(app, &buyer, line_id).await.body["amount_fen"], 2_000);
+
+    // Refund without return of one unit: rejected, disputed, and decided for the buyer.
+    let asked = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_without_return", "units": 1,
+        "reason": "少发了一件"}),
+    )
+    .await;
+    let id = asked.id();
+    let rejected = act(app, &staff, id, "reject", json!({"reason": "已核实发货"})).await;
+    assert_eq!(rejected.body["status"], "rejected", "{rejected:?}");
+    act(app, &staff, id, "approve", json!({})).await.assert_error(409, "invalid_transition");
+    act(app, &buyer, id, "arbitrate", json!({"decision": "buyer", "reason": "x"})).await.assert_error(403, "forbidden");
+    assert_eq!(act(app, &buyer, id, "dispute", json!({"reason": "确实少了"})).await.body["status"], "disputed");
+    act(app, &op, id, "arbitrate", json!({"decision": "maybe", "reason": "x"}))
+        .await
+        .assert_error(422, "invalid_decision");
+    let decided = act(app, &op, id, "arbitrate", json!({"decision": "buyer", "reason": "物流称重不符"})).await;
+    // The unit's share of what is left: (20 000 − 2 000 protection) / 2.
+    assert_eq!((decided.body["status"].as_str(), decided.body["amount_fen"].as_i64()), (Some("refunded"), Some(9_000)));
+
+    // The last unit: refunded in full what it still holds; the line pays back exactly what was paid.
+    let last = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_without_return", "units": 1,
+        "reason": "也少了"}),
+    )
+    .await;
+    let last = act(app, &staff, last.id(), "approve", json!({})).await;
+    assert_eq!(last.body["amount_fen"], 9_000, "{last:?}");
+    request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_without_return", "units": 1,
+        "reason": "再来"}),
+    )
+    .await
+    .assert_error(422, "out_of_range");
+    assert_eq!(claim(app, &buyer, line_id).await.status, 200, "the drop was paid: the same payment again");
+    let store = app.app.store();
+    assert_eq!(store.account_balance("refunds").await.expect("balance"), -20_000, "refunds + protection = paid");
+    ledger_is_clean(app).await;
+}
+
+async fn after_sale_requests_refuse_bad_input_and_strangers(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (other_staff, _) = app.shop("苏州绣坊", "320500").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let stranger = app.register("stranger@example.com", "consumer").await;
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    let body = |kind: &str, units: i64| json!({"line_id": line_id, "kind": kind, "units": units, "reason": "r"});
+    request(app, &buyer, order_id, body("bogus", 1)).await.assert_error(422, "invalid_after_sale_kind");
+    request(app, &buyer, order_id, body("refund_before_shipment", 0)).await.assert_error(422, "out_of_range");
+    request(app, &buyer, order_id, body("refund_before_shipment", 3)).await.assert_error(422, "out_of_range");
+    request(app, &buyer, order_id, body("return_refund", 1)).await.assert_error(409, "not_delivered");
+    request(app, &buyer, order_id, body("refund_without_return", 1)).await.assert_error(409, "not_shipped");
+    request(app, &stranger, order_id, body("refund_before_shipment", 1))
+        .await
+        .assert_error(404, "order_line_not_found");
+    request(app, &buyer, order_id, json!({"line_id": line_id, "kind": "refund_before_shipment"}))
+        .await
+        .assert_error(422, "missing_field");
+    app.raw("POST", &format!("/v1/orders/{order_id}/after-sales"), Some(&buyer), "{\"line_id\":")
+        .await
+        .assert_error(400, "malformed_json");
+
+    // Refund before shipment of one unit: the stock comes back; a retry with the key is the same request.
+    let stock_before = app.get(&format!("/v1/skus/{sku}"), None).await.body["stock"].as_i64().expect("stock");
+    let retry = |key: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/orders/{order_id}/after-sales", app.url))
+            .bearer_auth(&buyer)
+            .header("idempotency-key", key)
+            .json(&body("refund_before_shipment", 1))
+            .send()
+    };
+    let first = retry("as-1").await.expect("send");
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.expect("json");
+    let again = retry("as-1").await.expect("send");
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(again.json::<Value>().await.expect("json")["id"], first["id"]);
+    let id = first["id"].as_i64().expect("id");
+    request(app, &buyer, order_id, body("refund_before_shipment", 2)).await.assert_error(422, "out_of_range");
+    act(app, &other_staff, id, "approve", json!({})).await.assert_error(404, "after_sale_not_found");
+    act(app, &buyer, id, "approve", json!({})).await.assert_error(403, "forbidden");
+    app.get(&format!("/v1/after-sales/{id}"), Some(&stranger)).await.assert_error(404, "after_sale_not_found");
+    let approved = act(app, &staff, id, "approve", json!({})).await;
+    assert_eq!(
+        (approved.body["status"].as_str(), approved.body["amount_fen"].as_i64()),
+        (Some("refunded"), Some(10_000))
+    );
+    act(app, &buyer, id, "withdraw", json!({})).await.assert_error(409, "invalid_transition");
+    let stock_after = app.get(&format!("/v1/skus/{sku}"), None).await.body["stock"].as_i64().expect("stock");
+    assert_eq!(stock_after, stock_before + 1, "the unit never shipped goes back to stock");
+
+    // A withdrawn request frees its units.
+    let second = request(app, &buyer, order_id, body("refund_before_shipment", 1)).await;
+    assert_eq!(act(app, &buyer, second.id(), "withdraw", json!({})).await.body["status"], "closed");
+    assert_eq!(request(app, &buyer, order_id, body("refund_before_shipment", 1)).await.status, 201);
+    ledger_is_clean(app).await;
 }

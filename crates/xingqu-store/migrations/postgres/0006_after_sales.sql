@@ -63,6 +63,7 @@ CREATE TABLE after_sales (
 );
 CREATE INDEX after_sales_due ON after_sales (due_at_ms) WHERE due_at_ms IS NOT NULL;
 CREATE INDEX after_sales_line ON after_sales (line_id);
+CREATE INDEX after_sales_order ON after_sales (order_id);
 CREATE INDEX after_sales_merchant ON after_sales (merchant_id, id);
 
 -- Price protection paid (after-sales of kind `price_protection`, kept apart: a sweep writes
