@@ -156,11 +156,15 @@ const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
     ),
 ];
 
-/// Builds the migrator from the embedded SQL. Built by hand rather than with `sqlx::migrate!` so
+/// The migration after which SQLite's `orders` is rebuilt (see [`Store::migrate`]).
+const SQLITE_REBUILD_AFTER: i64 = 5;
+
+/// Builds the migrator from the embedded SQL (the migrations up to `up_to_version`). Built by hand rather than with `sqlx::migrate!` so
 /// the workspace needs no sqlx proc-macros (which would compile both drivers a second time).
-fn migrator(backend: Backend) -> Migrator {
+fn migrator(backend: Backend, up_to_version: i64) -> Migrator {
     let migrations = MIGRATIONS
         .iter()
+        .filter(|&&(version, ..)| version <= up_to_version)
         .map(|&(version, description, sqlite_sql, postgres_sql)| {
             let sql = match backend {
                 Backend::Sqlite => sqlite_sql,
@@ -169,7 +173,8 @@ fn migrator(backend: Backend) -> Migrator {
             Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
         })
         .collect::<Vec<_>>();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    // The partial migrator meets databases that already have later migrations: not an error.
+    Migrator { migrations: Cow::Owned(migrations), ignore_missing: up_to_version != i64::MAX, ..Migrator::DEFAULT }
 }
 
 impl Store {
@@ -179,10 +184,13 @@ impl Store {
 
     /// Applies every migration not yet applied. Safe to run concurrently and repeatedly.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator(self.backend).run(&self.write).await?;
         if self.backend == Backend::Sqlite {
+            // The `orders` rebuild belongs right after migration 5 (it re-creates the table as
+            // migration 5 left it); later migrations then change the rebuilt table.
+            migrator(self.backend, SQLITE_REBUILD_AFTER).run(&self.write).await?;
             self.sqlite_rebuild().await?;
         }
+        migrator(self.backend, i64::MAX).run(&self.write).await?;
         Ok(())
     }
 

@@ -91,6 +91,11 @@ async fn openapi_describes_every_route(app: &TestApp) {
                 "/follow",
                 "/end",
                 "/price-protection",
+                "/approve",
+                "/receive",
+                "/refund",
+                "/fulfil",
+                "/withdraw",
             ]
             .iter()
             .any(|end| path.ends_with(end));

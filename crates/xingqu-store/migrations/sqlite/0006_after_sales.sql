@@ -120,3 +120,58 @@ CREATE TABLE protection_sweeps (
     finished_at_ms BIGINT
 );
 CREATE INDEX protection_sweeps_pending ON protection_sweeps (drop_id) WHERE status = 'pending';
+
+-- 安心购: a merchant's enrolment (the services it offers, operator-approved) and its
+-- return-shipping insurance terms. Orders snapshot the services in force onto each line.
+CREATE TABLE assurance_enrolments (
+    merchant_id BIGINT PRIMARY KEY REFERENCES merchants (id),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+    -- JSON array of service names (the five mandatory ones, optional dispatch promises,
+    -- category extras).
+    services TEXT NOT NULL,
+    insurance_premium_fen BIGINT NOT NULL CHECK (insurance_premium_fen >= 0),
+    insurance_cap_fen BIGINT NOT NULL CHECK (insurance_cap_fen >= 0),
+    requested_by BIGINT NOT NULL,
+    requested_at_ms BIGINT NOT NULL,
+    decided_by BIGINT,
+    decided_at_ms BIGINT,
+    decision_reason TEXT
+);
+
+-- A line's return-shipping insurance policy (0: none): the merchant pays the premium out of its
+-- settlement; the insurance pool pays the buyer's return freight up to the cap, once.
+ALTER TABLE order_lines ADD COLUMN insurance_premium_fen BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE order_lines ADD COLUMN insurance_cap_fen BIGINT NOT NULL DEFAULT 0;
+
+-- What a return cost the buyer to ship, and when an express refund paid before the goods arrived.
+ALTER TABLE after_sales ADD COLUMN return_freight_fen BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE after_sales ADD COLUMN express_refunded_at_ms BIGINT;
+
+-- Return-shipping insurance paid: one per after-sale, whatever retries.
+CREATE TABLE insurance_payouts (
+    after_sale_id BIGINT PRIMARY KEY REFERENCES after_sales (id),
+    order_id BIGINT NOT NULL,
+    amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
+    payout_status TEXT NOT NULL CHECK (payout_status IN ('pending', 'sent')),
+    payout_ref TEXT,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX insurance_payouts_pending ON insurance_payouts (after_sale_id) WHERE payout_status = 'pending';
+
+-- Door pickup: the carrier collects a return at the buyer's door in a time slot.
+CREATE TABLE pickup_tasks (
+    after_sale_id BIGINT PRIMARY KEY REFERENCES after_sales (id),
+    address TEXT NOT NULL,
+    slot_starts_at_ms BIGINT NOT NULL,
+    slot_ends_at_ms BIGINT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('requested', 'collected')),
+    carrier TEXT,
+    tracking_number TEXT,
+    created_at_ms BIGINT NOT NULL,
+    collected_at_ms BIGINT
+);
+
+-- A missed dispatch promise is compensated once: the timer marks the order when it pays.
+ALTER TABLE orders ADD COLUMN dispatch_compensated_at_ms BIGINT;
+CREATE INDEX orders_due_dispatch ON orders (dispatch_deadline_ms)
+    WHERE status = 'paid' AND dispatch_deadline_ms IS NOT NULL AND dispatch_compensated_at_ms IS NULL;
