@@ -3,6 +3,7 @@
 //! refunds are computed on what the line still holds (`after_sale::money`) and posted with
 //! what each funder gets back.
 
+use crate::assurance::PickupCollected;
 use crate::coupons::redeem::funder_account;
 use crate::{App, AppError, AppResult};
 use std::collections::BTreeMap;
@@ -50,6 +51,15 @@ fn line_money(line: &LineForAfterSale) -> AppResult<LineMoney> {
     let l = &line.line;
     LineMoney::restore(l.quantity, l.paid_fen, l.refunded_fen, l.returned_units, l.protection_fen, l.compensation_fen)
         .map_err(|e| AppError::internal(format!("stored line money: {e:?}")))
+}
+
+/// A return's shipping cost as the buyer states it: 0 to 200 元.
+pub(crate) fn freight(freight_fen: i64) -> AppResult<i64> {
+    if (0..=20_000).contains(&freight_fen) {
+        Ok(freight_fen)
+    } else {
+        Err(AppError::invalid("freight_fen", "out_of_range", "0 to 20000 fen"))
+    }
 }
 
 fn evidence_json(evidence: &[String]) -> AppResult<String> {
@@ -284,8 +294,16 @@ impl App {
         self.move_after_sale(id, event, Some(actor.user_id), &reason, AfterSaleChanges::default()).await
     }
 
-    /// The buyer ships the goods back.
-    pub async fn ship_return(&self, actor: &Actor, id: i64, carrier: &str, tracking: &str) -> AppResult<AfterSaleRow> {
+    /// The buyer ships the goods back, saying what the shipping cost (return-shipping insurance
+    /// pays it back when the return is refunded).
+    pub async fn ship_return(
+        &self,
+        actor: &Actor,
+        id: i64,
+        carrier: &str,
+        tracking: &str,
+        freight_fen: i64,
+    ) -> AppResult<AfterSaleRow> {
         let row = self.visible_after_sale(actor, id).await?;
         if row.buyer_user_id != actor.user_id {
             return Err(AppError::Forbidden("only the buyer ships a return"));
@@ -293,6 +311,7 @@ impl App {
         let changes = AfterSaleChanges {
             return_carrier: Some(text::bounded("carrier", carrier, 40)?),
             return_tracking: Some(text::bounded("tracking_number", tracking, 40)?),
+            return_freight_fen: Some(freight(freight_fen)?),
             ..AfterSaleChanges::default()
         };
         self.move_after_sale(id, AfterSaleEvent::BuyerShipReturn, Some(actor.user_id), "return shipped", changes).await
@@ -379,7 +398,22 @@ impl App {
         event: AfterSaleEvent,
         actor_user_id: Option<i64>,
         reason: &str,
+        changes: AfterSaleChanges,
+    ) -> AppResult<AfterSaleRow> {
+        self.move_after_sale_with(id, event, actor_user_id, reason, changes, None).await
+    }
+
+    /// [`App::move_after_sale`], and a door pickup's collection when that is how the return
+    /// shipped. Shipping a return may pay an express refund; a refunded return may pay
+    /// return-shipping insurance.
+    pub(crate) async fn move_after_sale_with(
+        &self,
+        id: i64,
+        event: AfterSaleEvent,
+        actor_user_id: Option<i64>,
+        reason: &str,
         mut changes: AfterSaleChanges,
+        pickup: Option<PickupCollected>,
     ) -> AppResult<AfterSaleRow> {
         let now_ms = self.now_ms();
         let mut tx = self.store().begin().await?;
@@ -388,7 +422,7 @@ impl App {
         let to = from.apply(kind, event).map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
         changes.due_at_ms = self.deadlines().due_at_ms(kind, to, now_ms);
         let mut refund = None;
-        if to == AfterSaleStatus::Refunded && kind.pays_money() {
+        if to == AfterSaleStatus::Refunded && kind.pays_money() && row.express_refunded_at_ms.is_none() {
             let paid = self.pay_after_sale(&mut tx, &row, kind, now_ms).await?;
             changes.amount_fen = Some(paid.0);
             changes.merchant_fen = Some(paid.0);
@@ -398,11 +432,26 @@ impl App {
         if !tx.transition_after_sale(id, from.as_str(), to.as_str(), &changes, actor_user_id, reason, now_ms).await? {
             return Err(AppError::conflict("concurrent_change", "the request changed meanwhile; read it again"));
         }
+        if let Some(pickup) = &pickup
+            && !tx.mark_pickup_collected(id, &pickup.carrier, &pickup.tracking, now_ms).await?
+        {
+            return Err(AppError::conflict("no_pickup_booked", "no door pickup is waiting for this return"));
+        }
+        if event == AfterSaleEvent::BuyerShipReturn && kind.pays_money() {
+            refund = self.express_refund(&mut tx, &row, now_ms).await?;
+        }
+        let mut insured = false;
+        if to == AfterSaleStatus::Refunded && kind.needs_return() {
+            insured = self.insurance_payout(&mut tx, &row, now_ms).await?;
+        }
         tx.commit().await?;
         if let Some((amount_fen, reference)) = refund
             && amount_fen > 0
         {
             self.send_refund(&reference, row.order_id, amount_fen).await;
+        }
+        if insured && let Some(payout) = self.store().insurance_payout(id).await? {
+            self.send_insurance_payout(&payout).await;
         }
         self.store().after_sale(id).await?.ok_or_else(|| AppError::internal("after-sale vanished"))
     }
@@ -411,7 +460,7 @@ impl App {
     /// (less protection and compensation already paid on them), recorded as a pending refund with
     /// its posting (funders get their parts of those units back); goods never shipped go back to
     /// stock. Returns the amount and the refund's reference.
-    async fn pay_after_sale(
+    pub(crate) async fn pay_after_sale(
         &self,
         tx: &mut Tx,
         row: &AfterSaleRow,

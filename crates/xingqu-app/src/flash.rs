@@ -445,6 +445,7 @@ impl App {
             (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
         let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None);
         let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
+        let assurance = crate::assurance::line_assurance(sku);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             checkout: NewCheckout {
@@ -492,7 +493,9 @@ impl App {
                 merchant_net_fen: paid_fen,
                 protect_window_days: sku.protect_window_days,
                 protect_from: sku.protect_from.clone(),
-                services: "[]".to_owned(),
+                services: assurance.services,
+                insurance_premium_fen: assurance.insurance_premium_fen,
+                insurance_cap_fen: assurance.insurance_cap_fen,
             },
             flash_sale_id: sale.id,
             per_user_limit: sale.per_user_limit,

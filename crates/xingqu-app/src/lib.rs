@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod assurance;
 pub mod catalog;
 pub mod clock;
 pub mod coupons;
@@ -42,6 +43,8 @@ pub struct AppConfig {
     pub node_id: u16,
     /// How long merchants and buyers have in after-sales before a timer acts for them.
     pub after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines,
+    /// What a missed dispatch promise pays the buyer: basis points of each line's payment.
+    pub dispatch_compensation_bps: i64,
 }
 
 impl Default for AppConfig {
@@ -54,6 +57,7 @@ impl Default for AppConfig {
             payment_secret: b"xingqu-simulated-gateway-secret".to_vec(),
             node_id: 0,
             after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines::default(),
+            dispatch_compensation_bps: 500,
         }
     }
 }

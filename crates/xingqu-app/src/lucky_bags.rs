@@ -432,6 +432,8 @@ impl App {
             protect_window_days: 0,
             protect_from: "placement".to_owned(),
             services: "[]".to_owned(),
+            insurance_premium_fen: 0,
+            insurance_cap_fen: 0,
         }])
         .await?;
         let changes = OrderChanges {

@@ -88,6 +88,8 @@ pub struct TimerReport {
     pub payouts_sent: usize,
     /// After-sale requests a deadline moved (approved, closed or refunded).
     pub after_sales_moved: usize,
+    /// Paid orders compensated for a missed dispatch promise.
+    pub dispatch_compensated: usize,
 }
 
 const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
@@ -287,6 +289,8 @@ impl App {
             for line in &merchant.lines {
                 let Some(sku) = skus.get(&line.line.sku_id) else { continue };
                 let line_id = self.ids().next(now_ms);
+                // The 安心购 services in force now are the buyer's entitlements on this line.
+                let assurance = crate::assurance::line_assurance(sku);
                 if let Some(&index) = cart_index.get(&sku.sku_id) {
                     line_orders.insert(index, (order_id, line_id));
                 }
@@ -323,7 +327,9 @@ impl App {
                             .sum::<i64>(),
                     protect_window_days: sku.protect_window_days,
                     protect_from: sku.protect_from.clone(),
-                    services: "[]".to_owned(),
+                    services: assurance.services,
+                    insurance_premium_fen: assurance.insurance_premium_fen,
+                    insurance_cap_fen: assurance.insurance_cap_fen,
                 });
             }
         }
@@ -824,6 +830,8 @@ impl App {
         report.protection_refunds = self.run_protection_sweeps().await?;
         report.payouts_sent = self.send_pending_payouts().await?;
         report.after_sales_moved = self.run_due_after_sales(now_ms).await?;
+        report.dispatch_compensated = self.compensate_missed_dispatch(now_ms).await?;
+        report.payouts_sent += self.send_pending_insurance().await?;
         // Refunds sent inline normally succeed at once; these are the ones that did not.
         for (reference, order_id, amount_fen) in
             self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?
@@ -889,7 +897,10 @@ impl App {
             other => other?,
         }
         if receivable_fen > 0 {
-            let posting = Posting::settlement(order.merchant_id, receivable_fen, commission)
+            // Return-shipping insurance premiums come out of the merchant's settlement.
+            let premium_fen: i64 = lines.iter().map(|l| l.insurance_premium_fen).sum();
+            let premium_fen = premium_fen.min(receivable_fen - commission);
+            let posting = Posting::settlement(order.merchant_id, receivable_fen, commission, premium_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;
         }

@@ -150,14 +150,21 @@ impl Posting {
         )
     }
 
-    /// The receivable of a finished order becomes the merchant's, less the platform's commission.
-    pub fn settlement(merchant_id: i64, receivable_fen: i64, commission_fen: i64) -> Result<Self, PostingError> {
+    /// The receivable of a finished order becomes the merchant's, less the platform's commission
+    /// and the return-shipping insurance premiums of its lines (paid into the insurance pool).
+    pub fn settlement(
+        merchant_id: i64,
+        receivable_fen: i64,
+        commission_fen: i64,
+        premium_fen: i64,
+    ) -> Result<Self, PostingError> {
         Self::new(
             PostingKind::Settlement,
             vec![
                 (Account::MerchantReceivable(merchant_id), receivable_fen),
-                (Account::MerchantSettlement(merchant_id), -(receivable_fen - commission_fen)),
+                (Account::MerchantSettlement(merchant_id), -(receivable_fen - commission_fen - premium_fen)),
                 (Account::PlatformCommission, -commission_fen),
+                (Account::InsurancePool, -premium_fen),
             ],
         )
     }
@@ -185,7 +192,7 @@ mod tests {
     fn postings_balance_or_are_refused() {
         assert!(Posting::payment(7, 5990).is_ok());
         assert_eq!(Posting::payment(7, 0), Err(PostingError::Empty));
-        let settlement = Posting::settlement(7, 10_000, 500).expect("balanced");
+        let settlement = Posting::settlement(7, 10_000, 500, 0).expect("balanced");
         assert_eq!(settlement.entries().len(), 3);
         assert_eq!(
             Posting::new(PostingKind::Refund, vec![(Account::Refunds, -5), (Account::BuyerPayments, 4)]),

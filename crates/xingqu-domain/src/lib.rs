@@ -6,6 +6,7 @@
 pub mod account;
 pub mod after_sale;
 pub mod allocation;
+pub mod assurance;
 pub mod catalog;
 pub mod checkout;
 pub mod ledger;

@@ -78,12 +78,17 @@ pub struct AfterSaleRow {
     pub due_at_ms: Option<i64>,
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
+    /// What the buyer paid to ship the return (return-shipping insurance covers it).
+    pub return_freight_fen: i64,
+    /// When an express refund paid before the goods arrived.
+    pub express_refunded_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
 const AFTER_SALE_COLUMNS: &str = "id, order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
-    merchant_fen, platform_fen, reason, evidence, due_at_ms, return_carrier, return_tracking, created_at_ms, updated_at_ms";
+    merchant_fen, platform_fen, reason, evidence, due_at_ms, return_carrier, return_tracking, return_freight_fen, \
+    express_refunded_at_ms, created_at_ms, updated_at_ms";
 
 impl AfterSaleRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -104,6 +109,8 @@ impl AfterSaleRow {
             due_at_ms: row.try_get("due_at_ms")?,
             return_carrier: row.try_get("return_carrier")?,
             return_tracking: row.try_get("return_tracking")?,
+            return_freight_fen: row.try_get("return_freight_fen")?,
+            express_refunded_at_ms: row.try_get("express_refunded_at_ms")?,
             created_at_ms: row.try_get("created_at_ms")?,
             updated_at_ms: row.try_get("updated_at_ms")?,
         })
@@ -669,7 +676,8 @@ impl Tx {
             "UPDATE after_sales SET status = $1, updated_at_ms = $2, due_at_ms = $3, \
              amount_fen = COALESCE($4, amount_fen), merchant_fen = COALESCE($5, merchant_fen), \
              platform_fen = COALESCE($6, platform_fen), return_carrier = COALESCE($7, return_carrier), \
-             return_tracking = COALESCE($8, return_tracking) WHERE id = $9 AND status = $10",
+             return_tracking = COALESCE($8, return_tracking), return_freight_fen = COALESCE($9, return_freight_fen) \
+             WHERE id = $10 AND status = $11",
         )
         .bind(to)
         .bind(now_ms)
@@ -679,6 +687,7 @@ impl Tx {
         .bind(changes.platform_fen)
         .bind(changes.return_carrier.clone())
         .bind(changes.return_tracking.clone())
+        .bind(changes.return_freight_fen)
         .bind(id)
         .bind(from)
         .execute(self.conn())
@@ -695,6 +704,20 @@ impl Tx {
         let sql = format!("SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE id = $1{lock}");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()).await?;
         Ok(row.as_ref().map(AfterSaleRow::from_row).transpose()?)
+    }
+
+    /// Records an express refund of `amount_fen` paid before the return arrived.
+    pub async fn mark_express_refunded(&mut self, id: i64, amount_fen: i64, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE after_sales SET express_refunded_at_ms = $1, amount_fen = $2, merchant_fen = $2, platform_fen = 0 \
+             WHERE id = $3",
+        )
+        .bind(now_ms)
+        .bind(amount_fen)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
     }
 
     /// Units of a line held by requests still open (neither refunded, resolved nor closed): a new
@@ -755,6 +778,7 @@ pub struct AfterSaleChanges {
     pub platform_fen: Option<i64>,
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
+    pub return_freight_fen: Option<i64>,
 }
 
 /// Evidence photos as stored: a JSON array of URLs.

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod assurance;
 pub mod catalog;
 pub mod coupons;
 mod error;

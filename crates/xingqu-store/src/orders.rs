@@ -48,6 +48,9 @@ pub struct NewLine {
     pub protect_from: String,
     /// The services in force at purchase, as a JSON array of names.
     pub services: String,
+    /// The line's return-shipping insurance (0: none): the premium the merchant pays, the cap.
+    pub insurance_premium_fen: i64,
+    pub insurance_cap_fen: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +161,8 @@ pub struct LineRow {
     pub returned_units: i64,
     pub protection_fen: i64,
     pub compensation_fen: i64,
+    pub insurance_premium_fen: i64,
+    pub insurance_cap_fen: i64,
 }
 
 /// The columns of [`LineRow`] from `order_lines` known in the query as `t`; price protection is
@@ -167,7 +172,8 @@ pub(crate) fn line_columns(t: &str) -> String {
         "{t}.id, {t}.order_id, {t}.sku_id, {t}.product_id, {t}.product_version, {t}.title, {t}.spec, {t}.unit_price_fen, \
          {t}.quantity, {t}.list_total_fen, {t}.discount_fen, {t}.paid_fen, {t}.discounts, {t}.commission_bps, \
          {t}.dispatch_promise, {t}.flash_sale_id, {t}.merchant_net_fen, {t}.protect_window_days, {t}.protect_from, \
-         {t}.services, {t}.refunded_fen, {t}.returned_units, {t}.compensation_fen, {}",
+         {t}.services, {t}.refunded_fen, {t}.returned_units, {t}.compensation_fen, {t}.insurance_premium_fen, \
+         {t}.insurance_cap_fen, {}",
         crate::after_sales::protection_paid_sql(&format!("{t}.id"))
     )
 }
@@ -199,6 +205,8 @@ impl LineRow {
             returned_units: row.try_get("returned_units")?,
             protection_fen: row.try_get("protection_fen")?,
             compensation_fen: row.try_get("compensation_fen")?,
+            insurance_premium_fen: row.try_get("insurance_premium_fen")?,
+            insurance_cap_fen: row.try_get("insurance_cap_fen")?,
         })
     }
 }
@@ -323,7 +331,7 @@ const ORDER_INSERT: [&str; 15] = [
     "created_at_ms",
     "expires_at_ms",
 ];
-const LINE_INSERT: [&str; 20] = [
+const LINE_INSERT: [&str; 22] = [
     "id",
     "order_id",
     "sku_id",
@@ -344,6 +352,8 @@ const LINE_INSERT: [&str; 20] = [
     "protect_window_days",
     "protect_from",
     "services",
+    "insurance_premium_fen",
+    "insurance_cap_fen",
 ];
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -399,6 +409,8 @@ fn bind_line<'q>(query: AnyQuery<'q>, l: &NewLine) -> AnyQuery<'q> {
         .bind(l.protect_window_days)
         .bind(l.protect_from.clone())
         .bind(l.services.clone())
+        .bind(l.insurance_premium_fen)
+        .bind(l.insurance_cap_fen)
 }
 
 impl Tx {
@@ -985,9 +997,11 @@ impl Store {
         let row = sqlx::query(
             "SELECT s.id AS sku_id, s.product_id, s.price_fen, s.spec, s.per_user_limit, p.merchant_id, p.version, p.title, \
              p.status, c.commission_bps, m.qualification, m.shipping_fee_fen, m.free_shipping_over_fen, m.dispatch_promise, \
-             s.protect_window_days, s.protect_from \
+             s.protect_window_days, s.protect_from, c.fresh, c.cosmetics, e.services AS assurance_services, \
+             e.insurance_premium_fen, e.insurance_cap_fen \
              FROM skus s JOIN products p ON p.id = s.product_id JOIN categories c ON c.id = p.category_id \
-             JOIN merchants m ON m.id = p.merchant_id WHERE s.id = $1",
+             JOIN merchants m ON m.id = p.merchant_id \
+             LEFT JOIN assurance_enrolments e ON e.merchant_id = m.id AND e.status = 'approved' WHERE s.id = $1",
         )
         .bind(sku_id)
         .fetch_optional(self.reader())
@@ -1010,6 +1024,13 @@ impl Store {
                 dispatch_promise: r.try_get("dispatch_promise")?,
                 protect_window_days: r.try_get("protect_window_days")?,
                 protect_from: r.try_get("protect_from")?,
+                category_fresh: r.try_get::<i64, _>("fresh")? != 0,
+                category_cosmetics: r.try_get::<i64, _>("cosmetics")? != 0,
+                assurance_services: r
+                    .try_get::<Option<String>, _>("assurance_services")?
+                    .map(|s| serde_json::from_str(&s).unwrap_or_default()),
+                insurance_premium_fen: r.try_get::<Option<i64>, _>("insurance_premium_fen")?.unwrap_or(0),
+                insurance_cap_fen: r.try_get::<Option<i64>, _>("insurance_cap_fen")?.unwrap_or(0),
             })
         })
         .transpose()
@@ -1076,6 +1097,13 @@ pub struct SkuForOrder {
     /// The SKU's price-protection promise now (0 days: none), snapshotted onto order lines.
     pub protect_window_days: i64,
     pub protect_from: String,
+    /// The product's category flags that decide category services.
+    pub category_fresh: bool,
+    pub category_cosmetics: bool,
+    /// The merchant's 安心购 services while its enrolment is approved.
+    pub assurance_services: Option<Vec<String>>,
+    pub insurance_premium_fen: i64,
+    pub insurance_cap_fen: i64,
 }
 
 impl Tx {

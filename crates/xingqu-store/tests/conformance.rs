@@ -629,6 +629,8 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
             protect_window_days: 30,
             protect_from: "placement".to_owned(),
             services: "[]".to_owned(),
+            insurance_premium_fen: 0,
+            insurance_cap_fen: 0,
         }])
         .await
         .expect("line");

@@ -91,6 +91,9 @@ struct OrderOptions {
     /// This node's number (0-255) when several processes share one database.
     #[arg(long, env = "XINGQU_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=255))]
     node_id: u16,
+    /// What a missed dispatch promise pays the buyer, in basis points of each line's payment.
+    #[arg(long, env = "XINGQU_DISPATCH_COMPENSATION_BPS", default_value_t = 500, value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    dispatch_compensation_bps: i64,
     /// Hours a merchant has to answer an after-sale request before it is approved by itself.
     #[arg(long, env = "XINGQU_AFTER_SALE_ANSWER_HOURS", default_value_t = 48, value_parser = clap::value_parser!(i64).range(1..=365))]
     after_sale_answer_hours: i64,
@@ -135,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                 return_window_s: orders.return_window_days * 86_400,
                 payment_secret: orders.payment_secret.into_bytes(),
                 node_id: orders.node_id,
+                dispatch_compensation_bps: orders.dispatch_compensation_bps,
                 after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines {
                     merchant_answer_ms: orders.after_sale_answer_hours * 3_600_000,
                     buyer_ship_ms: orders.return_ship_days * 86_400_000,

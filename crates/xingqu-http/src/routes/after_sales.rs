@@ -3,7 +3,9 @@
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Auth, Id};
+use crate::routes::orders::Address;
 use crate::time_format::rfc3339;
+use crate::time_format::time_field as time;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -15,6 +17,7 @@ use utoipa_axum::routes;
 use xingqu_app::after_sales::AfterSaleInput;
 use xingqu_app::price_protection::ProtectionInput;
 use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy, ProtectionRow, decode_evidence};
+use xingqu_store::assurance::{EnrolmentRow, PickupRow};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,6 +33,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(refund))
         .routes(routes!(fulfil))
         .routes(routes!(withdraw))
+        .routes(routes!(book_pickup))
+        .routes(routes!(pickup_collected))
+        .routes(routes!(get_enrolment, request_enrolment))
+        .routes(routes!(decide_enrolment))
         .routes(routes!(get_after_sale))
         .routes(routes!(get_price_protection))
 }
@@ -98,6 +105,10 @@ pub struct AfterSaleResponse {
     due_at: Option<String>,
     return_carrier: Option<String>,
     return_tracking: Option<String>,
+    /// What shipping the return cost the buyer.
+    return_freight_fen: i64,
+    /// When an express refund (极速退款) paid, before the goods arrived.
+    express_refunded_at: Option<String>,
     /// Price protection: pending (recorded, going out through the gateway) or sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     payout: Option<String>,
@@ -129,6 +140,8 @@ impl From<AfterSaleRow> for AfterSaleResponse {
             due_at: a.due_at_ms.map(rfc3339),
             return_carrier: a.return_carrier,
             return_tracking: a.return_tracking,
+            return_freight_fen: a.return_freight_fen,
+            express_refunded_at: a.express_refunded_at_ms.map(rfc3339),
             payout: None,
             created_at: rfc3339(a.created_at_ms),
             updated_at: rfc3339(a.updated_at_ms),
@@ -160,6 +173,8 @@ impl From<ProtectionRow> for AfterSaleResponse {
             due_at: None,
             return_carrier: None,
             return_tracking: None,
+            return_freight_fen: 0,
+            express_refunded_at: None,
             payout: Some(p.payout_status),
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.created_at_ms),
@@ -333,6 +348,9 @@ pub struct ArbitrationRequest {
 pub struct ReturnShipmentRequest {
     carrier: String,
     tracking_number: String,
+    /// What shipping the return cost, in 分 (return-shipping insurance pays it back up to its cap).
+    #[serde(default)]
+    freight_fen: i64,
 }
 
 /// The shop approves a request: a refund without return is paid at once; a return waits for the
@@ -406,7 +424,8 @@ async fn ship_return(
     Id(id): Id,
     ApiJson(body): ApiJson<ReturnShipmentRequest>,
 ) -> ApiResult<Json<AfterSaleResponse>> {
-    Ok(Json(state.app.ship_return(&auth.user.actor(), id, &body.carrier, &body.tracking_number).await?.into()))
+    let actor = auth.user.actor();
+    Ok(Json(state.app.ship_return(&actor, id, &body.carrier, &body.tracking_number, body.freight_fen).await?.into()))
 }
 
 /// The shop confirms the return arrived; it refunds within 7 days or the refund is made by itself.
@@ -443,4 +462,178 @@ async fn fulfil(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiRes
               (status = 409, body = ErrorBody, description = "invalid_transition")))]
 async fn withdraw(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
     Ok(Json(state.app.withdraw_after_sale(&auth.user.actor(), id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickupRequest {
+    /// Where the carrier collects the goods.
+    address: Address,
+    /// The time slot, RFC 3339: at most 4 hours, in the future.
+    slot_starts_at: String,
+    slot_ends_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PickupResponse {
+    after_sale_id: i64,
+    /// requested or collected.
+    status: String,
+    slot_starts_at: String,
+    slot_ends_at: String,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+}
+
+impl From<PickupRow> for PickupResponse {
+    fn from(p: PickupRow) -> Self {
+        Self {
+            after_sale_id: p.after_sale_id,
+            status: p.status,
+            slot_starts_at: rfc3339(p.slot_starts_at_ms),
+            slot_ends_at: rfc3339(p.slot_ends_at_ms),
+            carrier: p.carrier,
+            tracking_number: p.tracking_number,
+        }
+    }
+}
+
+/// Books a door pickup (上门取件) for an approved return, when the purchase was promised it.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/pickup", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = PickupRequest,
+    responses((status = 201, body = PickupResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not_awaiting_return, no_door_pickup, pickup_booked"),
+              (status = 422, body = ErrorBody, description = "out_of_range, invalid_time")))]
+async fn book_pickup(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<PickupRequest>,
+) -> ApiResult<(StatusCode, Json<PickupResponse>)> {
+    let slot = (time("slot_starts_at", &body.slot_starts_at)?, time("slot_ends_at", &body.slot_ends_at)?);
+    let pickup = state.app.book_pickup(&auth.user.actor(), id, &(&body.address).into(), slot).await?;
+    Ok((StatusCode::CREATED, Json(pickup.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectedRequest {
+    carrier: String,
+    tracking_number: String,
+    /// What the carrier charged the buyer, in 分.
+    #[serde(default)]
+    freight_fen: i64,
+}
+
+/// The carrier collected a booked pickup (the shop's staff or an operator record it for the
+/// carrier): the return counts as shipped.
+#[utoipa::path(post, path = "/v1/after-sales/{id}/pickup/collected", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = CollectedRequest,
+    responses((status = 200, body = AfterSaleResponse), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "no_pickup_booked, invalid_transition")))]
+async fn pickup_collected(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<CollectedRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    let actor = auth.user.actor();
+    let row = state.app.pickup_collected(&actor, id, &body.carrier, &body.tracking_number, body.freight_fen).await?;
+    Ok(Json(row.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentRequest {
+    /// authenticity_guarantee, seven_day_return, express_refund, return_shipping_insurance and
+    /// door_pickup (all required); optionally dispatch_same_day or dispatch_within_24h, and
+    /// fresh_damage_compensation / cosmetics_allergy_return for those categories.
+    services: Vec<String>,
+    /// The return-shipping insurance premium per insured line, deducted at settlement.
+    insurance_premium_fen: i64,
+    /// The most the insurance pays back for one return's freight.
+    insurance_cap_fen: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnrolmentResponse {
+    merchant_id: i64,
+    /// pending, approved or rejected.
+    status: String,
+    services: Vec<String>,
+    insurance_premium_fen: i64,
+    insurance_cap_fen: i64,
+    requested_at: String,
+    decided_at: Option<String>,
+    decision_reason: Option<String>,
+}
+
+impl From<EnrolmentRow> for EnrolmentResponse {
+    fn from(e: EnrolmentRow) -> Self {
+        Self {
+            merchant_id: e.merchant_id,
+            status: e.status,
+            services: e.services,
+            insurance_premium_fen: e.insurance_premium_fen,
+            insurance_cap_fen: e.insurance_cap_fen,
+            requested_at: rfc3339(e.requested_at_ms),
+            decided_at: e.decided_at_ms.map(rfc3339),
+            decision_reason: e.decision_reason,
+        }
+    }
+}
+
+/// A shop applies for 安心购 (its staff); an operator decides.
+#[utoipa::path(put, path = "/v1/merchants/{id}/assurance", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = EnrolmentRequest,
+    responses((status = 200, body = EnrolmentResponse), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "mandatory_service_missing, unknown_service, one_dispatch_promise, out_of_range")))]
+async fn request_enrolment(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<EnrolmentRequest>,
+) -> ApiResult<Json<EnrolmentResponse>> {
+    let actor = auth.user.actor();
+    let row = state
+        .app
+        .request_enrolment(&actor, id, &body.services, body.insurance_premium_fen, body.insurance_cap_fen)
+        .await?;
+    Ok(Json(row.into()))
+}
+
+/// A shop's 安心购 enrolment (its staff, operators).
+#[utoipa::path(get, path = "/v1/merchants/{id}/assurance", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = EnrolmentResponse), (status = 404, body = ErrorBody)))]
+async fn get_enrolment(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<EnrolmentResponse>> {
+    Ok(Json(state.app.enrolment(&auth.user.actor(), id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentDecision {
+    /// approve or reject.
+    decision: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// An operator approves or rejects a pending 安心购 enrolment.
+#[utoipa::path(post, path = "/v1/merchants/{id}/assurance/decision", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = EnrolmentDecision,
+    responses((status = 200, body = EnrolmentResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not_pending"),
+              (status = 422, body = ErrorBody, description = "invalid_decision")))]
+async fn decide_enrolment(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<EnrolmentDecision>,
+) -> ApiResult<Json<EnrolmentResponse>> {
+    let approve = match body.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => return Err(xingqu_app::AppError::invalid("decision", "invalid_decision", "approve or reject").into()),
+    };
+    Ok(Json(state.app.decide_enrolment(&auth.user.actor(), id, approve, &body.reason).await?.into()))
 }

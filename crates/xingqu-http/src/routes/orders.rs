@@ -205,6 +205,18 @@ pub struct OrderLineResponse {
     paid_fen: i64,
     /// none, within_48h, within_24h or same_day.
     dispatch_promise: String,
+    /// The 安心购 services promised at purchase: the buyer's entitlements on this line.
+    services: Vec<String>,
+    /// Price protection promised at purchase: days (0: none) and where the window starts.
+    price_protection_days: i64,
+    price_protection_from: String,
+    /// Return-shipping insurance: the most it pays back for the return's freight (0: none).
+    insurance_cap_fen: i64,
+    /// Paid back since: refunds, units refunded, price protection, compensation.
+    refunded_fen: i64,
+    refunded_units: i64,
+    protection_fen: i64,
+    compensation_fen: i64,
 }
 
 impl From<LineRow> for OrderLineResponse {
@@ -224,6 +236,14 @@ impl From<LineRow> for OrderLineResponse {
                 .collect(),
             paid_fen: l.paid_fen,
             dispatch_promise: l.dispatch_promise,
+            services: xingqu_store::assurance::decode_services(&l.services),
+            price_protection_days: l.protect_window_days,
+            price_protection_from: l.protect_from,
+            insurance_cap_fen: l.insurance_cap_fen,
+            refunded_fen: l.refunded_fen,
+            refunded_units: l.returned_units,
+            protection_fen: l.protection_fen,
+            compensation_fen: l.compensation_fen,
         }
     }
 }

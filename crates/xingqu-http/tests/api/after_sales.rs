@@ -5,6 +5,7 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    assured_purchase_services_are_promised_per_line_and_kept,
     returns_follow_their_deadlines_to_the_second,
     rejections_go_to_arbitration_and_refunds_respect_protection,
     after_sale_requests_refuse_bad_input_and_strangers,
@@ -433,5 +434,120 @@ async fn after_sale_requests_refuse_bad_input_and_strangers(app: &TestApp) {
     let second = request(app, &buyer, order_id, body("refund_before_shipment", 1)).await;
     assert_eq!(act(app, &buyer, second.id(), "withdraw", json!({})).await.body["status"], "closed");
     assert_eq!(request(app, &buyer, order_id, body("refund_before_shipment", 1)).await.status, 201);
+    ledger_is_clean(app).await;
+}
+
+const FIVE: [&str; 5] =
+    ["authenticity_guarantee", "seven_day_return", "express_refund", "return_shipping_insurance", "door_pickup"];
+
+async fn assured_purchase_services_are_promised_per_line_and_kept(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let op = app.operator().await;
+    let path = format!("/v1/merchants/{merchant}/assurance");
+    put(app, &path, &staff, json!({"services": FIVE[..4], "insurance_premium_fen": 50, "insurance_cap_fen": 1_000}))
+        .await
+        .assert_error(422, "mandatory_service_missing");
+    let (other_staff, _) = app.shop("苏州绣坊", "320500").await;
+    put(app, &path, &other_staff, json!({"services": FIVE, "insurance_premium_fen": 50, "insurance_cap_fen": 1_000}))
+        .await
+        .assert_error(403, "forbidden");
+    let mut services: Vec<&str> = FIVE.to_vec();
+    services.push("dispatch_within_24h");
+    let asked =
+        put(app, &path, &staff, json!({"services": services, "insurance_premium_fen": 50, "insurance_cap_fen": 1_000}))
+            .await;
+    assert_eq!(asked.body["status"], "pending", "{asked:?}");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    // Bought before approval: no services promised.
+    let (before, before_line) = paid_order(app, &buyer, "k0", sku, 1).await;
+    app.post(&format!("{path}/decision"), Some(&staff), json!({"decision": "approve"}))
+        .await
+        .assert_error(403, "forbidden");
+    let approved = app.post(&format!("{path}/decision"), Some(&op), json!({"decision": "approve"})).await;
+    assert_eq!(approved.body["status"], "approved", "{approved:?}");
+    app.post(&format!("{path}/decision"), Some(&op), json!({"decision": "approve"}))
+        .await
+        .assert_error(409, "not_pending");
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 1).await;
+    let order = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!(order.body["lines"][0]["services"].as_array().map(Vec::len), Some(6), "{order:?}");
+    assert_eq!(order.body["lines"][0]["insurance_cap_fen"], 1_000);
+    let old = app.get(&format!("/v1/orders/{before}"), Some(&buyer)).await;
+    assert_eq!(old.body["lines"][0]["services"], json!([]));
+
+    // Return with door pickup: approved, collected at the door with its freight; the buyer in
+    // good standing is refunded at once (express refund), and the insurance pays the freight up
+    // to its cap when the return completes — once.
+    deliver(app, &staff, order_id).await;
+    let asked = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1,
+        "reason": "不合适", "no_reason": true}),
+    )
+    .await;
+    let id = asked.id();
+    assert_eq!(act(app, &staff, id, "approve", json!({})).await.body["status"], "awaiting_return");
+    let slot =
+        json!({"address": address(), "slot_starts_at": "2025-11-27T09:00:00Z", "slot_ends_at": "2025-11-27T11:00:00Z"});
+    let booked = act(app, &buyer, id, "pickup", slot.clone()).await;
+    assert_eq!((booked.status, booked.body["status"].as_str()), (201, Some("requested")), "{booked:?}");
+    act(app, &buyer, id, "pickup", slot).await.assert_error(409, "pickup_booked");
+    let collected = app
+        .post(
+            &format!("/v1/after-sales/{id}/pickup/collected"),
+            Some(&staff),
+            json!({"carrier": "顺丰", "tracking_number": "SF-PICK-1", "freight_fen": 1_200}),
+        )
+        .await;
+    assert_eq!(
+        (
+            collected.body["status"].as_str(),
+            collected.body["express_refunded_at"].is_string(),
+            collected.body["amount_fen"].as_i64()
+        ),
+        (Some("return_shipped"), true, Some(10_000)),
+        "{collected:?}"
+    );
+    assert_eq!(act(app, &staff, id, "receive", json!({})).await.body["status"], "return_received");
+    let refunded = act(app, &staff, id, "refund", json!({})).await;
+    assert_eq!(
+        (refunded.body["status"].as_str(), refunded.body["amount_fen"].as_i64()),
+        (Some("refunded"), Some(10_000))
+    );
+    let store = app.app.store();
+    assert_eq!(store.account_balance("insurance_pool").await.expect("balance"), 1_000, "the freight up to the cap");
+    assert_eq!(store.account_balance("refunds").await.expect("balance"), -11_000, "refunded once, plus the freight");
+
+    // A line without the promise gets no pickup.
+    deliver(app, &staff, before).await;
+    let plain = request(
+        app,
+        &buyer,
+        before,
+        json!({"line_id": before_line, "kind": "return_refund", "units": 1,
+        "reason": "不合适", "no_reason": true}),
+    )
+    .await;
+    act(app, &staff, plain.id(), "approve", json!({})).await;
+    let slot =
+        json!({"address": address(), "slot_starts_at": "2025-11-27T09:00:00Z", "slot_ends_at": "2025-11-27T11:00:00Z"});
+    act(app, &buyer, plain.id(), "pickup", slot).await.assert_error(409, "no_door_pickup");
+
+    // Dispatch promised within 24 hours: an order still unshipped a second after is compensated
+    // (5% of its payment, by the merchant), once.
+    let fulfilment = json!({"shipping_fee_fen": 0, "dispatch_promise": "within_24h"});
+    put(app, &format!("/v1/merchants/{merchant}/fulfilment"), &staff, fulfilment).await;
+    let (late, _) = paid_order(app, &buyer, "k2", sku, 1).await;
+    app.clock.advance_ms(24 * 3_600_000 - 1_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").dispatch_compensated, 0);
+    app.clock.advance_ms(2_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").dispatch_compensated, 1);
+    assert_eq!(app.app.run_due_timers().await.expect("again").dispatch_compensated, 0, "once");
+    let buyer = app.login("buyer@example.com").await;
+    let late = app.get(&format!("/v1/orders/{late}"), Some(&buyer)).await;
+    assert_eq!(late.body["lines"][0]["compensation_fen"], 500, "{late:?}");
     ledger_is_clean(app).await;
 }

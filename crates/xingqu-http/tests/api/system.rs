@@ -73,6 +73,8 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/orders/{id}/after-sales",
         "/v1/after-sales/{id}",
         "/v1/price-protections/{id}",
+        "/v1/after-sales/{id}/pickup",
+        "/v1/merchants/{id}/assurance",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
