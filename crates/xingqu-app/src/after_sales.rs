@@ -440,9 +440,12 @@ impl App {
         if event == AfterSaleEvent::BuyerShipReturn && kind.pays_money() {
             refund = self.express_refund(&mut tx, &row, now_ms).await?;
         }
-        let mut insured = false;
+        let mut extra = false;
         if to == AfterSaleStatus::Refunded && kind.needs_return() {
-            insured = self.insurance_payout(&mut tx, &row, now_ms).await?;
+            extra = self.insurance_payout(&mut tx, &row, now_ms).await?;
+        }
+        if to == AfterSaleStatus::Refunded && kind == AfterSaleKind::Counterfeit {
+            extra = self.counterfeit_compensation(&mut tx, &row, now_ms).await?;
         }
         tx.commit().await?;
         if let Some((amount_fen, reference)) = refund
@@ -450,8 +453,10 @@ impl App {
         {
             self.send_refund(&reference, row.order_id, amount_fen).await;
         }
-        if insured && let Some(payout) = self.store().insurance_payout(id).await? {
-            self.send_insurance_payout(&payout).await;
+        if extra {
+            for payout in self.store().payouts_of(id).await? {
+                self.send_payout(&payout).await;
+            }
         }
         self.store().after_sale(id).await?.ok_or_else(|| AppError::internal("after-sale vanished"))
     }

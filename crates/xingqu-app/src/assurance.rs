@@ -10,7 +10,7 @@ use xingqu_domain::catalog::CategoryFlags;
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
 use xingqu_domain::text;
 use xingqu_store::after_sales::{AfterSaleChanges, AfterSaleRow, LineForAfterSale};
-use xingqu_store::assurance::{EnrolmentRow, InsurancePayoutRow, PickupRow, decode_services, encode_services};
+use xingqu_store::assurance::{EnrolmentRow, PayoutRow, PickupRow, decode_services, encode_services};
 use xingqu_store::orders::SkuForOrder;
 use xingqu_store::{StoreError, Tx};
 
@@ -158,7 +158,7 @@ impl App {
         if amount_fen <= 0 {
             return Ok(false);
         }
-        match tx.insert_insurance_payout(row.id, row.order_id, amount_fen, now_ms).await {
+        match tx.insert_payout(row.id, "return_shipping_insurance", row.order_id, amount_fen, now_ms).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => return Ok(false),
             Err(error) => return Err(error.into()),
@@ -168,18 +168,52 @@ impl App {
             vec![(Account::InsurancePool, amount_fen), (Account::Refunds, -amount_fen)],
         )
         .map_err(|e| AppError::internal(e.to_string()))?;
-        tx.post(&posting, &format!("insurance:after_sale:{}", row.id), Some(row.order_id), now_ms).await?;
+        tx.post(&posting, &format!("return_shipping_insurance:after_sale:{}", row.id), Some(row.order_id), now_ms)
+            .await?;
         Ok(true)
     }
 
-    pub(crate) async fn send_insurance_payout(&self, payout: &InsurancePayoutRow) -> bool {
-        let reference = format!("insurance:after_sale:{}", payout.after_sale_id);
+    /// Counterfeit compensation (假一赔N), inside the transaction that decides a counterfeit claim
+    /// for the buyer: the configured multiple of the units' payment on top of the refund, borne by
+    /// the merchant. It is a penalty beyond the price, so it is not part of the line's paid-back
+    /// total (which never exceeds what was paid).
+    pub(crate) async fn counterfeit_compensation(
+        &self,
+        tx: &mut Tx,
+        row: &AfterSaleRow,
+        now_ms: i64,
+    ) -> AppResult<bool> {
+        let line = tx.line_for_after_sale(row.line_id).await?.ok_or_else(|| AppError::internal("after-sale's line"))?;
+        let units_paid_fen = i128::from(line.line.paid_fen) * i128::from(row.units) / i128::from(line.line.quantity);
+        let amount_fen = i64::try_from(units_paid_fen * i128::from(self.config().counterfeit_multiple)).unwrap_or(0);
+        if amount_fen <= 0 {
+            return Ok(false);
+        }
+        match tx.insert_payout(row.id, "counterfeit_compensation", row.order_id, amount_fen, now_ms).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        }
+        let account = if line.settled {
+            Account::MerchantSettlement(line.merchant_id)
+        } else {
+            Account::MerchantReceivable(line.merchant_id)
+        };
+        let posting = Posting::paid_back(PostingKind::Compensation, account, amount_fen, 0)
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        tx.post(&posting, &format!("counterfeit_compensation:after_sale:{}", row.id), Some(row.order_id), now_ms)
+            .await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn send_payout(&self, payout: &PayoutRow) -> bool {
+        let reference = format!("{}:after_sale:{}", payout.kind, payout.after_sale_id);
         let Ok(gateway_ref) = self.gateway().refund(payout.order_id, payout.amount_fen, &reference) else {
             return false;
         };
         let marked = async {
             let mut tx = self.store().begin().await?;
-            tx.mark_insurance_paid_out(payout.after_sale_id, &gateway_ref).await?;
+            tx.mark_payout_sent(payout.after_sale_id, &payout.kind, &gateway_ref).await?;
             tx.commit().await
         };
         marked.await.is_ok()
@@ -307,11 +341,11 @@ impl App {
         Ok(true)
     }
 
-    /// Insurance payouts the gateway has not accepted yet.
-    pub(crate) async fn send_pending_insurance(&self) -> AppResult<usize> {
+    /// After-sale payouts the gateway has not accepted yet.
+    pub(crate) async fn send_pending_after_sale_payouts(&self) -> AppResult<usize> {
         let mut sent = 0;
-        for payout in self.store().pending_insurance_payouts(DISPATCH_BATCH).await? {
-            sent += usize::from(self.send_insurance_payout(&payout).await);
+        for payout in self.store().pending_payouts(DISPATCH_BATCH).await? {
+            sent += usize::from(self.send_payout(&payout).await);
         }
         Ok(sent)
     }

@@ -45,6 +45,8 @@ pub struct AppConfig {
     pub after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines,
     /// What a missed dispatch promise pays the buyer: basis points of each line's payment.
     pub dispatch_compensation_bps: i64,
+    /// A confirmed counterfeit pays back the price and this many times it on top (假一赔三).
+    pub counterfeit_multiple: i64,
 }
 
 impl Default for AppConfig {
@@ -58,6 +60,7 @@ impl Default for AppConfig {
             node_id: 0,
             after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines::default(),
             dispatch_compensation_bps: 500,
+            counterfeit_multiple: 3,
         }
     }
 }

@@ -831,7 +831,7 @@ impl App {
         report.payouts_sent = self.send_pending_payouts().await?;
         report.after_sales_moved = self.run_due_after_sales(now_ms).await?;
         report.dispatch_compensated = self.compensate_missed_dispatch(now_ms).await?;
-        report.payouts_sent += self.send_pending_insurance().await?;
+        report.payouts_sent += self.send_pending_after_sale_payouts().await?;
         // Refunds sent inline normally succeed at once; these are the ones that did not.
         for (reference, order_id, amount_fen) in
             self.store().pending_refunds(now_ms - REFUND_RETRY_AFTER_MS, TIMER_BATCH).await?

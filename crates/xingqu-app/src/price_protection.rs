@@ -381,14 +381,21 @@ impl App {
         Ok(row)
     }
 
-    /// One after-sale with its audit trail: the buyer, the shop's staff, operators.
-    pub async fn after_sale_view(&self, actor: &Actor, id: i64) -> AppResult<(AfterSaleRow, Vec<AfterSaleEventRow>)> {
+    /// One after-sale with its audit trail and what it paid beyond the refund: the buyer, the
+    /// shop's staff, operators.
+    #[allow(clippy::type_complexity)]
+    pub async fn after_sale_view(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> AppResult<(AfterSaleRow, Vec<AfterSaleEventRow>, Vec<xingqu_store::assurance::PayoutRow>)> {
         let row = self.store().after_sale(id).await?.ok_or(AppError::not_found("after_sale"))?;
         if row.buyer_user_id != actor.user_id && !actor.manages_merchant(row.merchant_id) {
             return Err(AppError::not_found("after_sale"));
         }
         let events = self.store().after_sale_events(id).await?;
-        Ok((row, events))
+        let payouts = self.store().payouts_of(id).await?;
+        Ok((row, events, payouts))
     }
 
     /// Sends one protection payment through the gateway (idempotent by `price_protection:{id}`)

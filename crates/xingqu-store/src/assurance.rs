@@ -37,13 +37,27 @@ impl EnrolmentRow {
     }
 }
 
-/// A return-shipping insurance payout waiting for (or accepted by) the gateway.
+/// Money an after-sale pays beyond the refund (insurance, counterfeit compensation), waiting for
+/// (or accepted by) the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InsurancePayoutRow {
+pub struct PayoutRow {
     pub after_sale_id: i64,
+    pub kind: String,
     pub order_id: i64,
     pub amount_fen: i64,
     pub payout_status: String,
+}
+
+impl PayoutRow {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            after_sale_id: r.try_get("after_sale_id")?,
+            kind: r.try_get("kind")?,
+            order_id: r.try_get("order_id")?,
+            amount_fen: r.try_get("amount_fen")?,
+            payout_status: r.try_get("payout_status")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,20 +124,22 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records a return-shipping insurance payout for an after-sale; a second one is a
-    /// [`StoreError::Conflict`] (the policy pays once).
-    pub async fn insert_insurance_payout(
+    /// Records a payout of `kind` for an after-sale; a second one of the same kind is a
+    /// [`StoreError::Conflict`] (each pays once).
+    pub async fn insert_payout(
         &mut self,
         after_sale_id: i64,
+        kind: &str,
         order_id: i64,
         amount_fen: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO insurance_payouts (after_sale_id, order_id, amount_fen, payout_status, created_at_ms) \
-             VALUES ($1, $2, $3, 'pending', $4)",
+            "INSERT INTO after_sale_payouts (after_sale_id, kind, order_id, amount_fen, payout_status, created_at_ms) \
+             VALUES ($1, $2, $3, $4, 'pending', $5)",
         )
         .bind(after_sale_id)
+        .bind(kind)
         .bind(order_id)
         .bind(amount_fen)
         .bind(now_ms)
@@ -132,13 +148,19 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn mark_insurance_paid_out(&mut self, after_sale_id: i64, payout_ref: &str) -> Result<(), StoreError> {
+    pub async fn mark_payout_sent(
+        &mut self,
+        after_sale_id: i64,
+        kind: &str,
+        payout_ref: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE insurance_payouts SET payout_status = 'sent', payout_ref = $1 \
-             WHERE after_sale_id = $2 AND payout_status = 'pending'",
+            "UPDATE after_sale_payouts SET payout_status = 'sent', payout_ref = $1 \
+             WHERE after_sale_id = $2 AND kind = $3 AND payout_status = 'pending'",
         )
         .bind(payout_ref)
         .bind(after_sale_id)
+        .bind(kind)
         .execute(self.conn())
         .await?;
         Ok(())
@@ -232,44 +254,27 @@ impl Store {
         Ok(rows.iter().map(EnrolmentRow::from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn pending_insurance_payouts(&self, limit: i64) -> Result<Vec<InsurancePayoutRow>, StoreError> {
+    pub async fn pending_payouts(&self, limit: i64) -> Result<Vec<PayoutRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT after_sale_id, order_id, amount_fen, payout_status FROM insurance_payouts \
+            "SELECT after_sale_id, kind, order_id, amount_fen, payout_status FROM after_sale_payouts \
              WHERE payout_status = 'pending' ORDER BY after_sale_id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(InsurancePayoutRow {
-                    after_sale_id: r.try_get("after_sale_id")?,
-                    order_id: r.try_get("order_id")?,
-                    amount_fen: r.try_get("amount_fen")?,
-                    payout_status: r.try_get("payout_status")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(rows.iter().map(PayoutRow::from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn insurance_payout(&self, after_sale_id: i64) -> Result<Option<InsurancePayoutRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT after_sale_id, order_id, amount_fen, payout_status FROM insurance_payouts WHERE after_sale_id = $1",
+    /// What an after-sale paid beyond its refund.
+    pub async fn payouts_of(&self, after_sale_id: i64) -> Result<Vec<PayoutRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT after_sale_id, kind, order_id, amount_fen, payout_status FROM after_sale_payouts \
+             WHERE after_sale_id = $1 ORDER BY kind",
         )
         .bind(after_sale_id)
-        .fetch_optional(self.reader())
+        .fetch_all(self.reader())
         .await?;
-        row.map(|r| {
-            Ok(InsurancePayoutRow {
-                after_sale_id: r.try_get("after_sale_id")?,
-                order_id: r.try_get("order_id")?,
-                amount_fen: r.try_get("amount_fen")?,
-                payout_status: r.try_get("payout_status")?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| e.into())
+        Ok(rows.iter().map(PayoutRow::from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn pickup(&self, after_sale_id: i64) -> Result<Option<PickupRow>, StoreError> {

@@ -94,6 +94,9 @@ struct OrderOptions {
     /// What a missed dispatch promise pays the buyer, in basis points of each line's payment.
     #[arg(long, env = "XINGQU_DISPATCH_COMPENSATION_BPS", default_value_t = 500, value_parser = clap::value_parser!(i64).range(0..=10_000))]
     dispatch_compensation_bps: i64,
+    /// A confirmed counterfeit pays back the price and this many times it on top (假一赔N).
+    #[arg(long, env = "XINGQU_COUNTERFEIT_MULTIPLE", default_value_t = 3, value_parser = clap::value_parser!(i64).range(0..=10))]
+    counterfeit_multiple: i64,
     /// Hours a merchant has to answer an after-sale request before it is approved by itself.
     #[arg(long, env = "XINGQU_AFTER_SALE_ANSWER_HOURS", default_value_t = 48, value_parser = clap::value_parser!(i64).range(1..=365))]
     after_sale_answer_hours: i64,
@@ -139,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 payment_secret: orders.payment_secret.into_bytes(),
                 node_id: orders.node_id,
                 dispatch_compensation_bps: orders.dispatch_compensation_bps,
+                counterfeit_multiple: orders.counterfeit_multiple,
                 after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines {
                     merchant_answer_ms: orders.after_sale_answer_hours * 3_600_000,
                     buyer_ship_ms: orders.return_ship_days * 86_400_000,

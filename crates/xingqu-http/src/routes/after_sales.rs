@@ -208,6 +208,16 @@ pub struct AfterSaleDetail {
     #[serde(flatten)]
     after_sale: AfterSaleResponse,
     events: Vec<AfterSaleEvent>,
+    /// Paid beyond the refund: return_shipping_insurance, counterfeit_compensation.
+    payouts: Vec<Payout>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Payout {
+    kind: String,
+    amount_fen: i64,
+    /// pending or sent.
+    status: String,
 }
 
 /// Sets a SKU's price protection (the shop's staff; the platform's share: operators). Orders
@@ -264,8 +274,12 @@ async fn order_after_sales(
 #[utoipa::path(get, path = "/v1/after-sales/{id}", tag = "after-sales", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = AfterSaleDetail), (status = 404, body = ErrorBody)))]
 async fn get_after_sale(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleDetail>> {
-    let (row, events) = state.app.after_sale_view(&auth.user.actor(), id).await?;
-    Ok(Json(AfterSaleDetail { after_sale: row.into(), events: events.into_iter().map(Into::into).collect() }))
+    let (row, events, payouts) = state.app.after_sale_view(&auth.user.actor(), id).await?;
+    let payouts = payouts
+        .into_iter()
+        .map(|p| Payout { kind: p.kind, amount_fen: p.amount_fen, status: p.payout_status })
+        .collect();
+    Ok(Json(AfterSaleDetail { after_sale: row.into(), events: events.into_iter().map(Into::into).collect(), payouts }))
 }
 
 /// One price-protection payment (its buyer, the shop's staff, operators).

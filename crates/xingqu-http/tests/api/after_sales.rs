@@ -430,6 +430,31 @@ async fn after_sale_requests_refuse_bad_input_and_strangers(app: &TestApp) {
     let stock_after = app.get(&format!("/v1/skus/{sku}"), None).await.body["stock"].as_i64().expect("stock");
     assert_eq!(stock_after, stock_before + 1, "the unit never shipped goes back to stock");
 
+    // A counterfeit claim: merchants cannot answer it; an operator confirms it, and the buyer gets
+    // the unit's price back and three times it on top, from the merchant.
+    let op = app.operator().await;
+    let (fake, fake_line) = paid_order(app, &buyer, "k-fake", sku, 1).await;
+    ship(app, &staff, fake).await;
+    let claim_body = json!({"line_id": fake_line, "kind": "counterfeit", "units": 1, "reason": "鉴定为假",
+        "evidence": ["https://img.example.com/report.jpg"]});
+    let claimed = request(app, &buyer, fake, claim_body).await;
+    assert_eq!(claimed.status, 201, "{claimed:?}");
+    act(app, &staff, claimed.id(), "approve", json!({})).await.assert_error(409, "invalid_transition");
+    let refunds_before = app.app.store().account_balance("refunds").await.expect("balance");
+    let confirmed =
+        act(app, &op, claimed.id(), "arbitrate", json!({"decision": "buyer", "reason": "鉴定报告属实"})).await;
+    assert_eq!(
+        (confirmed.body["status"].as_str(), confirmed.body["amount_fen"].as_i64()),
+        (Some("refunded"), Some(10_000))
+    );
+    let detail = app.get(&format!("/v1/after-sales/{}", claimed.id()), Some(&buyer)).await;
+    assert_eq!(
+        detail.body["payouts"],
+        json!([{"kind": "counterfeit_compensation", "amount_fen": 30000, "status": "sent"}])
+    );
+    let refunds_after = app.app.store().account_balance("refunds").await.expect("balance");
+    assert_eq!(refunds_after - refunds_before, -40_000);
+
     // A withdrawn request frees its units.
     let second = request(app, &buyer, order_id, body("refund_before_shipment", 1)).await;
     assert_eq!(act(app, &buyer, second.id(), "withdraw", json!({})).await.body["status"], "closed");

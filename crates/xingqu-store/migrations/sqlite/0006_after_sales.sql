@@ -147,16 +147,20 @@ ALTER TABLE order_lines ADD COLUMN insurance_cap_fen BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE after_sales ADD COLUMN return_freight_fen BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE after_sales ADD COLUMN express_refunded_at_ms BIGINT;
 
--- Return-shipping insurance paid: one per after-sale, whatever retries.
-CREATE TABLE insurance_payouts (
-    after_sale_id BIGINT PRIMARY KEY REFERENCES after_sales (id),
+-- Money an after-sale pays beyond the line's refund, once per kind whatever retries:
+-- return-shipping insurance (from the insurance pool) and counterfeit compensation (假一赔N, by
+-- the merchant). Sent through the gateway after commit; pending rows are retried by the timers.
+CREATE TABLE after_sale_payouts (
+    after_sale_id BIGINT NOT NULL REFERENCES after_sales (id),
+    kind TEXT NOT NULL CHECK (kind IN ('return_shipping_insurance', 'counterfeit_compensation')),
     order_id BIGINT NOT NULL,
     amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
     payout_status TEXT NOT NULL CHECK (payout_status IN ('pending', 'sent')),
     payout_ref TEXT,
-    created_at_ms BIGINT NOT NULL
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (after_sale_id, kind)
 );
-CREATE INDEX insurance_payouts_pending ON insurance_payouts (after_sale_id) WHERE payout_status = 'pending';
+CREATE INDEX after_sale_payouts_pending ON after_sale_payouts (after_sale_id) WHERE payout_status = 'pending';
 
 -- Door pickup: the carrier collects a return at the buyer's door in a time slot.
 CREATE TABLE pickup_tasks (
