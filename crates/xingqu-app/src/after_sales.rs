@@ -199,7 +199,8 @@ impl App {
                         "seven-day no-reason returns run for 7 days from the day after sign-off",
                     );
                 }
-                match seven_day_return_exclusion(&flags, false, false) {
+                let confirmed = line.line.unsealed_no_return_confirmed;
+                match seven_day_return_exclusion(&flags, confirmed, confirmed) {
                     Some(exclusion) => Err(AppError::conflict(
                         "no_reason_return_excluded",
                         format!("{} goods are not returnable without a reason", exclusion.as_str()),

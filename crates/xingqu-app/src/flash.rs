@@ -496,6 +496,8 @@ impl App {
                 services: assurance.services,
                 insurance_premium_fen: assurance.insurance_premium_fen,
                 insurance_cap_fen: assurance.insurance_cap_fen,
+                // Flash purchases carry no checkout confirmation: the return stands.
+                unsealed_no_return_confirmed: false,
             },
             flash_sale_id: sale.id,
             per_user_limit: sale.per_user_limit,

@@ -434,6 +434,7 @@ impl App {
             services: "[]".to_owned(),
             insurance_premium_fen: 0,
             insurance_cap_fen: 0,
+            unsealed_no_return_confirmed: false,
         }])
         .await?;
         let changes = OrderChanges {

@@ -237,6 +237,8 @@ impl App {
 
     /// Creates one order per merchant for a cart, reserving stock, under an idempotency key: the
     /// same key and body return the same checkout; the same key with another body is refused.
+    /// `confirm_unsealed_no_return`: the buyer confirmed that goods whose quality changes once
+    /// unsealed (as their products declare) have no seven-day no-reason return.
     pub async fn create_orders(
         &self,
         actor: &Actor,
@@ -244,6 +246,7 @@ impl App {
         lines: &[CartLineInput],
         address: &AddressInput,
         choice: &CouponChoice,
+        confirm_unsealed_no_return: bool,
     ) -> AppResult<CheckoutView> {
         if actor.role != Role::Consumer && actor.role != Role::Creator {
             return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
@@ -251,7 +254,11 @@ impl App {
         let _in_flight = self.traffic().enter();
         let key = parse_idempotency_key(idempotency_key)?;
         let address = parse_address(address)?;
-        let digest = request_digest(lines, &address, &format!("cart|{}", choice.digest_part()));
+        let digest = request_digest(
+            lines,
+            &address,
+            &format!("cart|{}|{}", choice.digest_part(), u8::from(confirm_unsealed_no_return)),
+        );
         if let Some(existing) = self.replay(actor.user_id, &key, &digest).await? {
             return Ok(existing);
         }
@@ -330,6 +337,7 @@ impl App {
                     services: assurance.services,
                     insurance_premium_fen: assurance.insurance_premium_fen,
                     insurance_cap_fen: assurance.insurance_cap_fen,
+                    unsealed_no_return_confirmed: sku.unsealed_no_return && confirm_unsealed_no_return,
                 });
             }
         }

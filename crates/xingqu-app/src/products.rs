@@ -363,6 +363,17 @@ impl App {
         Ok(row)
     }
 
+    /// Declares (or withdraws) that the product's quality changes once unsealed: buyers who
+    /// confirm it at checkout have no seven-day no-reason return on it. Orders placed before
+    /// keep what they were promised.
+    pub async fn set_unsealed_no_return(&self, actor: &Actor, product_id: i64, declared: bool) -> AppResult<bool> {
+        self.owned_product(actor, product_id).await?;
+        let mut tx = self.store().begin().await?;
+        tx.set_unsealed_no_return(product_id, declared).await?;
+        tx.commit().await?;
+        Ok(declared)
+    }
+
     /// A SKU's price history, oldest first: public for public products.
     pub async fn price_history(
         &self,
@@ -579,6 +590,7 @@ mod tests {
             status_reason: String::new(),
             version: 1,
             min_price_fen,
+            unsealed_no_return: false,
             created_at_ms: 0,
             updated_at_ms: 0,
         }

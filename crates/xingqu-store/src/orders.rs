@@ -51,6 +51,8 @@ pub struct NewLine {
     /// The line's return-shipping insurance (0: none): the premium the merchant pays, the cap.
     pub insurance_premium_fen: i64,
     pub insurance_cap_fen: i64,
+    /// The product declared its quality changes once unsealed and the buyer confirmed it.
+    pub unsealed_no_return_confirmed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,7 @@ pub struct LineRow {
     pub compensation_fen: i64,
     pub insurance_premium_fen: i64,
     pub insurance_cap_fen: i64,
+    pub unsealed_no_return_confirmed: bool,
 }
 
 /// The columns of [`LineRow`] from `order_lines` known in the query as `t`; price protection is
@@ -173,7 +176,7 @@ pub(crate) fn line_columns(t: &str) -> String {
          {t}.quantity, {t}.list_total_fen, {t}.discount_fen, {t}.paid_fen, {t}.discounts, {t}.commission_bps, \
          {t}.dispatch_promise, {t}.flash_sale_id, {t}.merchant_net_fen, {t}.protect_window_days, {t}.protect_from, \
          {t}.services, {t}.refunded_fen, {t}.returned_units, {t}.compensation_fen, {t}.insurance_premium_fen, \
-         {t}.insurance_cap_fen, {}",
+         {t}.insurance_cap_fen, {t}.unsealed_no_return_confirmed, {}",
         crate::after_sales::protection_paid_sql(&format!("{t}.id"))
     )
 }
@@ -207,6 +210,7 @@ impl LineRow {
             compensation_fen: row.try_get("compensation_fen")?,
             insurance_premium_fen: row.try_get("insurance_premium_fen")?,
             insurance_cap_fen: row.try_get("insurance_cap_fen")?,
+            unsealed_no_return_confirmed: row.try_get::<i64, _>("unsealed_no_return_confirmed")? != 0,
         })
     }
 }
@@ -331,7 +335,7 @@ const ORDER_INSERT: [&str; 15] = [
     "created_at_ms",
     "expires_at_ms",
 ];
-const LINE_INSERT: [&str; 22] = [
+const LINE_INSERT: [&str; 23] = [
     "id",
     "order_id",
     "sku_id",
@@ -354,6 +358,7 @@ const LINE_INSERT: [&str; 22] = [
     "services",
     "insurance_premium_fen",
     "insurance_cap_fen",
+    "unsealed_no_return_confirmed",
 ];
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
@@ -411,6 +416,7 @@ fn bind_line<'q>(query: AnyQuery<'q>, l: &NewLine) -> AnyQuery<'q> {
         .bind(l.services.clone())
         .bind(l.insurance_premium_fen)
         .bind(l.insurance_cap_fen)
+        .bind(i64::from(l.unsealed_no_return_confirmed))
 }
 
 impl Tx {
@@ -998,7 +1004,7 @@ impl Store {
             "SELECT s.id AS sku_id, s.product_id, s.price_fen, s.spec, s.per_user_limit, p.merchant_id, p.version, p.title, \
              p.status, c.commission_bps, m.qualification, m.shipping_fee_fen, m.free_shipping_over_fen, m.dispatch_promise, \
              s.protect_window_days, s.protect_from, c.fresh, c.cosmetics, e.services AS assurance_services, \
-             e.insurance_premium_fen, e.insurance_cap_fen \
+             e.insurance_premium_fen, e.insurance_cap_fen, p.unsealed_no_return \
              FROM skus s JOIN products p ON p.id = s.product_id JOIN categories c ON c.id = p.category_id \
              JOIN merchants m ON m.id = p.merchant_id \
              LEFT JOIN assurance_enrolments e ON e.merchant_id = m.id AND e.status = 'approved' WHERE s.id = $1",
@@ -1031,6 +1037,7 @@ impl Store {
                     .map(|s| serde_json::from_str(&s).unwrap_or_default()),
                 insurance_premium_fen: r.try_get::<Option<i64>, _>("insurance_premium_fen")?.unwrap_or(0),
                 insurance_cap_fen: r.try_get::<Option<i64>, _>("insurance_cap_fen")?.unwrap_or(0),
+                unsealed_no_return: r.try_get::<i64, _>("unsealed_no_return")? != 0,
             })
         })
         .transpose()
@@ -1104,9 +1111,21 @@ pub struct SkuForOrder {
     pub assurance_services: Option<Vec<String>>,
     pub insurance_premium_fen: i64,
     pub insurance_cap_fen: i64,
+    /// The product declares its quality changes once unsealed (no seven-day no-reason return
+    /// when the buyer confirms it at checkout).
+    pub unsealed_no_return: bool,
 }
 
 impl Tx {
+    pub async fn set_unsealed_no_return(&mut self, product_id: i64, declared: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE products SET unsealed_no_return = $1 WHERE id = $2")
+            .bind(i64::from(declared))
+            .bind(product_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_sku_limit(&mut self, sku_id: i64, per_user_limit: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE skus SET per_user_limit = $1 WHERE id = $2")
             .bind(per_user_limit)

@@ -22,6 +22,8 @@ pub struct ProductRow {
     pub status_reason: String,
     pub version: i64,
     pub min_price_fen: i64,
+    /// Declared: quality changes once unsealed (no no-reason return for buyers who confirm it).
+    pub unsealed_no_return: bool,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -29,7 +31,7 @@ pub struct ProductRow {
 const PRODUCT_COLUMNS: &str = "p.id, p.merchant_id, p.category_id, p.brand_id, \
      COALESCE(b.domestic_brand, 0) AS domestic_brand, p.title, p.description, p.image_urls, \
      p.farm_specialty, p.geographic_indication, p.intangible_heritage, p.origin_region_code, \
-     p.status, p.status_reason, p.version, p.min_price_fen, p.created_at_ms, p.updated_at_ms";
+     p.status, p.status_reason, p.version, p.min_price_fen, p.unsealed_no_return, p.created_at_ms, p.updated_at_ms";
 const PRODUCT_FROM: &str = "products p LEFT JOIN brands b ON b.id = p.brand_id";
 
 impl ProductRow {
@@ -55,6 +57,7 @@ impl ProductRow {
             status_reason: row.try_get("status_reason")?,
             version: row.try_get("version")?,
             min_price_fen: row.try_get("min_price_fen")?,
+            unsealed_no_return: is("unsealed_no_return")?,
             created_at_ms: row.try_get("created_at_ms")?,
             updated_at_ms: row.try_get("updated_at_ms")?,
         })

@@ -631,6 +631,7 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
             services: "[]".to_owned(),
             insurance_premium_fen: 0,
             insurance_cap_fen: 0,
+            unsealed_no_return_confirmed: false,
         }])
         .await
         .expect("line");

@@ -37,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pickup_collected))
         .routes(routes!(get_enrolment, request_enrolment))
         .routes(routes!(decide_enrolment))
+        .routes(routes!(set_return_policy))
         .routes(routes!(get_after_sale))
         .routes(routes!(get_price_protection))
 }
@@ -650,4 +651,27 @@ async fn decide_enrolment(
         _ => return Err(xingqu_app::AppError::invalid("decision", "invalid_decision", "approve or reject").into()),
     };
     Ok(Json(state.app.decide_enrolment(&auth.user.actor(), id, approve, &body.reason).await?.into()))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnPolicy {
+    /// The product's quality changes once unsealed: buyers who confirm it at checkout have no
+    /// seven-day no-reason return on it.
+    unsealed_no_return: bool,
+}
+
+/// Declares (or withdraws) that a product's quality changes once unsealed (its shop's staff).
+/// Orders placed before keep what they were promised.
+#[utoipa::path(put, path = "/v1/products/{id}/return-policy", tag = "after-sales", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = ReturnPolicy,
+    responses((status = 200, body = ReturnPolicy), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_return_policy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ReturnPolicy>,
+) -> ApiResult<Json<ReturnPolicy>> {
+    let unsealed_no_return = state.app.set_unsealed_no_return(&auth.user.actor(), id, body.unsealed_no_return).await?;
+    Ok(Json(ReturnPolicy { unsealed_no_return }))
 }

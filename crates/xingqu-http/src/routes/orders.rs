@@ -88,6 +88,10 @@ pub struct OrderRequest {
     address: Address,
     /// As in the quote: claim ids, `[]` for none, absent for the best combination.
     coupons: Option<Vec<i64>>,
+    /// The buyer confirms that products declaring `unsealed_no_return` (quality changes once
+    /// unsealed) have no seven-day no-reason return; recorded on those lines.
+    #[serde(default)]
+    confirm_unsealed_no_return: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -212,6 +216,9 @@ pub struct OrderLineResponse {
     price_protection_from: String,
     /// Return-shipping insurance: the most it pays back for the return's freight (0: none).
     insurance_cap_fen: i64,
+    /// The buyer confirmed at checkout that this product (quality changes once unsealed) has no
+    /// seven-day no-reason return.
+    unsealed_no_return_confirmed: bool,
     /// Paid back since: refunds, units refunded, price protection, compensation.
     refunded_fen: i64,
     refunded_units: i64,
@@ -240,6 +247,7 @@ impl From<LineRow> for OrderLineResponse {
             price_protection_days: l.protect_window_days,
             price_protection_from: l.protect_from,
             insurance_cap_fen: l.insurance_cap_fen,
+            unsealed_no_return_confirmed: l.unsealed_no_return_confirmed,
             refunded_fen: l.refunded_fen,
             refunded_units: l.returned_units,
             protection_fen: l.protection_fen,
@@ -379,8 +387,12 @@ async fn create_orders(
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
     let key = idempotency_key(&headers);
     let choice = CouponChoice::from_request(body.coupons);
-    let checkout =
-        state.app.create_orders(&auth.user.actor(), key.as_deref(), &lines, &(&body.address).into(), &choice).await?;
+    let address = (&body.address).into();
+    let actor = auth.user.actor();
+    let checkout = state
+        .app
+        .create_orders(&actor, key.as_deref(), &lines, &address, &choice, body.confirm_unsealed_no_return)
+        .await?;
     let status = if checkout.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(checkout.into())))
 }

@@ -180,6 +180,9 @@ pub struct ProductResponse {
     version: i64,
     /// The lowest SKU price, in 分.
     min_price_fen: i64,
+    /// Quality changes once unsealed: no seven-day no-reason return for buyers who confirm it at
+    /// checkout (`confirm_unsealed_no_return`).
+    unsealed_no_return: bool,
     created_at: String,
     updated_at: String,
     /// Present on single-product responses.
@@ -212,6 +215,7 @@ impl From<ProductRow> for ProductResponse {
             status_reason: p.status_reason,
             version: p.version,
             min_price_fen: p.min_price_fen,
+            unsealed_no_return: p.unsealed_no_return,
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.updated_at_ms),
             skus: None,

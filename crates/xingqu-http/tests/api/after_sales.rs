@@ -299,6 +299,50 @@ async fn returns_follow_their_deadlines_to_the_second(app: &TestApp) {
     assert_eq!(store.account_balance("refunds").await.expect("balance"), -10_000);
     assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), -10_000);
 
+    // A product declared "quality changes once unsealed": confirmed at checkout, no no-reason
+    // return; not confirmed, the return stands.
+    let staff = app.login("延吉米铺@shop.test").await;
+    let buyer = app.login("buyer@example.com").await;
+    let declared = put(
+        app,
+        &format!("/v1/products/{}/return-policy", app.get(&format!("/v1/skus/{sku}"), None).await.body["product_id"]),
+        &staff,
+        json!({"unsealed_no_return": true}),
+    )
+    .await;
+    assert_eq!(declared.body["unsealed_no_return"], true, "{declared:?}");
+    for (key, confirm, expected) in [("u1", true, 409), ("u2", false, 201)] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/orders", app.url))
+            .bearer_auth(&buyer)
+            .header("idempotency-key", key)
+            .json(&json!({"lines": [{"sku_id": sku, "quantity": 1}], "address": address(), "confirm_unsealed_no_return": confirm}))
+            .send()
+            .await
+            .expect("send");
+        let body: Value = response.json().await.expect("json");
+        let (order, line) = (
+            body["orders"][0]["id"].as_i64().expect("order"),
+            body["orders"][0]["lines"][0]["id"].as_i64().expect("line"),
+        );
+        assert_eq!(body["orders"][0]["lines"][0]["unsealed_no_return_confirmed"], confirm);
+        let payment = app.send("POST", &format!("/v1/orders/{order}/pay"), Some(&buyer), None).await;
+        app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await;
+        deliver(app, &staff, order).await;
+        let asked = request(
+            app,
+            &buyer,
+            order,
+            json!({"line_id": line, "kind": "return_refund", "units": 1,
+            "reason": "拆封后不想要", "no_reason": true}),
+        )
+        .await;
+        assert_eq!(asked.status, expected, "{asked:?}");
+        if expected == 409 {
+            assert_eq!(asked.code(), "no_reason_return_excluded");
+        }
+    }
+
     // Another unit, another return: approved, but never shipped back within 7 days: closed.
     let staff = app.login("延吉米铺@shop.test").await;
     let second = request(

@@ -179,3 +179,8 @@ CREATE TABLE pickup_tasks (
 ALTER TABLE orders ADD COLUMN dispatch_compensated_at_ms BIGINT;
 CREATE INDEX orders_due_dispatch ON orders (dispatch_deadline_ms)
     WHERE status = 'paid' AND dispatch_deadline_ms IS NOT NULL AND dispatch_compensated_at_ms IS NULL;
+
+-- Goods whose quality changes once unsealed: excluded from seven-day no-reason returns only if
+-- the product declares it and the buyer confirmed it at checkout (the line records both).
+ALTER TABLE products ADD COLUMN unsealed_no_return BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE order_lines ADD COLUMN unsealed_no_return_confirmed BIGINT NOT NULL DEFAULT 0;

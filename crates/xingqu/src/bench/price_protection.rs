@@ -389,6 +389,7 @@ async fn place_orders(app: &App, s: &ProtectionScenario, until: Option<&AtomicBo
             &[CartLineInput { sku_id, quantity: 1 }],
             &address,
             &CouponChoice::Chosen(Vec::new()),
+            false,
         )
         .await
         .map_err(|e| anyhow::anyhow!("placing an order: {e}"))?;
