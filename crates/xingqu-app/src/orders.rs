@@ -645,17 +645,8 @@ impl App {
             shipped_at_ms: Some(now_ms),
             ..OrderChanges::default()
         };
-        let from = order_status(&order)?;
-        let to = from.apply(OrderEvent::Ship)?;
         let mut tx = self.store().begin().await?;
-        tx.transition_order(
-            order.id,
-            from.as_str(),
-            to.as_str(),
-            &changes,
-            Change { actor_user_id: Some(actor.user_id), reason: "shipped", now_ms },
-        )
-        .await?;
+        self.write_transition(&mut tx, actor, &order, OrderEvent::Ship, changes, "shipped").await?;
         self.protect_on_shipment(&mut tx, order.id, now_ms).await?;
         tx.commit().await?;
         self.send_pending_payouts().await?;
@@ -761,19 +752,28 @@ impl App {
         changes: OrderChanges,
         reason: &str,
     ) -> AppResult<OrderView> {
-        let from = order_status(order)?;
-        let to = from.apply(event)?;
         let mut tx = self.store().begin().await?;
-        tx.transition_order(
-            order.id,
-            from.as_str(),
-            to.as_str(),
-            &changes,
-            Change { actor_user_id: Some(actor.user_id), reason, now_ms: self.now_ms() },
-        )
-        .await?;
+        self.write_transition(&mut tx, actor, order, event, changes, reason).await?;
         tx.commit().await?;
         self.order_view(actor, order.id).await
+    }
+
+    /// An order's transition by `event`, written into `tx` (compare-and-set on its status, with
+    /// its audit event).
+    async fn write_transition(
+        &self,
+        tx: &mut xingqu_store::Tx,
+        actor: &Actor,
+        order: &OrderRow,
+        event: OrderEvent,
+        changes: OrderChanges,
+        reason: &str,
+    ) -> AppResult<()> {
+        let from = order_status(order)?;
+        let to = from.apply(event)?;
+        let change = Change { actor_user_id: Some(actor.user_id), reason, now_ms: self.now_ms() };
+        tx.transition_order(order.id, from.as_str(), to.as_str(), &changes, change).await?;
+        Ok(())
     }
 
     /// Returns an order's units to where they came from — the SKU's stock or the flash pool — and

@@ -60,6 +60,50 @@ pub struct ProtectionScenario {
     pub buyer_ids: Vec<i64>,
 }
 
+/// An approved shop for a scenario, with its owner as staff and a category of its own.
+struct ScenarioShop {
+    owner_email: &'static str,
+    category_slug: &'static str,
+    category_name: &'static str,
+    shop_name: &'static str,
+    region_code: &'static str,
+}
+
+impl ScenarioShop {
+    /// Returns (owner, category id, merchant).
+    async fn insert(
+        &self,
+        tx: &mut xingqu_store::Tx,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> AppResult<(xingqu_store::accounts::UserRow, i64, xingqu_store::catalog::MerchantRow)> {
+        let owner = tx
+            .insert_user(&NewUser {
+                email: self.owner_email,
+                password_hash,
+                display_name: self.shop_name,
+                role: "consumer",
+                merchant_id: None,
+                now_ms,
+            })
+            .await?;
+        let category =
+            tx.insert_category(None, self.category_slug, self.category_name, CategoryFlags::default(), now_ms).await?;
+        let merchant = tx
+            .insert_merchant(&NewMerchant {
+                shop_name: self.shop_name,
+                region_code: self.region_code,
+                qualification: "approved",
+                owner_user_id: owner.id,
+                category_ids: &[category.id],
+                now_ms,
+            })
+            .await?;
+        tx.make_merchant_staff(owner.id, merchant.id).await?;
+        Ok((owner, category.id, merchant))
+    }
+}
+
 /// A claim-storm scenario: a platform coupon open for claiming now and signed-in buyers.
 #[derive(Debug, Clone)]
 pub struct CouponScenario {
@@ -119,31 +163,17 @@ impl App {
         let now_ms = self.now_ms();
         let password_hash = hash_password(Password::parse("scenario-password")?).await?;
         let mut tx = self.store().begin().await?;
-        let owner = tx
-            .insert_user(&NewUser {
-                email: "protection-owner@xingqu.bench",
-                password_hash: &password_hash,
-                display_name: "protection owner",
-                role: "consumer",
-                merchant_id: None,
-                now_ms,
-            })
-            .await?;
-        let category = tx.insert_category(None, "protection-bench", "家电", CategoryFlags::default(), now_ms).await?;
-        let merchant = tx
-            .insert_merchant(&NewMerchant {
-                shop_name: "国货家电旗舰店",
-                region_code: "440300",
-                qualification: "approved",
-                owner_user_id: owner.id,
-                category_ids: &[category.id],
-                now_ms,
-            })
-            .await?;
-        tx.make_merchant_staff(owner.id, merchant.id).await?;
+        let shop = ScenarioShop {
+            owner_email: "protection-owner@xingqu.bench",
+            category_slug: "protection-bench",
+            category_name: "家电",
+            shop_name: "国货家电旗舰店",
+            region_code: "440300",
+        };
+        let (owner, category, merchant) = shop.insert(&mut tx, &password_hash, now_ms).await?;
         let images = vec!["https://img.xingqu.demo/kettle.jpg".to_owned()];
         let content = ProductContent {
-            category_id: category.id,
+            category_id: category,
             brand_id: None,
             title: "国货电热水壶",
             description: "价保30天",
@@ -189,31 +219,17 @@ impl App {
         let now_ms = self.now_ms();
         let password_hash = hash_password(Password::parse("scenario-password")?).await?;
         let mut tx = self.store().begin().await?;
-        let owner = tx
-            .insert_user(&NewUser {
-                email: "flash-owner@xingqu.bench",
-                password_hash: &password_hash,
-                display_name: "flash owner",
-                role: "consumer",
-                merchant_id: None,
-                now_ms,
-            })
-            .await?;
-        let category = tx.insert_category(None, "flash-bench", "秒杀", CategoryFlags::default(), now_ms).await?;
-        let merchant = tx
-            .insert_merchant(&NewMerchant {
-                shop_name: "延边秒杀旗舰店",
-                region_code: "222401",
-                qualification: "approved",
-                owner_user_id: owner.id,
-                category_ids: &[category.id],
-                now_ms,
-            })
-            .await?;
-        tx.make_merchant_staff(owner.id, merchant.id).await?;
+        let shop = ScenarioShop {
+            owner_email: "flash-owner@xingqu.bench",
+            category_slug: "flash-bench",
+            category_name: "秒杀",
+            shop_name: "延边秒杀旗舰店",
+            region_code: "222401",
+        };
+        let (owner, category, merchant) = shop.insert(&mut tx, &password_hash, now_ms).await?;
         let images = vec!["https://img.xingqu.demo/flash.jpg".to_owned()];
         let content = ProductContent {
-            category_id: category.id,
+            category_id: category,
             brand_id: None,
             title: "延边大米 5kg 秒杀",
             description: "双11秒杀",
