@@ -251,8 +251,16 @@ impl App {
             return Err(AppError::conflict("protection_window_closed", "the price-protection window has ended"));
         }
         let today = tx.latest_price_change(line.line.sku_id).await?.ok_or(AppError::not_found("order_line"))?;
-        let due_fen = protected_line(&line).due_fen(today.new_price_fen);
-        if let Some(paid) = tx.protection_for_drop(line_id, today.id).await? {
+        // Today's price net of merchant-funded discounts: the list price, or a flash sale running
+        // now with units left when that is lower (the merchant funds its price).
+        let flash = self
+            .store()
+            .active_flash_sale(line.line.sku_id, now_ms)
+            .await?
+            .filter(|f| f.remaining_units > 0 && f.price_fen < today.new_price_fen);
+        let (today_unit_fen, flash_sale_id) = flash.map_or((today.new_price_fen, 0), |f| (f.price_fen, f.id));
+        let due_fen = protected_line(&line).due_fen(today_unit_fen);
+        if let Some(paid) = tx.protection_for_drop(line_id, today.id, flash_sale_id).await? {
             return Ok((paid, false));
         }
         if due_fen == 0 {
@@ -268,7 +276,15 @@ impl App {
             platform_bps: 0,
         });
         match self
-            .pay_protection(&mut tx, &line, &today, due_fen, policy.platform_bps, Some(actor.user_id), now_ms)
+            .pay_protection(
+                &mut tx,
+                &line,
+                (&today, flash_sale_id),
+                due_fen,
+                policy.platform_bps,
+                Some(actor.user_id),
+                now_ms,
+            )
             .await
         {
             Ok(id) => {
@@ -294,7 +310,7 @@ impl App {
         &self,
         tx: &mut Tx,
         line: &LineForAfterSale,
-        drop: &PriceChange,
+        (drop, flash_sale_id): (&PriceChange, i64),
         amount_fen: i64,
         platform_bps: i64,
         actor_user_id: Option<i64>,
@@ -305,6 +321,7 @@ impl App {
         let record = NewProtection {
             line_id: line.line.id,
             drop_id: drop.id,
+            flash_sale_id,
             order_id: line.line.order_id,
             buyer_user_id: line.buyer_user_id,
             merchant_id: line.merchant_id,
@@ -350,9 +367,9 @@ impl App {
                 continue;
             };
             let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
-            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id).await?.is_none() {
+            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id, 0).await?.is_none() {
                 let bps = self.store().protection_policy(line.line.sku_id).await?.map_or(0, |p| p.platform_bps);
-                match self.pay_protection(tx, &line, &lowest, due_fen, bps, None, now_ms).await {
+                match self.pay_protection(tx, &line, (&lowest, 0), due_fen, bps, None, now_ms).await {
                     Ok(_) | Err(AppError::Conflict { code: "already_paid", .. }) => {}
                     Err(error) => return Err(error),
                 }

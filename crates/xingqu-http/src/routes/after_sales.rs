@@ -169,7 +169,11 @@ impl From<ProtectionRow> for AfterSaleResponse {
             bearers,
             price_change_id: Some(p.drop_id),
             claimed: Some(p.created_by.is_some()),
-            reason: format!("the price dropped to {} fen", p.new_price_fen),
+            reason: if p.flash_sale_id == 0 {
+                format!("the price dropped to {} fen", p.new_price_fen)
+            } else {
+                format!("flash sale {} sells it for less", p.flash_sale_id)
+            },
             evidence: Vec::new(),
             due_at: None,
             return_carrier: None,

@@ -98,19 +98,28 @@ async fn price_protection_claims_pay_the_drop_once(app: &TestApp) {
     cut_price(app, &staff, sku, 8_500).await;
     claim(app, &buyer, line_id).await.assert_error(409, "no_price_drop");
 
+    // A flash sale the merchant runs is today's price too (merchant-funded): the line is owed
+    // down to it, once.
+    let sale = json!({"sku_id": sku, "price_fen": 8_200, "starts_at": "2025-11-26T00:00:00Z",
+        "ends_at": "2025-11-27T00:00:00Z", "pool_units": 10, "per_user_limit": 1});
+    assert_eq!(app.post("/v1/flash-sales", Some(&staff), sale).await.status, 201);
+    let flash = claim(app, &buyer, line_id).await;
+    assert_eq!((flash.status, flash.body["amount_fen"].as_i64()), (201, Some(600)), "{flash:?}");
+    assert_eq!(claim(app, &buyer, line_id).await.status, 200, "the same flash price pays once");
+
     // The window is counted to the second from placement: 7 days less a second is inside.
     cut_price(app, &staff, sku, 8_000).await;
     app.clock.advance_ms(7 * DAY_MS - 1_000);
     let buyer = app.login("buyer@example.com").await;
     let last = claim(app, &buyer, line_id).await;
-    assert_eq!((last.status, last.body["amount_fen"].as_i64()), (201, Some(1_000)), "{last:?}");
+    assert_eq!((last.status, last.body["amount_fen"].as_i64()), (201, Some(400)), "{last:?}");
     let staff = app.login("延吉米铺@shop.test").await;
     cut_price(app, &staff, sku, 7_000).await;
     app.clock.advance_ms(2_000);
     claim(app, &buyer, line_id).await.assert_error(409, "protection_window_closed");
 
     let listed = app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&staff)).await;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(3));
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(4));
     let detail = app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&buyer)).await;
     assert_eq!((detail.body["claimed"].as_bool(), detail.body["amount_fen"].as_i64()), (Some(true), Some(2_000)));
     app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&app.register("x@example.com", "consumer").await))

@@ -73,8 +73,10 @@ CREATE INDEX after_sales_merchant ON after_sales (merchant_id, id);
 CREATE TABLE price_protections (
     id INTEGER PRIMARY KEY,
     line_id BIGINT NOT NULL,
-    -- The price change (price_history row) paid for.
+    -- The price change (price_history row) paid for, and the flash sale whose price was lower
+    -- still when the buyer claimed (0: none): today's price net of merchant-funded discounts.
     drop_id BIGINT NOT NULL,
+    flash_sale_id BIGINT NOT NULL DEFAULT 0,
     order_id BIGINT NOT NULL,
     buyer_user_id BIGINT NOT NULL,
     merchant_id BIGINT NOT NULL,
@@ -92,7 +94,7 @@ CREATE TABLE price_protections (
     -- The buyer who claimed it; NULL when the platform paid it by itself.
     created_by BIGINT,
     created_at_ms BIGINT NOT NULL,
-    UNIQUE (line_id, drop_id)
+    UNIQUE (line_id, drop_id, flash_sale_id)
 );
 CREATE INDEX price_protections_payout ON price_protections (id) WHERE payout_status = 'pending';
 
