@@ -21,10 +21,16 @@ use xingqu_store::{StoreError, Tx};
 
 /// Photos a request may carry.
 const EVIDENCE_MAX: usize = 9;
-/// How long after sign-off an opened cosmetic may be returned after a reaction.
-const ALLERGY_RETURN_MS: i64 = 30 * 86_400_000;
 /// Requests the timers act on per run.
 const DUE_BATCH: i64 = 500;
+
+/// What a refund decided in a transaction leaves to do after commit.
+pub(crate) struct PaidBack {
+    pub fen: i64,
+    pub reference: String,
+    /// Coupons whose budgets came back (the claim gates learn it after commit).
+    pub released_coupons: Vec<i64>,
+}
 
 /// A buyer's request as it arrives.
 #[derive(Debug, Clone, Default)]
@@ -223,8 +229,12 @@ impl App {
                     return refuse("not_cosmetics", "allergy returns are for cosmetics");
                 }
                 let signed = line.delivered_at_ms.unwrap_or(now_ms);
-                if now_ms >= signed + ALLERGY_RETURN_MS {
-                    return refuse("claim_window_closed", "allergy returns are claimed within 30 days of sign-off");
+                let days = self.config().allergy_return_days;
+                if now_ms >= signed + days * 86_400_000 {
+                    return Err(AppError::conflict(
+                        "claim_window_closed",
+                        format!("allergy returns are claimed within {days} days of sign-off"),
+                    ));
                 }
                 needs_evidence("an allergy return")
             }
@@ -425,8 +435,8 @@ impl App {
         let mut refund = None;
         if to == AfterSaleStatus::Refunded && kind.pays_money() && row.express_refunded_at_ms.is_none() {
             let paid = self.pay_after_sale(&mut tx, &row, kind, now_ms).await?;
-            changes.amount_fen = Some(paid.0);
-            changes.merchant_fen = Some(paid.0);
+            changes.amount_fen = Some(paid.fen);
+            changes.merchant_fen = Some(paid.fen);
             changes.platform_fen = Some(0);
             refund = Some(paid);
         }
@@ -449,10 +459,13 @@ impl App {
             extra = self.counterfeit_compensation(&mut tx, &row, now_ms).await?;
         }
         tx.commit().await?;
-        if let Some((amount_fen, reference)) = refund
-            && amount_fen > 0
-        {
-            self.send_refund(&reference, row.order_id, amount_fen).await;
+        if let Some(paid) = refund {
+            for coupon_id in &paid.released_coupons {
+                self.claim_gate_budget(*coupon_id, false);
+            }
+            if paid.fen > 0 {
+                self.send_refund(&paid.reference, row.order_id, paid.fen).await;
+            }
         }
         if extra {
             for payout in self.store().payouts_of(id).await? {
@@ -465,14 +478,15 @@ impl App {
     /// The refund of a request, inside its transaction: what the units still hold on the line
     /// (less protection and compensation already paid on them), recorded as a pending refund with
     /// its posting (funders get their parts of those units back); goods never shipped go back to
-    /// stock. Returns the amount and the refund's reference.
+    /// stock. Once every unit of the order is refunded, its coupons are released as a
+    /// cancellation releases them (budgets back; claims back to the wallet while still valid).
     pub(crate) async fn pay_after_sale(
         &self,
         tx: &mut Tx,
         row: &AfterSaleRow,
         kind: AfterSaleKind,
         now_ms: i64,
-    ) -> AppResult<(i64, String)> {
+    ) -> AppResult<PaidBack> {
         let line = tx.line_for_after_sale(row.line_id).await?.ok_or_else(|| AppError::internal("after-sale's line"))?;
         let money = line_money(&line)?;
         let refund_fen = money
@@ -525,7 +539,13 @@ impl App {
                 }
             }
         }
-        Ok((refund_fen, reference))
+        let mut released_coupons = Vec::new();
+        let lines = tx.lines(row.order_id).await?;
+        if lines.iter().all(|l| l.returned_units == l.quantity) {
+            let order = tx.order(row.order_id).await?.ok_or_else(|| AppError::internal("after-sale's order"))?;
+            released_coupons = self.release_coupons(tx, &order, &discounts).await?;
+        }
+        Ok(PaidBack { fen: refund_fen, reference, released_coupons })
     }
 
     /// Acts on every request whose deadline has come: the merchant did not answer (approved),

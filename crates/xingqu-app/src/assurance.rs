@@ -16,8 +16,6 @@ use xingqu_store::{StoreError, Tx};
 
 /// A premium or cap larger than this (1,000 元) is surely a typo.
 const INSURANCE_FEN_MAX: i64 = 100_000;
-/// Disputes a buyer may have lost in the look-back period and still get express refunds.
-const EXPRESS_REFUND_MAX_LOST: i64 = 2;
 const EXPRESS_REFUND_LOOK_BACK_MS: i64 = 90 * 86_400_000;
 /// Orders the dispatch-compensation timer handles per run.
 const DISPATCH_BATCH: i64 = 500;
@@ -131,19 +129,19 @@ impl App {
         tx: &mut Tx,
         row: &AfterSaleRow,
         now_ms: i64,
-    ) -> AppResult<Option<(i64, String)>> {
+    ) -> AppResult<Option<crate::after_sales::PaidBack>> {
         let line = tx.line_for_after_sale(row.line_id).await?.ok_or_else(|| AppError::internal("after-sale's line"))?;
         if !line_has(&line, "express_refund") || row.express_refunded_at_ms.is_some() {
             return Ok(None);
         }
         let lost = tx.lost_after_sales_since(row.buyer_user_id, now_ms - EXPRESS_REFUND_LOOK_BACK_MS).await?;
-        if !in_good_standing(lost, EXPRESS_REFUND_MAX_LOST) {
+        if !in_good_standing(lost, self.config().express_refund_max_lost) {
             return Ok(None);
         }
         let kind = xingqu_domain::after_sale::status::AfterSaleKind::parse(&row.kind)
             .map_err(|_| AppError::internal("stored after-sale kind"))?;
         let paid = self.pay_after_sale(tx, row, kind, now_ms).await?;
-        tx.mark_express_refunded(row.id, paid.0, now_ms).await?;
+        tx.mark_express_refunded(row.id, paid.fen, now_ms).await?;
         Ok(Some(paid))
     }
 

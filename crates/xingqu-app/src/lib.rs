@@ -47,6 +47,10 @@ pub struct AppConfig {
     pub dispatch_compensation_bps: i64,
     /// A confirmed counterfeit pays back the price and this many times it on top (假一赔三).
     pub counterfeit_multiple: i64,
+    /// How long after sign-off an opened cosmetic may be returned after a reaction.
+    pub allergy_return_days: i64,
+    /// The express-refund standing rule: disputes a buyer may have lost in the last 90 days.
+    pub express_refund_max_lost: i64,
 }
 
 impl Default for AppConfig {
@@ -61,6 +65,8 @@ impl Default for AppConfig {
             after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines::default(),
             dispatch_compensation_bps: 500,
             counterfeit_multiple: 3,
+            allergy_return_days: 30,
+            express_refund_max_lost: 2,
         }
     }
 }

@@ -394,10 +394,11 @@ impl Tx {
         order_discounts(self.conn(), order_id).await
     }
 
-    /// Orders of a checkout still live (neither cancelled nor expired).
+    /// Orders of a checkout still live: neither cancelled nor expired, nor refunded unit by unit.
     pub async fn live_orders_in_checkout(&mut self, checkout_id: i64) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM orders WHERE checkout_id = $1 AND status NOT IN ('cancelled', 'expired')",
+            "SELECT COUNT(*) AS n FROM orders WHERE checkout_id = $1 AND status NOT IN ('cancelled', 'expired') \
+             AND EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = orders.id AND l.returned_units < l.quantity)",
         )
         .bind(checkout_id)
         .fetch_one(self.conn())

@@ -97,6 +97,12 @@ struct OrderOptions {
     /// A confirmed counterfeit pays back the price and this many times it on top (假一赔N).
     #[arg(long, env = "XINGQU_COUNTERFEIT_MULTIPLE", default_value_t = 3, value_parser = clap::value_parser!(i64).range(0..=10))]
     counterfeit_multiple: i64,
+    /// Days after sign-off in which an opened cosmetic may be returned after a reaction.
+    #[arg(long, env = "XINGQU_ALLERGY_RETURN_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
+    allergy_return_days: i64,
+    /// Express refunds go to buyers who lost at most this many after-sale disputes in 90 days.
+    #[arg(long, env = "XINGQU_EXPRESS_REFUND_MAX_LOST", default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=100))]
+    express_refund_max_lost: i64,
     /// Hours a merchant has to answer an after-sale request before it is approved by itself.
     #[arg(long, env = "XINGQU_AFTER_SALE_ANSWER_HOURS", default_value_t = 48, value_parser = clap::value_parser!(i64).range(1..=365))]
     after_sale_answer_hours: i64,
@@ -143,6 +149,8 @@ async fn main() -> anyhow::Result<()> {
                 node_id: orders.node_id,
                 dispatch_compensation_bps: orders.dispatch_compensation_bps,
                 counterfeit_multiple: orders.counterfeit_multiple,
+                allergy_return_days: orders.allergy_return_days,
+                express_refund_max_lost: orders.express_refund_max_lost,
                 after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines {
                     merchant_answer_ms: orders.after_sale_answer_hours * 3_600_000,
                     buyer_ship_ms: orders.return_ship_days * 86_400_000,

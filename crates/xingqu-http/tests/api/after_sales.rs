@@ -5,6 +5,7 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    refunding_every_unit_gives_the_coupon_back,
     assured_purchase_services_are_promised_per_line_and_kept,
     returns_follow_their_deadlines_to_the_second,
     rejections_go_to_arbitration_and_refunds_respect_protection,
@@ -627,5 +628,62 @@ async fn assured_purchase_services_are_promised_per_line_and_kept(app: &TestApp)
     let buyer = app.login("buyer@example.com").await;
     let late = app.get(&format!("/v1/orders/{late}"), Some(&buyer)).await;
     assert_eq!(late.body["lines"][0]["compensation_fen"], 500, "{late:?}");
+    ledger_is_clean(app).await;
+}
+
+async fn refunding_every_unit_gives_the_coupon_back(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let op = app.operator().await;
+    let coupon = app
+        .post(
+            "/v1/coupons",
+            Some(&op),
+            json!({"class": "platform", "title": "双11券", "kind": "money_off", "off_fen": 500,
+            "claim_starts_at": "2025-11-25T00:00:00Z", "claim_ends_at": "2025-12-31T00:00:00Z", "valid_days": 7,
+            "quantity": 100, "budget_fen": 10_000}),
+        )
+        .await;
+    assert_eq!(coupon.status, 201, "{coupon:?}");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let claimed = app.send("POST", &format!("/v1/coupons/{}/claims", coupon.id()), Some(&buyer), None).await;
+    assert_eq!(claimed.status, 201);
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    let order = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+    assert_eq!(order.body["lines"][0]["paid_fen"], 19_500, "the platform coupon applied: {order:?}");
+    ship(app, &staff, order_id).await;
+    let wallet = |token: String| async move {
+        app.get("/v1/wallet/claims", Some(&token)).await.body[0]["status"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(wallet(buyer.clone()).await, "used");
+
+    // One unit back: the coupon stays used; its part of that unit goes back to the platform.
+    let first = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_without_return", "units": 1,
+        "reason": "少了一件"}),
+    )
+    .await;
+    assert_eq!(act(app, &staff, first.id(), "approve", json!({})).await.body["amount_fen"], 9_750);
+    assert_eq!(wallet(buyer.clone()).await, "used");
+    // The last unit back: the whole discount is unspent, and the still-valid coupon returns.
+    let last = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_without_return", "units": 1,
+        "reason": "都没收到"}),
+    )
+    .await;
+    assert_eq!(act(app, &staff, last.id(), "approve", json!({})).await.body["amount_fen"], 9_750);
+    assert_eq!(wallet(buyer.clone()).await, "available");
+    let store = app.app.store();
+    assert_eq!(
+        store.account_balance("platform_subsidy_budget").await.expect("balance"),
+        0,
+        "the platform got its 500 back"
+    );
     ledger_is_clean(app).await;
 }
