@@ -155,6 +155,7 @@ impl App {
         let mut product_index = 0usize;
         let mut flash_sale: Option<i64> = None;
         let mut first_shop: Option<i64> = None;
+        let mut first_shop_skus = Vec::new();
         for (index, merchant) in data::MERCHANTS.iter().enumerate() {
             let owner_id = match index {
                 0 => user_ids
@@ -230,6 +231,9 @@ impl App {
                         SkuValues { spec: &spec, price_fen: sku.price_fen, stock: Some(stock), weight_g: sku.weight_g };
                     let change = Change { actor_user_id: Some(owner_id), reason: "initial price", now_ms: created_ms };
                     let sku_row = tx.insert_sku(product_id, &values, change).await?;
+                    if first_shop == Some(merchant_id) {
+                        first_shop_skus.push(sku_row.id);
+                    }
                     // The demo's first product goes on a week-long flash sale at 70% of its price.
                     if flash_sale.is_none() {
                         let sale = NewFlashSale {
@@ -264,6 +268,21 @@ impl App {
         let shop = first_shop.ok_or_else(|| AppError::internal("no demo shop"))?;
         for coupon in demo_coupons(shop, operator, now_ms) {
             tx.insert_coupon(&coupon).await?;
+        }
+        // The first shop is in 安心购 (the five services and dispatch within 24 hours; insurance
+        // premium 0.5 元, cap 10 元) and protects its prices for 30 days, automatically.
+        let mut services: Vec<String> = xingqu_domain::assurance::MANDATORY.iter().map(|s| (*s).to_owned()).collect();
+        services.push("dispatch_within_24h".to_owned());
+        tx.request_enrolment(shop, &services, 50, 1_000, operator, now_ms).await?;
+        tx.decide_enrolment(shop, true, operator, "demo seed", now_ms).await?;
+        let policy = xingqu_store::after_sales::ProtectionPolicy {
+            window_days: 30,
+            from: "placement".to_owned(),
+            auto: true,
+            platform_bps: 0,
+        };
+        for sku_id in first_shop_skus {
+            tx.set_protection_policy(sku_id, &policy).await?;
         }
         Ok(())
     }
