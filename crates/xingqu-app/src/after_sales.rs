@@ -16,7 +16,8 @@ use xingqu_domain::after_sale::window::{
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
 use xingqu_domain::promo::refund::prorate_refund;
 use xingqu_domain::text;
-use xingqu_store::after_sales::{AfterSaleChanges, AfterSaleRow, LineForAfterSale, NewAfterSale};
+use xingqu_store::after_sales::{AfterSaleChanges, AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewAfterSale};
+use xingqu_store::price_protection::ProtectionRow;
 use xingqu_store::{StoreError, Tx};
 
 /// Photos a request may carry.
@@ -570,5 +571,33 @@ impl App {
             }
         }
         Ok(moved)
+    }
+
+    /// The after-sales of an order (requests, and price protection paid), for those who may see
+    /// the order.
+    pub async fn order_after_sales(
+        &self,
+        actor: &Actor,
+        order_id: i64,
+    ) -> AppResult<(Vec<AfterSaleRow>, Vec<ProtectionRow>)> {
+        self.order_view(actor, order_id).await?;
+        Ok((self.store().after_sales_of_order(order_id).await?, self.store().protections_of_order(order_id).await?))
+    }
+
+    /// One after-sale with its audit trail and what it paid beyond the refund: the buyer, the
+    /// shop's staff, operators.
+    #[allow(clippy::type_complexity)]
+    pub async fn after_sale_view(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> AppResult<(AfterSaleRow, Vec<AfterSaleEventRow>, Vec<xingqu_store::assurance::PayoutRow>)> {
+        let row = self.store().after_sale(id).await?.ok_or(AppError::not_found("after_sale"))?;
+        if row.buyer_user_id != actor.user_id && !actor.manages_merchant(row.merchant_id) {
+            return Err(AppError::not_found("after_sale"));
+        }
+        let events = self.store().after_sale_events(id).await?;
+        let payouts = self.store().payouts_of(id).await?;
+        Ok((row, events, payouts))
     }
 }

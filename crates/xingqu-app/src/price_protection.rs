@@ -8,9 +8,8 @@ use xingqu_domain::account::Actor;
 use xingqu_domain::after_sale::window::{ProtectionWindowDays, ProtectionWindowFrom};
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
 use xingqu_domain::price_protection::{ProtectedLine, covers, platform_share_fen};
-use xingqu_store::after_sales::{
-    AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewProtection, PriceChange, ProtectionPolicy, ProtectionRow,
-};
+use xingqu_store::after_sales::LineForAfterSale;
+use xingqu_store::price_protection::{NewProtection, PriceChange, ProtectionPolicy, ProtectionRow};
 use xingqu_store::{StoreError, Tx};
 
 /// Protected lines one sweep transaction covers while buyers are placing orders: a batch holds
@@ -378,17 +377,6 @@ impl App {
         Ok(())
     }
 
-    /// The after-sales of an order (requests, and price protection paid), for those who may see
-    /// the order.
-    pub async fn order_after_sales(
-        &self,
-        actor: &Actor,
-        order_id: i64,
-    ) -> AppResult<(Vec<AfterSaleRow>, Vec<ProtectionRow>)> {
-        self.order_view(actor, order_id).await?;
-        Ok((self.store().after_sales_of_order(order_id).await?, self.store().protections_of_order(order_id).await?))
-    }
-
     /// One price-protection payment: the buyer, the shop's staff, operators.
     pub async fn price_protection_view(&self, actor: &Actor, id: i64) -> AppResult<ProtectionRow> {
         let row = self.store().price_protection(id).await?.ok_or(AppError::not_found("price_protection"))?;
@@ -396,23 +384,6 @@ impl App {
             return Err(AppError::not_found("price_protection"));
         }
         Ok(row)
-    }
-
-    /// One after-sale with its audit trail and what it paid beyond the refund: the buyer, the
-    /// shop's staff, operators.
-    #[allow(clippy::type_complexity)]
-    pub async fn after_sale_view(
-        &self,
-        actor: &Actor,
-        id: i64,
-    ) -> AppResult<(AfterSaleRow, Vec<AfterSaleEventRow>, Vec<xingqu_store::assurance::PayoutRow>)> {
-        let row = self.store().after_sale(id).await?.ok_or(AppError::not_found("after_sale"))?;
-        if row.buyer_user_id != actor.user_id && !actor.manages_merchant(row.merchant_id) {
-            return Err(AppError::not_found("after_sale"));
-        }
-        let events = self.store().after_sale_events(id).await?;
-        let payouts = self.store().payouts_of(id).await?;
-        Ok((row, events, payouts))
     }
 
     /// Sends one protection payment through the gateway (idempotent by `price_protection:{id}`)

@@ -7,9 +7,9 @@ use crate::{App, AppError, AppResult};
 use xingqu_domain::account::Password;
 use xingqu_domain::catalog::{CategoryFlags, OriginTags};
 use xingqu_store::accounts::NewUser;
-use xingqu_store::after_sales::ProtectionPolicy;
 use xingqu_store::catalog::NewMerchant;
 use xingqu_store::orders::NewFlashSale;
+use xingqu_store::price_protection::ProtectionPolicy;
 use xingqu_store::products::{Change, ProductContent, SkuValues};
 
 /// What was built.

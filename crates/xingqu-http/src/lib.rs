@@ -103,6 +103,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::coupons::routes())
         .merge(routes::lucky_bags::routes())
         .merge(routes::after_sales::routes())
+        .merge(routes::price_protection::routes())
+        .merge(routes::assurance::routes())
         .split_for_parts()
 }
 

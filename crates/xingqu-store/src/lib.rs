@@ -14,6 +14,7 @@ pub mod events;
 pub mod ledger;
 pub mod lucky_bags;
 pub mod orders;
+pub mod price_protection;
 pub mod products;
 #[cfg(feature = "testing")]
 pub mod testing;

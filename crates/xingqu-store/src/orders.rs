@@ -177,7 +177,7 @@ pub(crate) fn line_columns(t: &str) -> String {
          {t}.dispatch_promise, {t}.flash_sale_id, {t}.merchant_net_fen, {t}.protect_window_days, {t}.protect_from, \
          {t}.services, {t}.refunded_fen, {t}.returned_units, {t}.compensation_fen, {t}.insurance_premium_fen, \
          {t}.insurance_cap_fen, {t}.unsealed_no_return_confirmed, {}",
-        crate::after_sales::protection_paid_sql(&format!("{t}.id"))
+        crate::price_protection::protection_paid_sql(&format!("{t}.id"))
     )
 }
 

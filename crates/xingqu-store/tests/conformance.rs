@@ -561,8 +561,8 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
     use std::collections::BTreeMap;
     use xingqu_domain::price_protection::ProtectedLine;
     use xingqu_domain::rng::SplitMix64;
-    use xingqu_store::after_sales::{PendingSweep, ProtectionPolicy};
     use xingqu_store::orders::{NewCheckout, NewLine, NewOrder, OrderChanges};
+    use xingqu_store::price_protection::{PendingSweep, ProtectionPolicy};
 
     const DAY_MS: i64 = 86_400_000;
     let (merchant, _, leaf) = shop(store, "价保店", "440300", "approved").await;

@@ -275,7 +275,7 @@ impl App {
         services.push("dispatch_within_24h".to_owned());
         tx.request_enrolment(shop, &services, 50, 1_000, operator, now_ms).await?;
         tx.decide_enrolment(shop, true, operator, "demo seed", now_ms).await?;
-        let policy = xingqu_store::after_sales::ProtectionPolicy {
+        let policy = xingqu_store::price_protection::ProtectionPolicy {
             window_days: 30,
             from: "placement".to_owned(),
             auto: true,

@@ -1,4 +1,5 @@
-//! After-sales: price-protection settings and claims, and the after-sale records of an order.
+//! After-sale requests and their actions (answers, disputes, arbitration, returns, door pickup),
+//! and an order's after-sales.
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
@@ -15,14 +16,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xingqu_app::after_sales::AfterSaleInput;
-use xingqu_app::price_protection::ProtectionInput;
-use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, ProtectionPolicy, ProtectionRow, decode_evidence};
-use xingqu_store::assurance::{EnrolmentRow, PickupRow};
+use xingqu_store::after_sales::{AfterSaleEventRow, AfterSaleRow, decode_evidence};
+use xingqu_store::assurance::PickupRow;
+use xingqu_store::price_protection::ProtectionRow;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(set_price_protection))
-        .routes(routes!(claim_price_protection))
         .routes(routes!(order_after_sales, request_after_sale))
         .routes(routes!(approve))
         .routes(routes!(reject))
@@ -35,39 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(withdraw))
         .routes(routes!(book_pickup))
         .routes(routes!(pickup_collected))
-        .routes(routes!(get_enrolment, request_enrolment))
-        .routes(routes!(decide_enrolment))
-        .routes(routes!(set_return_policy))
         .routes(routes!(get_after_sale))
-        .routes(routes!(get_price_protection))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProtectionRequest {
-    /// 0 (no protection), 7, 15, 30 or 90 days.
-    window_days: i64,
-    /// Where the window starts: `placement` (default) or `sign_off`.
-    from: Option<String>,
-    /// A price cut pays every eligible line by itself, without a claim.
-    #[serde(default)]
-    auto: bool,
-    /// The platform's share of protection, in basis points (operators only).
-    platform_bps: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ProtectionResponse {
-    window_days: i64,
-    from: String,
-    auto: bool,
-    platform_bps: i64,
-}
-
-impl From<ProtectionPolicy> for ProtectionResponse {
-    fn from(p: ProtectionPolicy) -> Self {
-        Self { window_days: p.window_days, from: p.from, auto: p.auto, platform_bps: p.platform_bps }
-    }
 }
 
 /// Who bears an after-sale's amount.
@@ -225,43 +192,6 @@ pub struct Payout {
     status: String,
 }
 
-/// Sets a SKU's price protection (the shop's staff; the platform's share: operators). Orders
-/// placed from now on carry it; orders placed before keep what they were promised.
-#[utoipa::path(put, path = "/v1/skus/{id}/price-protection", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = ProtectionRequest,
-    responses((status = 200, body = ProtectionResponse), (status = 400, body = ErrorBody, description = "invalid_protection_window"),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn set_price_protection(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-    ApiJson(body): ApiJson<ProtectionRequest>,
-) -> ApiResult<Json<ProtectionResponse>> {
-    let input = ProtectionInput {
-        window_days: body.window_days,
-        from: body.from,
-        auto: body.auto,
-        platform_bps: body.platform_bps,
-    };
-    Ok(Json(state.app.set_price_protection(&auth.user.actor(), id, &input).await?.into()))
-}
-
-/// Claims price protection on a line of your shipped order against today's price. Idempotent: a
-/// drop already paid (by a claim or the automatic sweep) answers 200 with that payment.
-#[utoipa::path(post, path = "/v1/order-lines/{id}/price-protection", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)),
-    responses((status = 201, body = AfterSaleResponse), (status = 200, body = AfterSaleResponse, description = "already paid"),
-              (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "not_protected, not_yet_shipped, order_closed, protection_window_closed, no_price_drop")))]
-async fn claim_price_protection(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-) -> ApiResult<(StatusCode, Json<AfterSaleResponse>)> {
-    let (row, created) = state.app.claim_price_protection(&auth.user.actor(), id).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(row.into())))
-}
-
 /// The after-sales of an order, oldest first: requests, then price protection paid (its buyer,
 /// the shop's staff, operators).
 #[utoipa::path(get, path = "/v1/orders/{id}/after-sales", tag = "after-sales", security(("bearer" = [])),
@@ -285,17 +215,6 @@ async fn get_after_sale(State(state): State<AppState>, auth: Auth, Id(id): Id) -
         .map(|p| Payout { kind: p.kind, amount_fen: p.amount_fen, status: p.payout_status })
         .collect();
     Ok(Json(AfterSaleDetail { after_sale: row.into(), events: events.into_iter().map(Into::into).collect(), payouts }))
-}
-
-/// One price-protection payment (its buyer, the shop's staff, operators).
-#[utoipa::path(get, path = "/v1/price-protections/{id}", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), responses((status = 200, body = AfterSaleResponse), (status = 404, body = ErrorBody)))]
-async fn get_price_protection(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-) -> ApiResult<Json<AfterSaleResponse>> {
-    Ok(Json(state.app.price_protection_view(&auth.user.actor(), id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -559,123 +478,4 @@ async fn pickup_collected(
     let actor = auth.user.actor();
     let row = state.app.pickup_collected(&actor, id, &body.carrier, &body.tracking_number, body.freight_fen).await?;
     Ok(Json(row.into()))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnrolmentRequest {
-    /// authenticity_guarantee, seven_day_return, express_refund, return_shipping_insurance and
-    /// door_pickup (all required); optionally dispatch_same_day or dispatch_within_24h, and
-    /// fresh_damage_compensation / cosmetics_allergy_return for those categories.
-    services: Vec<String>,
-    /// The return-shipping insurance premium per insured line, deducted at settlement.
-    insurance_premium_fen: i64,
-    /// The most the insurance pays back for one return's freight.
-    insurance_cap_fen: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EnrolmentResponse {
-    merchant_id: i64,
-    /// pending, approved or rejected.
-    status: String,
-    services: Vec<String>,
-    insurance_premium_fen: i64,
-    insurance_cap_fen: i64,
-    requested_at: String,
-    decided_at: Option<String>,
-    decision_reason: Option<String>,
-}
-
-impl From<EnrolmentRow> for EnrolmentResponse {
-    fn from(e: EnrolmentRow) -> Self {
-        Self {
-            merchant_id: e.merchant_id,
-            status: e.status,
-            services: e.services,
-            insurance_premium_fen: e.insurance_premium_fen,
-            insurance_cap_fen: e.insurance_cap_fen,
-            requested_at: rfc3339(e.requested_at_ms),
-            decided_at: e.decided_at_ms.map(rfc3339),
-            decision_reason: e.decision_reason,
-        }
-    }
-}
-
-/// A shop applies for 安心购 (its staff); an operator decides.
-#[utoipa::path(put, path = "/v1/merchants/{id}/assurance", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = EnrolmentRequest,
-    responses((status = 200, body = EnrolmentResponse), (status = 403, body = ErrorBody),
-              (status = 422, body = ErrorBody, description = "mandatory_service_missing, unknown_service, one_dispatch_promise, out_of_range")))]
-async fn request_enrolment(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-    ApiJson(body): ApiJson<EnrolmentRequest>,
-) -> ApiResult<Json<EnrolmentResponse>> {
-    let actor = auth.user.actor();
-    let row = state
-        .app
-        .request_enrolment(&actor, id, &body.services, body.insurance_premium_fen, body.insurance_cap_fen)
-        .await?;
-    Ok(Json(row.into()))
-}
-
-/// A shop's 安心购 enrolment (its staff, operators).
-#[utoipa::path(get, path = "/v1/merchants/{id}/assurance", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), responses((status = 200, body = EnrolmentResponse), (status = 404, body = ErrorBody)))]
-async fn get_enrolment(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<EnrolmentResponse>> {
-    Ok(Json(state.app.enrolment(&auth.user.actor(), id).await?.into()))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnrolmentDecision {
-    /// approve or reject.
-    decision: String,
-    #[serde(default)]
-    reason: String,
-}
-
-/// An operator approves or rejects a pending 安心购 enrolment.
-#[utoipa::path(post, path = "/v1/merchants/{id}/assurance/decision", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = EnrolmentDecision,
-    responses((status = 200, body = EnrolmentResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "not_pending"),
-              (status = 422, body = ErrorBody, description = "invalid_decision")))]
-async fn decide_enrolment(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-    ApiJson(body): ApiJson<EnrolmentDecision>,
-) -> ApiResult<Json<EnrolmentResponse>> {
-    let approve = match body.decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        _ => return Err(xingqu_app::AppError::invalid("decision", "invalid_decision", "approve or reject").into()),
-    };
-    Ok(Json(state.app.decide_enrolment(&auth.user.actor(), id, approve, &body.reason).await?.into()))
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReturnPolicy {
-    /// The product's quality changes once unsealed: buyers who confirm it at checkout have no
-    /// seven-day no-reason return on it.
-    unsealed_no_return: bool,
-}
-
-/// Declares (or withdraws) that a product's quality changes once unsealed (its shop's staff).
-/// Orders placed before keep what they were promised.
-#[utoipa::path(put, path = "/v1/products/{id}/return-policy", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)), request_body = ReturnPolicy,
-    responses((status = 200, body = ReturnPolicy), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn set_return_policy(
-    State(state): State<AppState>,
-    auth: Auth,
-    Id(id): Id,
-    ApiJson(body): ApiJson<ReturnPolicy>,
-) -> ApiResult<Json<ReturnPolicy>> {
-    let unsealed_no_return = state.app.set_unsealed_no_return(&auth.user.actor(), id, body.unsealed_no_return).await?;
-    Ok(Json(ReturnPolicy { unsealed_no_return }))
 }

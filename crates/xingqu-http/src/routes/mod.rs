@@ -2,12 +2,14 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod assurance;
 pub mod catalog;
 pub mod coupons;
 pub mod events;
 pub mod hot;
 pub mod lucky_bags;
 pub mod orders;
+pub mod price_protection;
 pub mod products;
 pub mod system;
 
