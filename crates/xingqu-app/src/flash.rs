@@ -256,6 +256,13 @@ impl App {
                 now_ms,
             })
             .await?;
+        // A flash price is today's price net of merchant-funded discounts: in automatic price
+        // protection, its start pays the lines it undercuts.
+        if self.store().protection_policy(sku.sku_id).await?.is_some_and(|p| p.auto)
+            && let Some(list) = tx.latest_price_change(sku.sku_id).await?
+        {
+            tx.queue_flash_protection_sweep(&list, sale.id, sale.starts_at_ms, now_ms).await?;
+        }
         tx.commit().await?;
         Ok(sale)
     }

@@ -189,7 +189,7 @@ impl App {
     async fn run_protection_sweeps_inner(&self) -> AppResult<i64> {
         let mut refunds = 0;
         loop {
-            let pending = self.store().pending_protection_sweeps(16).await?;
+            let pending = self.store().pending_protection_sweeps(self.now_ms(), 16).await?;
             if pending.is_empty() {
                 return Ok(refunds);
             }

@@ -104,10 +104,13 @@ pub struct SweepBatch {
     pub after_line_id: i64,
 }
 
-/// A price drop whose automatic sweep has not finished.
+/// A price drop whose automatic sweep has not finished. For a flash sale, `drop` carries the
+/// list price change in force with the flash price and start as its price and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingSweep {
     pub drop: PriceChange,
+    /// The flash sale swept (0: a list-price cut).
+    pub flash_sale_id: i64,
     pub after_line_id: i64,
     pub platform_bps: i64,
 }
@@ -204,9 +207,32 @@ impl Tx {
     pub async fn queue_protection_sweep(&mut self, drop: &PriceChange, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO protection_sweeps (drop_id, sku_id, status, created_at_ms) VALUES ($1, $2, 'pending', $3) \
-             ON CONFLICT (drop_id) DO NOTHING",
+             ON CONFLICT (drop_id, flash_sale_id) DO NOTHING",
         )
         .bind(drop.id)
+        .bind(drop.sku_id)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Queues the sweep of a flash sale below the list price, to run when it starts; queuing
+    /// twice is harmless.
+    pub async fn queue_flash_protection_sweep(
+        &mut self,
+        drop: &PriceChange,
+        flash_sale_id: i64,
+        starts_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO protection_sweeps (drop_id, flash_sale_id, due_at_ms, sku_id, status, created_at_ms) \
+             VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (drop_id, flash_sale_id) DO NOTHING",
+        )
+        .bind(drop.id)
+        .bind(flash_sale_id)
+        .bind(starts_at_ms)
         .bind(drop.sku_id)
         .bind(now_ms)
         .execute(self.conn())
@@ -279,11 +305,12 @@ impl Tx {
         let Some(hi) = hi else {
             let done = sqlx::query(
                 "UPDATE protection_sweeps SET status = 'done', finished_at_ms = $1 \
-                 WHERE drop_id = $2 AND status = 'pending' AND after_line_id = $3",
+                 WHERE drop_id = $2 AND flash_sale_id = $4 AND status = 'pending' AND after_line_id = $3",
             )
             .bind(now_ms)
             .bind(drop.id)
             .bind(lo)
+            .bind(sweep.flash_sale_id)
             .execute(self.conn())
             .await?;
             if done.rows_affected() != 1 {
@@ -313,7 +340,9 @@ impl Tx {
                 .await?
                 .map(|r| Ok::<_, sqlx::Error>((r.try_get("protect_first_drop_id")?, r.try_get("protect_multi")?)))
                 .transpose()?;
-        let look_up_earlier = earlier.is_some_and(|(first, multi)| multi != 0 || first.is_some_and(|d| d != drop.id));
+        // A flash sale's sweep always looks: its drop may have paid already, under the list price.
+        let look_up_earlier = sweep.flash_sale_id != 0
+            || earlier.is_some_and(|(first, multi)| multi != 0 || first.is_some_and(|d| d != drop.id));
         let (paid_join, paid_fen) = if look_up_earlier {
             (
                 "LEFT JOIN (SELECT line_id, CAST(SUM(amount_fen) AS BIGINT) AS paid_fen FROM price_protections \
@@ -328,10 +357,10 @@ impl Tx {
         // Eligible: shipped (unshipped orders are paid at shipment; cancelled ones never), placed
         // before the drop, and the drop inside the line's window, to the millisecond.
         let inserted = sqlx::query(&format!(
-            "INSERT INTO price_protections (line_id, drop_id, order_id, buyer_user_id, merchant_id, units, amount_fen, \
-             platform_fen, sweep_batch, merchant_settled, payout_status, created_at_ms) \
-             SELECT line_id, $2, order_id, buyer_user_id, merchant_id, units, amount_fen, amount_fen * $1 / 10000, $3, \
-             settled, 'pending', $4 \
+            "INSERT INTO price_protections (line_id, drop_id, flash_sale_id, order_id, buyer_user_id, merchant_id, units, \
+             amount_fen, platform_fen, sweep_batch, merchant_settled, payout_status, created_at_ms) \
+             SELECT line_id, $2, $9, order_id, buyer_user_id, merchant_id, units, amount_fen, amount_fen * $1 / 10000, \
+             $3, settled, 'pending', $4 \
              FROM (SELECT order_id, line_id, buyer_user_id, merchant_id, units, settled, \
                    CASE WHEN due_fen < cap_fen THEN due_fen ELSE cap_fen END AS amount_fen \
                    FROM (SELECT l.order_id, l.id AS line_id, o.buyer_user_id, o.merchant_id, \
@@ -358,22 +387,24 @@ impl Tx {
         .bind(drop.sku_id)
         .bind(lo)
         .bind(drop.changed_at_ms)
+        .bind(sweep.flash_sale_id)
         .execute(self.conn())
         .await?
         .rows_affected();
         let refunds = i64::try_from(inserted).map_err(|_| StoreError::Constraint)?;
         if refunds > 0 {
-            self.post_sweep_batch(drop.id, hi, lo, now_ms).await?;
+            self.post_sweep_batch((drop.id, sweep.flash_sale_id), hi, lo, now_ms).await?;
             self.note_protection_paid(drop.sku_id, drop.id).await?;
         }
         let moved = sqlx::query(
             "UPDATE protection_sweeps SET after_line_id = $1, refunds = refunds + $2 \
-             WHERE drop_id = $3 AND status = 'pending' AND after_line_id = $4",
+             WHERE drop_id = $3 AND flash_sale_id = $5 AND status = 'pending' AND after_line_id = $4",
         )
         .bind(hi)
         .bind(refunds)
         .bind(drop.id)
         .bind(lo)
+        .bind(sweep.flash_sale_id)
         .execute(self.conn())
         .await?;
         if moved.rows_affected() != 1 {
@@ -387,12 +418,18 @@ impl Tx {
     /// the platform's subsidy budget give up their parts and the refunds account takes the total.
     /// Posted merchant by merchant rather than order by order (a sweep pays hundreds of thousands
     /// of lines); the batch's after-sale rows attribute it to orders, and settlement deducts them.
-    async fn post_sweep_batch(&mut self, drop_id: i64, hi: i64, lo: i64, now_ms: i64) -> Result<(), StoreError> {
+    async fn post_sweep_batch(
+        &mut self,
+        (drop_id, flash_sale_id): (i64, i64),
+        hi: i64,
+        lo: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let transaction_id: i64 = sqlx::query(
             "INSERT INTO ledger_transactions (kind, reference, order_id, at_ms) VALUES ('price_protection', $1, NULL, $2) \
              RETURNING id",
         )
-        .bind(format!("price_protection:drop:{drop_id}:batch:{hi}"))
+        .bind(format!("price_protection:drop:{drop_id}:flash:{flash_sale_id}:batch:{hi}"))
         .bind(now_ms)
         .fetch_one(self.conn())
         .await?
@@ -403,8 +440,8 @@ impl Tx {
             "WITH g AS (SELECT a.merchant_id, a.merchant_settled, \
              CAST(SUM(a.amount_fen - a.platform_fen) AS BIGINT) AS merchant_fen, \
              CAST(SUM(a.platform_fen) AS BIGINT) AS platform_fen, CAST(SUM(a.amount_fen) AS BIGINT) AS amount_fen \
-             FROM price_protections a WHERE a.drop_id = $2 AND a.sweep_batch = $3 AND a.line_id > $4 AND a.line_id <= $3 \
-             GROUP BY a.merchant_id, a.merchant_settled) \
+             FROM price_protections a WHERE a.drop_id = $2 AND a.flash_sale_id = $5 AND a.sweep_batch = $3 \
+             AND a.line_id > $4 AND a.line_id <= $3 GROUP BY a.merchant_id, a.merchant_settled) \
              INSERT INTO ledger_entries (transaction_id, account, amount_fen, order_id) \
              SELECT $1, CASE WHEN merchant_settled = 0 THEN 'merchant_receivable:' ELSE 'merchant_settlement:' END \
              || CAST(merchant_id AS TEXT), merchant_fen, CAST(NULL AS BIGINT) FROM g WHERE merchant_fen > 0 \
@@ -417,6 +454,7 @@ impl Tx {
         .bind(drop_id)
         .bind(hi)
         .bind(lo)
+        .bind(flash_sale_id)
         .execute(self.conn())
         .await?;
         // Balanced by construction (merchant + platform = amount, a CHECK); verified anyway, as
@@ -507,20 +545,25 @@ impl Store {
         .map_err(|e: sqlx::Error| e.into())
     }
 
-    /// Sweeps not yet finished, oldest drop first, with the SKU's platform share now.
-    pub async fn pending_protection_sweeps(&self, limit: i64) -> Result<Vec<PendingSweep>, StoreError> {
+    /// Sweeps due and not yet finished, oldest first, with the SKU's platform share now. A flash
+    /// sale's sweep carries its price and start as the drop's.
+    pub async fn pending_protection_sweeps(&self, now_ms: i64, limit: i64) -> Result<Vec<PendingSweep>, StoreError> {
         let rows = sqlx::query(
-            "SELECT h.id, h.sku_id, h.old_price_fen, h.new_price_fen, h.changed_at_ms, w.after_line_id, \
+            "SELECT h.id, h.sku_id, h.old_price_fen, COALESCE(f.price_fen, h.new_price_fen) AS new_price_fen, \
+             COALESCE(f.starts_at_ms, h.changed_at_ms) AS changed_at_ms, w.flash_sale_id, w.after_line_id, \
              s.protect_platform_bps FROM protection_sweeps w JOIN price_history h ON h.id = w.drop_id \
-             JOIN skus s ON s.id = h.sku_id WHERE w.status = 'pending' ORDER BY w.drop_id LIMIT $1",
+             JOIN skus s ON s.id = h.sku_id LEFT JOIN flash_sales f ON f.id = w.flash_sale_id \
+             WHERE w.status = 'pending' AND w.due_at_ms <= $2 ORDER BY w.due_at_ms, w.drop_id LIMIT $1",
         )
         .bind(limit)
+        .bind(now_ms)
         .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(PendingSweep {
                     drop: price_change(r)?,
+                    flash_sale_id: r.try_get("flash_sale_id")?,
                     after_line_id: r.try_get("after_line_id")?,
                     platform_bps: r.try_get("protect_platform_bps")?,
                 })

@@ -690,7 +690,8 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
                 assert!(tx.restart_protection_sweep(drop.id).await.expect("restart"));
                 tx.commit().await.expect("commit");
             }
-            let mut sweep = PendingSweep { drop: drop.clone(), after_line_id: 0, platform_bps: 2_500 };
+            let mut sweep =
+                PendingSweep { drop: drop.clone(), flash_sale_id: 0, after_line_id: 0, platform_bps: 2_500 };
             let mut paid = 0;
             loop {
                 let mut tx = store.begin().await.expect("begin");

@@ -111,17 +111,21 @@ CREATE TABLE after_sale_events (
 CREATE INDEX after_sale_events_after_sale ON after_sale_events (after_sale_id, id);
 
 -- Price drops waiting for their automatic sweep (durable: a crash mid-sweep resumes from
--- `after_line_id`).
+-- `after_line_id`): a list-price cut, or a flash sale below the list price (swept when it
+-- starts, `due_at_ms`).
 CREATE TABLE protection_sweeps (
-    drop_id BIGINT PRIMARY KEY,
+    drop_id BIGINT NOT NULL,
+    flash_sale_id BIGINT NOT NULL DEFAULT 0,
+    due_at_ms BIGINT NOT NULL DEFAULT 0,
     sku_id BIGINT NOT NULL,
     after_line_id BIGINT NOT NULL DEFAULT 0,
     status TEXT NOT NULL CHECK (status IN ('pending', 'done')),
     refunds BIGINT NOT NULL DEFAULT 0,
     created_at_ms BIGINT NOT NULL,
-    finished_at_ms BIGINT
+    finished_at_ms BIGINT,
+    PRIMARY KEY (drop_id, flash_sale_id)
 );
-CREATE INDEX protection_sweeps_pending ON protection_sweeps (drop_id) WHERE status = 'pending';
+CREATE INDEX protection_sweeps_pending ON protection_sweeps (due_at_ms) WHERE status = 'pending';
 
 -- 安心购: a merchant's enrolment (the services it offers, operator-approved) and its
 -- return-shipping insurance terms. Orders snapshot the services in force onto each line.
