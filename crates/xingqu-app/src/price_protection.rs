@@ -360,15 +360,26 @@ impl App {
                 ProtectionWindowFrom::Placement => line.placed_at_ms + days * 86_400_000,
                 ProtectionWindowFrom::SignOff => i64::MAX,
             };
-            let Some(lowest) =
-                tx.lowest_price_between(line.line.sku_id, line.placed_at_ms, until_ms.min(now_ms + 1)).await?
-            else {
-                continue;
-            };
+            let until_ms = until_ms.min(now_ms + 1);
+            let sku_id = line.line.sku_id;
+            let list = tx.lowest_price_between(sku_id, line.placed_at_ms, until_ms).await?;
+            // A flash sale that started in the window below the lowest list price counts too: the
+            // list price in force at its start, at the flash price.
+            let mut flash_sale_id = 0;
+            let mut lowest = list.clone();
+            if let Some((flash_id, flash_price_fen, starts_at_ms)) =
+                tx.lowest_flash_between(sku_id, line.placed_at_ms, until_ms).await?
+                && list.as_ref().is_none_or(|l| flash_price_fen < l.new_price_fen)
+                && let Some(in_force) = tx.price_change_at(sku_id, starts_at_ms).await?
+            {
+                lowest = Some(PriceChange { new_price_fen: flash_price_fen, changed_at_ms: starts_at_ms, ..in_force });
+                flash_sale_id = flash_id;
+            }
+            let Some(lowest) = lowest else { continue };
             let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
-            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id, 0).await?.is_none() {
-                let bps = self.store().protection_policy(line.line.sku_id).await?.map_or(0, |p| p.platform_bps);
-                match self.pay_protection(tx, &line, (&lowest, 0), due_fen, bps, None, now_ms).await {
+            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id, flash_sale_id).await?.is_none() {
+                let bps = self.store().protection_policy(sku_id).await?.map_or(0, |p| p.platform_bps);
+                match self.pay_protection(tx, &line, (&lowest, flash_sale_id), due_fen, bps, None, now_ms).await {
                     Ok(_) | Err(AppError::Conflict { code: "already_paid", .. }) => {}
                     Err(error) => return Err(error),
                 }

@@ -203,6 +203,41 @@ impl Tx {
         Ok(row.as_ref().map(price_change).transpose()?)
     }
 
+    /// The lowest flash-sale price of the SKU among sales that started in `[from_ms, until_ms)`:
+    /// (sale id, price, start).
+    pub async fn lowest_flash_between(
+        &mut self,
+        sku_id: i64,
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<(i64, i64, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, price_fen, starts_at_ms FROM flash_sales WHERE sku_id = $1 AND starts_at_ms >= $2 \
+             AND starts_at_ms < $3 ORDER BY price_fen, id LIMIT 1",
+        )
+        .bind(sku_id)
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("price_fen")?, r.try_get("starts_at_ms")?)))
+            .transpose()
+            .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// The SKU's list price change in force at `at_ms`.
+    pub async fn price_change_at(&mut self, sku_id: i64, at_ms: i64) -> Result<Option<PriceChange>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
+             WHERE sku_id = $1 AND changed_at_ms <= $2 ORDER BY changed_at_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(sku_id)
+        .bind(at_ms)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.as_ref().map(price_change).transpose()?)
+    }
+
     /// Queues the automatic sweep of a price drop; queuing twice is harmless.
     pub async fn queue_protection_sweep(&mut self, drop: &PriceChange, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(

@@ -212,6 +212,8 @@ async fn automatic_protection_sweeps_eligible_lines_only(app: &TestApp) {
     );
     // A flash sale below the list price is today's price too: when it starts, the sweep pays the
     // three shipped lines down to it (each has been paid down to 8 000 so far).
+    let late_buyer = app.register("late@example.com", "consumer").await;
+    let (unshipped, _) = paid_order(app, &late_buyer, "e", sku, 1).await;
     let sale = json!({"sku_id": sku, "price_fen": 7_000, "starts_at": "2025-11-26T00:00:00Z",
         "ends_at": "2025-11-28T00:00:00Z", "pool_units": 10, "per_user_limit": 1});
     assert_eq!(app.post("/v1/flash-sales", Some(&staff), sale).await.status, 201);
@@ -219,6 +221,10 @@ async fn automatic_protection_sweeps_eligible_lines_only(app: &TestApp) {
     assert_eq!(app.app.run_due_timers().await.expect("again").protection_refunds, 0);
     let flash_paid = app.get(&format!("/v1/orders/{waiting}/after-sales"), Some(&buyers[1])).await;
     assert_eq!(flash_paid.body[1]["amount_fen"], 1_000, "{flash_paid:?}");
+    // Bought at 9 500 and shipped after the flash sale began: paid down to the flash price.
+    ship(app, &staff, unshipped).await;
+    let at_shipment = app.get(&format!("/v1/orders/{unshipped}/after-sales"), Some(&late_buyer)).await;
+    assert_eq!(at_shipment.body[0]["amount_fen"], 2_500, "{at_shipment:?}");
     let store = app.app.store();
     assert!(store.account_balance("platform_subsidy_budget").await.expect("balance") > 0);
     assert!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance") < 0);
