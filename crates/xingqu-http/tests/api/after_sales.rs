@@ -5,6 +5,7 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    seven_day_returns_end_to_the_second,
     refunding_every_unit_gives_the_coupon_back,
     assured_purchase_services_are_promised_per_line_and_kept,
     returns_follow_their_deadlines_to_the_second,
@@ -701,4 +702,33 @@ async fn refunding_every_unit_gives_the_coupon_back(app: &TestApp) {
         "the platform got its 500 back"
     );
     ledger_is_clean(app).await;
+}
+
+async fn seven_day_returns_end_to_the_second(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    // Signed for at 2025-11-26 08:00 Beijing time: the seven days run from the 27th, to the
+    // end of 3 December Beijing time (16:00 UTC).
+    deliver(app, &staff, order_id).await;
+    let window_end_ms = crate::helpers::START_MS + 86_400_000 - 8 * 3_600_000 + 7 * 86_400_000;
+    let no_reason =
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1, "reason": "不想要了", "no_reason": true});
+    app.clock.advance_ms(window_end_ms - crate::helpers::START_MS - 1_000);
+    let buyer = app.login("buyer@example.com").await;
+    let inside = request(app, &buyer, order_id, no_reason.clone()).await;
+    assert_eq!(inside.status, 201, "a second before the end: {inside:?}");
+    app.clock.advance_ms(2_000);
+    request(app, &buyer, order_id, no_reason).await.assert_error(409, "return_window_closed");
+    // A defect is still returnable with photos.
+    let defect = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1,
+        "reason": "米里有虫", "evidence": ["https://img.example.com/bug.jpg"]}),
+    )
+    .await;
+    assert_eq!(defect.status, 201, "{defect:?}");
 }
