@@ -687,6 +687,17 @@ impl App {
         let status = order_status(&order)?;
         let next = status.apply(OrderEvent::Cancel)?;
         let now_ms = self.now_ms();
+        // After-sales own a partly refunded order: cancelling it would refund and restock twice.
+        let mut tx_check = self.store().begin().await?;
+        let lines = tx_check.lines(order.id).await?;
+        let open = tx_check.open_after_sales_in_order(order.id).await?;
+        drop(tx_check);
+        if open > 0 || lines.iter().any(|l| l.returned_units > 0) {
+            return Err(AppError::conflict(
+                "after_sale_in_progress",
+                "part of this order is refunded or in an after-sale; ask for a refund of the rest instead",
+            ));
+        }
         if order.trade_type == "lucky_bag" {
             return Err(AppError::conflict("prize_order", "a lucky-bag prize is not cancelled; refuse it at delivery"));
         }
@@ -898,7 +909,9 @@ impl App {
         // Price protection paid by sweeps is posted merchant by merchant, not order by order.
         let receivable_fen = -tx.order_account_balance(order_id, &receivable_account).await?
             - tx.swept_protection_merchant_fen(order_id).await?;
-        let kept_fen = if receivable_fen > 0 { order.paid_fen - order.refunded_fen } else { 0 };
+        // Commission on what the merchant keeps: never more than the receivable (price protection
+        // and compensation also went back to the buyer).
+        let kept_fen = if receivable_fen > 0 { (order.paid_fen - order.refunded_fen).min(receivable_fen) } else { 0 };
         let commission = settlement_commission(&lines, order.paid_fen, kept_fen);
         match tx.mark_settled(order_id, commission, now_ms).await {
             Err(StoreError::Concurrent) => return Ok(false),
@@ -907,7 +920,7 @@ impl App {
         if receivable_fen > 0 {
             // Return-shipping insurance premiums come out of the merchant's settlement.
             let premium_fen: i64 = lines.iter().map(|l| l.insurance_premium_fen).sum();
-            let premium_fen = premium_fen.min(receivable_fen - commission);
+            let premium_fen = premium_fen.min(receivable_fen - commission).max(0);
             let posting = Posting::settlement(order.merchant_id, receivable_fen, commission, premium_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;

@@ -342,7 +342,9 @@ impl App {
             Posting::paid_back(PostingKind::PriceProtection, merchant_account(line), merchant_fen, platform_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&posting, &format!("price_protection:{id}"), Some(line.line.order_id), now_ms).await?;
-        tx.note_protection_paid(line.line.sku_id, drop.id).await?;
+        // A payment under a flash price shares its drop id with the list cut's sweep: mark the
+        // SKU so every later sweep deducts what was paid.
+        tx.note_protection_paid(line.line.sku_id, drop.id, flash_sale_id != 0).await?;
         Ok(id)
     }
 

@@ -429,7 +429,7 @@ impl Tx {
         let refunds = i64::try_from(inserted).map_err(|_| StoreError::Constraint)?;
         if refunds > 0 {
             self.post_sweep_batch((drop.id, sweep.flash_sale_id), hi, lo, now_ms).await?;
-            self.note_protection_paid(drop.sku_id, drop.id).await?;
+            self.note_protection_paid(drop.sku_id, drop.id, sweep.flash_sale_id != 0).await?;
         }
         let moved = sqlx::query(
             "UPDATE protection_sweeps SET after_line_id = $1, refunds = refunds + $2 \
@@ -509,13 +509,15 @@ impl Tx {
 
     /// Remembers that `drop_id` paid protection on the SKU (a sweep looks up earlier payments only
     /// on SKUs where another drop has paid).
-    pub async fn note_protection_paid(&mut self, sku_id: i64, drop_id: i64) -> Result<(), StoreError> {
+    pub async fn note_protection_paid(&mut self, sku_id: i64, drop_id: i64, flash: bool) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE skus SET protect_multi = CASE WHEN protect_first_drop_id IS NOT NULL AND protect_first_drop_id <> $1 \
-             THEN 1 ELSE protect_multi END, protect_first_drop_id = COALESCE(protect_first_drop_id, $1) WHERE id = $2",
+            "UPDATE skus SET protect_multi = CASE WHEN $3 = 1 OR (protect_first_drop_id IS NOT NULL \
+             AND protect_first_drop_id <> $1) THEN 1 ELSE protect_multi END, \
+             protect_first_drop_id = COALESCE(protect_first_drop_id, $1) WHERE id = $2",
         )
         .bind(drop_id)
         .bind(sku_id)
+        .bind(i64::from(flash))
         .execute(self.conn())
         .await?;
         Ok(())
