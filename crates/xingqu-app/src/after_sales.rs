@@ -128,6 +128,8 @@ impl App {
         }
         self.check_request(kind, &line, input, now_ms).await?;
         let status = kind.initial_status();
+        // What the refund would be now (the merchant bears it); fixed when the money moves.
+        let amount_fen = if kind.pays_money() { money.refund_for_units(input.units).unwrap_or(0) } else { 0 };
         let record = NewAfterSale {
             order_id,
             line_id: line.line.id,
@@ -136,9 +138,8 @@ impl App {
             kind: kind.as_str(),
             status: status.as_str(),
             units: input.units,
-            // What the refund would be now; fixed when the money moves.
-            amount_fen: if kind.pays_money() { money.refund_for_units(input.units).unwrap_or(0) } else { 0 },
-            merchant_fen: 0,
+            amount_fen,
+            merchant_fen: amount_fen,
             platform_fen: 0,
             reason,
             evidence,
@@ -147,7 +148,6 @@ impl App {
             created_by: Some(actor.user_id),
             now_ms,
         };
-        let record = NewAfterSale { merchant_fen: record.amount_fen, ..record };
         let id = match tx.insert_after_sale(&record).await {
             Ok(id) => id,
             Err(StoreError::Conflict { .. }) if key.is_some() => {

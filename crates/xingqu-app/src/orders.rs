@@ -687,23 +687,20 @@ impl App {
         let status = order_status(&order)?;
         let next = status.apply(OrderEvent::Cancel)?;
         let now_ms = self.now_ms();
-        // After-sales own a partly refunded order: cancelling it would refund and restock twice.
-        let mut tx_check = self.store().begin().await?;
-        let lines = tx_check.lines(order.id).await?;
-        let open = tx_check.open_after_sales_in_order(order.id).await?;
-        drop(tx_check);
-        if open > 0 || lines.iter().any(|l| l.returned_units > 0) {
-            return Err(AppError::conflict(
-                "after_sale_in_progress",
-                "part of this order is refunded or in an after-sale; ask for a refund of the rest instead",
-            ));
-        }
         if order.trade_type == "lucky_bag" {
             return Err(AppError::conflict("prize_order", "a lucky-bag prize is not cancelled; refuse it at delivery"));
         }
         let refund_fen = order.paid_fen - order.refunded_fen;
         let reference = format!("cancel:order:{}", order.id);
         let mut tx = self.store().begin().await?;
+        // After-sales own a partly refunded order: cancelling it would refund and restock twice.
+        let partly_refunded = tx.lines(order.id).await?.iter().any(|l| l.returned_units > 0);
+        if partly_refunded || tx.open_after_sales_in_order(order.id).await? > 0 {
+            return Err(AppError::conflict(
+                "after_sale_in_progress",
+                "part of this order is refunded or in an after-sale; ask for a refund of the rest instead",
+            ));
+        }
         let changes = OrderChanges { closed_at_ms: Some(now_ms), ..OrderChanges::default() };
         tx.transition_order(
             order.id,

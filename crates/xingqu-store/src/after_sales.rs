@@ -122,27 +122,27 @@ impl Tx {
     /// An order line and its order, locked against concurrent after-sales on PostgreSQL (SQLite
     /// has one writer).
     pub async fn line_for_after_sale(&mut self, line_id: i64) -> Result<Option<LineForAfterSale>, StoreError> {
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE OF l" } else { "" };
-        let sql = format!(
-            "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
-             o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE l.id = $1{lock}",
-            crate::orders::line_columns("l")
-        );
+        let sql = self.lines_for_after_sale_sql("l.id = $1");
         let row = sqlx::query(&sql).bind(line_id).fetch_optional(self.conn()).await?;
         Ok(row.as_ref().map(line_for_after_sale).transpose()?)
     }
 
     /// The lines of one order, as [`Tx::line_for_after_sale`] reads them.
     pub async fn lines_for_after_sale(&mut self, order_id: i64) -> Result<Vec<LineForAfterSale>, StoreError> {
-        let lock = if self.backend == Backend::Postgres { " FOR UPDATE OF l" } else { "" };
-        let sql = format!(
-            "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
-             o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id \
-             WHERE l.order_id = $1 ORDER BY l.id{lock}",
-            crate::orders::line_columns("l")
-        );
+        let sql = self.lines_for_after_sale_sql("l.order_id = $1");
         let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.conn()).await?;
         Ok(rows.iter().map(line_for_after_sale).collect::<Result<_, _>>()?)
+    }
+
+    /// Lines with their order's facts, where `filter`, in line order, locked on PostgreSQL.
+    fn lines_for_after_sale_sql(&self, filter: &str) -> String {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE OF l" } else { "" };
+        format!(
+            "SELECT {}, o.buyer_user_id, o.merchant_id, o.status AS order_status, o.created_at_ms AS placed_at_ms, \
+             o.delivered_at_ms, o.settled_at_ms FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             WHERE {filter} ORDER BY l.id{lock}",
+            crate::orders::line_columns("l")
+        )
     }
 
     /// Records an after-sale and its first audit event. A second record for the same line and

@@ -117,6 +117,9 @@ pub struct PendingSweep {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Reads price-history rows as [`PriceChange`]s.
+const PRICE_CHANGE_SELECT: &str = "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history";
+
 fn price_change(row: &AnyRow) -> Result<PriceChange, sqlx::Error> {
     Ok(PriceChange {
         id: row.try_get("id")?,
@@ -173,13 +176,10 @@ impl Tx {
 
     /// The SKU's latest price change (the price in force), read inside the transaction.
     pub async fn latest_price_change(&mut self, sku_id: i64) -> Result<Option<PriceChange>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
-             WHERE sku_id = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(sku_id)
-        .fetch_optional(self.conn())
-        .await?;
+        let row = sqlx::query(&format!("{PRICE_CHANGE_SELECT} WHERE sku_id = $1 ORDER BY id DESC LIMIT 1"))
+            .bind(sku_id)
+            .fetch_optional(self.conn())
+            .await?;
         Ok(row.as_ref().map(price_change).transpose()?)
     }
 
@@ -191,10 +191,9 @@ impl Tx {
         from_ms: i64,
         until_ms: i64,
     ) -> Result<Option<PriceChange>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
-             WHERE sku_id = $1 AND changed_at_ms >= $2 AND changed_at_ms < $3 ORDER BY new_price_fen, id LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "{PRICE_CHANGE_SELECT} WHERE sku_id = $1 AND changed_at_ms >= $2 AND changed_at_ms < $3 ORDER BY new_price_fen, id LIMIT 1"
+        ))
         .bind(sku_id)
         .bind(from_ms)
         .bind(until_ms)
@@ -227,10 +226,9 @@ impl Tx {
 
     /// The SKU's list price change in force at `at_ms`.
     pub async fn price_change_at(&mut self, sku_id: i64, at_ms: i64) -> Result<Option<PriceChange>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, sku_id, old_price_fen, new_price_fen, changed_at_ms FROM price_history \
-             WHERE sku_id = $1 AND changed_at_ms <= $2 ORDER BY changed_at_ms DESC, id DESC LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "{PRICE_CHANGE_SELECT} WHERE sku_id = $1 AND changed_at_ms <= $2 ORDER BY changed_at_ms DESC, id DESC LIMIT 1"
+        ))
         .bind(sku_id)
         .bind(at_ms)
         .fetch_optional(self.conn())
