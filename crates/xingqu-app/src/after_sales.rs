@@ -13,7 +13,7 @@ use xingqu_domain::after_sale::status::{AfterSaleEvent, AfterSaleKind, AfterSale
 use xingqu_domain::after_sale::window::{
     fresh_damage_window, in_window, seven_day_return_exclusion, seven_day_return_window,
 };
-use xingqu_domain::ledger::{Account, Posting, PostingKind};
+use xingqu_domain::ledger::{Account, Posting};
 use xingqu_domain::promo::refund::prorate_refund;
 use xingqu_domain::text;
 use xingqu_store::after_sales::{AfterSaleChanges, AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewAfterSale};
@@ -24,6 +24,8 @@ use xingqu_store::{StoreError, Tx};
 const EVIDENCE_MAX: usize = 9;
 /// Requests the timers act on per run.
 const DUE_BATCH: i64 = 500;
+/// How long a due request the timer could not move waits before the next try.
+const TIMER_RETRY_MS: i64 = 3_600_000;
 
 /// What a refund decided in a transaction leaves to do after commit.
 pub(crate) struct PaidBack {
@@ -127,6 +129,14 @@ impl App {
             ));
         }
         self.check_request(kind, &line, input, now_ms).await?;
+        // Shipment checks for these requests after taking the order: holding it here means one
+        // of the two sees the other.
+        if kind == AfterSaleKind::RefundBeforeShipment && !tx.hold_unshipped_order(order_id).await? {
+            return Err(AppError::conflict(
+                "not_before_shipment",
+                "the order has shipped (or is not paid): ask for a refund after shipment",
+            ));
+        }
         let status = kind.initial_status();
         // What the refund would be now (the merchant bears it); fixed when the money moves.
         let amount_fen = if kind.pays_money() { money.refund_for_units(input.units).unwrap_or(0) } else { 0 };
@@ -361,20 +371,25 @@ impl App {
         .await
     }
 
-    /// The shop's staff sent the replacement or the repaired goods (exchange, repair).
-    pub async fn fulfil_after_sale(&self, actor: &Actor, id: i64) -> AppResult<AfterSaleRow> {
+    /// The shop's staff shipped the replacement (re-ship, exchange) or the repaired goods, with
+    /// the carrier and tracking number the buyer follows.
+    pub async fn fulfil_after_sale(
+        &self,
+        actor: &Actor,
+        id: i64,
+        carrier: &str,
+        tracking: &str,
+    ) -> AppResult<AfterSaleRow> {
         let row = self.visible_after_sale(actor, id).await?;
         if !actor.manages_merchant(row.merchant_id) {
             return Err(AppError::Forbidden("only the shop's staff fulfil"));
         }
-        self.move_after_sale(
-            id,
-            AfterSaleEvent::Fulfilled,
-            Some(actor.user_id),
-            "fulfilled",
-            AfterSaleChanges::default(),
-        )
-        .await
+        let changes = AfterSaleChanges {
+            replacement_carrier: Some(text::bounded("carrier", carrier, 40)?),
+            replacement_tracking: Some(text::bounded("tracking_number", tracking, 40)?),
+            ..AfterSaleChanges::default()
+        };
+        self.move_after_sale(id, AfterSaleEvent::Fulfilled, Some(actor.user_id), "replacement shipped", changes).await
     }
 
     /// The buyer withdraws a request.
@@ -432,6 +447,9 @@ impl App {
         let row = tx.after_sale_for_update(id).await?.ok_or(AppError::not_found("after_sale"))?;
         let (kind, from) = kind_of(&row)?;
         let to = from.apply(kind, event).map_err(|e| AppError::conflict("invalid_transition", e.to_string()))?;
+        // The order before its lines (a refund updates both), as shipment and cancellation take
+        // them, so no two writers wait on each other in a cycle.
+        tx.lock_order(row.order_id).await?;
         changes.due_at_ms = self.deadlines().due_at_ms(kind, to, now_ms);
         let mut refund = None;
         if to == AfterSaleStatus::Refunded && kind.pays_money() && row.express_refunded_at_ms.is_none() {
@@ -510,13 +528,15 @@ impl App {
         }
         let funded: Vec<(Account, i64)> = funded.into_iter().filter(|&(_, fen)| fen > 0).collect();
         if refund_fen > 0 || !funded.is_empty() {
-            let posting = if line.settled {
-                // Settled already: the merchant's settlement account bears it.
-                Posting::paid_back(PostingKind::Refund, Account::MerchantSettlement(line.merchant_id), refund_fen, 0)
+            // Once settled, the merchant was paid the funders' parts too: its settlement account
+            // bears the refund and gives those parts back.
+            let merchant_account = if line.settled {
+                Account::MerchantSettlement(line.merchant_id)
             } else {
-                Posting::funded_refund(line.merchant_id, refund_fen, &funded)
+                Account::MerchantReceivable(line.merchant_id)
             };
-            let posting = posting.map_err(|e| AppError::internal(e.to_string()))?;
+            let posting = Posting::funded_refund(merchant_account, refund_fen, &funded)
+                .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&posting, &reference, Some(row.order_id), now_ms).await?;
         }
         if refund_fen > 0 {
@@ -528,7 +548,9 @@ impl App {
             }
             other => other?,
         }
-        if kind == AfterSaleKind::RefundBeforeShipment {
+        // Goods never shipped go back to stock (a refund before shipment decided by arbitration
+        // after the order shipped leaves the stock alone: those goods are with the buyer).
+        if kind == AfterSaleKind::RefundBeforeShipment && line.order_status == "paid" {
             match line.line.flash_sale_id {
                 Some(flash_sale_id) => {
                     tx.return_flash_units(flash_sale_id, row.units).await?;
@@ -559,14 +581,19 @@ impl App {
             let Some(event) = Deadlines::timeout_event(kind, status) else { continue };
             let reason = match event {
                 AfterSaleEvent::MerchantAnswerTimeout => "the merchant did not answer in time: approved",
+                AfterSaleEvent::BuyerDisputeTimeout => "the rejection was not disputed in time: closed",
                 AfterSaleEvent::BuyerShipTimeout => "the return was not shipped in time: closed",
+                AfterSaleEvent::MerchantReceiveTimeout => "the merchant did not confirm the return in time: received",
                 _ => "the merchant did not refund in time: refunded",
             };
             match self.move_after_sale(row.id, event, None, reason, AfterSaleChanges::default()).await {
                 Ok(_) => moved += 1,
-                Err(AppError::Conflict { .. }) => {}
                 Err(error) => {
-                    tracing::warn!(after_sale_id = row.id, %error, "an after-sale timer failed; retrying next run")
+                    // A record the timer cannot move (its units refunded meanwhile by another
+                    // path, a store error) waits an hour before the next try, so it never
+                    // crowds out the batch; its state and audit trail are untouched.
+                    tracing::warn!(after_sale_id = row.id, %error, "an after-sale timer could not act; retrying later");
+                    self.store().postpone_after_sale(row.id, row.due_at_ms, now_ms + TIMER_RETRY_MS).await?;
                 }
             }
         }

@@ -647,6 +647,13 @@ impl App {
         };
         let mut tx = self.store().begin().await?;
         self.write_transition(&mut tx, actor, &order, OrderEvent::Ship, changes, "shipped").await?;
+        // After the transition holds the order, so a request made meanwhile is seen here.
+        if tx.open_refunds_before_shipment(order.id).await? > 0 {
+            return Err(AppError::conflict(
+                "after_sale_in_progress",
+                "the buyer asked for a refund before shipment: answer the request first",
+            ));
+        }
         self.protect_on_shipment(&mut tx, order.id, now_ms).await?;
         tx.commit().await?;
         self.send_pending_payouts().await?;
@@ -695,7 +702,7 @@ impl App {
         let mut tx = self.store().begin().await?;
         // After-sales own a partly refunded order: cancelling it would refund and restock twice.
         let partly_refunded = tx.lines(order.id).await?.iter().any(|l| l.returned_units > 0);
-        if partly_refunded || tx.open_after_sales_in_order(order.id).await? > 0 {
+        if partly_refunded || tx.open_after_sales_in_order(order.id, false).await? > 0 {
             return Err(AppError::conflict(
                 "after_sale_in_progress",
                 "part of this order is refunded or in an after-sale; ask for a refund of the rest instead",
@@ -717,7 +724,7 @@ impl App {
         let coupons = self.release_coupons(&mut tx, &order, &discounts).await?;
         if refund_fen > 0 {
             tx.insert_refund(order.id, refund_fen, &reference, &reason, now_ms).await?;
-            let refund = Posting::funded_refund(order.merchant_id, refund_fen, &funded)
+            let refund = Posting::funded_refund(Account::MerchantReceivable(order.merchant_id), refund_fen, &funded)
                 .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         }
@@ -896,7 +903,7 @@ impl App {
             return Ok(false);
         }
         // An open after-sale may still refund: the merchant is paid once it is decided.
-        if tx.open_after_sales_in_order(order_id).await? > 0 {
+        if tx.open_after_sales_in_order(order_id, true).await? > 0 {
             return Ok(false);
         }
         let lines = tx.lines(order_id).await?;
@@ -914,10 +921,13 @@ impl App {
             Err(StoreError::Concurrent) => return Ok(false),
             other => other?,
         }
-        if receivable_fen > 0 {
-            // Return-shipping insurance premiums come out of the merchant's settlement.
-            let premium_fen: i64 = lines.iter().map(|l| l.insurance_premium_fen).sum();
-            let premium_fen = premium_fen.min(receivable_fen - commission).max(0);
+        // Return-shipping insurance premiums come out of the merchant's settlement: the cover was
+        // in force whatever became of the order.
+        let premium_fen: i64 = lines.iter().map(|l| l.insurance_premium_fen).sum();
+        // A negative receivable (a counterfeit's compensation beyond what the order brought in) is
+        // the merchant's debt: settling moves it onto the settlement account, collected from what
+        // the merchant is owed for other orders.
+        if receivable_fen != 0 || premium_fen > 0 {
             let posting = Posting::settlement(order.merchant_id, receivable_fen, commission, premium_fen)
                 .map_err(|e| AppError::internal(e.to_string()))?;
             tx.post(&posting, &format!("settlement:order:{order_id}"), Some(order_id), now_ms).await?;

@@ -122,10 +122,16 @@ impl Posting {
     }
 
     /// The reverse of [`Posting::funded_payment`] for `refund_fen` of what the buyer paid and the
-    /// funders' parts `funded` that go back to them with it.
-    pub fn funded_refund(merchant_id: i64, refund_fen: i64, funded: &[(Account, i64)]) -> Result<Self, PostingError> {
+    /// funders' parts `funded` that go back to them with it. `merchant_account` bears the whole:
+    /// the merchant's receivable, or its settlement account once the order is settled (the
+    /// settlement paid the merchant the funders' parts too, so they come back from there).
+    pub fn funded_refund(
+        merchant_account: Account,
+        refund_fen: i64,
+        funded: &[(Account, i64)],
+    ) -> Result<Self, PostingError> {
         let covered_fen: i64 = funded.iter().map(|&(_, fen)| fen).sum();
-        let mut entries = vec![(Account::MerchantReceivable(merchant_id), refund_fen + covered_fen)];
+        let mut entries = vec![(merchant_account, refund_fen + covered_fen)];
         entries.extend(funded.iter().map(|&(account, fen)| (account, -fen)));
         entries.push((Account::Refunds, -refund_fen));
         Self::new(PostingKind::Refund, entries)
@@ -207,7 +213,7 @@ mod tests {
         let funded = [(Account::PlatformSubsidyBudget, 300), (Account::CreatorCommission(9), 200)];
         let paid = Posting::funded_payment(7, 5000, &funded).expect("balanced");
         assert!(paid.entries().contains(&(Account::MerchantReceivable(7), -5500)));
-        let back = Posting::funded_refund(7, 5000, &funded).expect("balanced");
+        let back = Posting::funded_refund(Account::MerchantReceivable(7), 5000, &funded).expect("balanced");
         let mut net = std::collections::BTreeMap::new();
         for (account, fen) in paid.entries().iter().chain(back.entries()) {
             *net.entry(account.to_string()).or_insert(0) += fen;

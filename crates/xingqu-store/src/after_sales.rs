@@ -61,13 +61,16 @@ pub struct AfterSaleRow {
     pub return_freight_fen: i64,
     /// When an express refund paid before the goods arrived.
     pub express_refunded_at_ms: Option<i64>,
+    /// The merchant's outgoing shipment (re-ship, exchange, repair).
+    pub replacement_carrier: Option<String>,
+    pub replacement_tracking: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
 const AFTER_SALE_COLUMNS: &str = "id, order_id, line_id, buyer_user_id, merchant_id, kind, status, units, amount_fen, \
     merchant_fen, platform_fen, reason, evidence, due_at_ms, return_carrier, return_tracking, return_freight_fen, \
-    express_refunded_at_ms, created_at_ms, updated_at_ms";
+    express_refunded_at_ms, replacement_carrier, replacement_tracking, created_at_ms, updated_at_ms";
 
 impl AfterSaleRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -90,6 +93,8 @@ impl AfterSaleRow {
             return_tracking: row.try_get("return_tracking")?,
             return_freight_fen: row.try_get("return_freight_fen")?,
             express_refunded_at_ms: row.try_get("express_refunded_at_ms")?,
+            replacement_carrier: row.try_get("replacement_carrier")?,
+            replacement_tracking: row.try_get("replacement_tracking")?,
             created_at_ms: row.try_get("created_at_ms")?,
             updated_at_ms: row.try_get("updated_at_ms")?,
         })
@@ -240,7 +245,9 @@ impl Tx {
             "UPDATE after_sales SET status = $1, updated_at_ms = $2, due_at_ms = $3, \
              amount_fen = COALESCE($4, amount_fen), merchant_fen = COALESCE($5, merchant_fen), \
              platform_fen = COALESCE($6, platform_fen), return_carrier = COALESCE($7, return_carrier), \
-             return_tracking = COALESCE($8, return_tracking), return_freight_fen = COALESCE($9, return_freight_fen) \
+             return_tracking = COALESCE($8, return_tracking), return_freight_fen = COALESCE($9, return_freight_fen), \
+             replacement_carrier = COALESCE($12, replacement_carrier), \
+             replacement_tracking = COALESCE($13, replacement_tracking) \
              WHERE id = $10 AND status = $11",
         )
         .bind(to)
@@ -254,6 +261,8 @@ impl Tx {
         .bind(changes.return_freight_fen)
         .bind(id)
         .bind(from)
+        .bind(changes.replacement_carrier.clone())
+        .bind(changes.replacement_tracking.clone())
         .execute(self.conn())
         .await?;
         if done.rows_affected() != 1 {
@@ -297,11 +306,39 @@ impl Tx {
         Ok(row.try_get("units")?)
     }
 
-    /// After-sale requests of an order still open: settlement waits for them.
-    pub async fn open_after_sales_in_order(&mut self, order_id: i64) -> Result<i64, StoreError> {
+    /// Open refund-before-shipment requests of an order: shipping waits until the merchant has
+    /// answered them.
+    pub async fn open_refunds_before_shipment(&mut self, order_id: i64) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND status NOT IN ('refunded', 'resolved', 'closed')",
+            "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND kind = 'refund_before_shipment' \
+             AND status NOT IN ('refunded', 'resolved', 'closed')",
         )
+        .bind(order_id)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Locks a paid, unshipped order against shipment for the rest of the transaction; false if
+    /// it is no longer `paid`.
+    pub async fn hold_unshipped_order(&mut self, order_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE orders SET status = status WHERE id = $1 AND status = 'paid'")
+            .bind(order_id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// After-sale requests of an order still open; with `paying_money_only`, those that may still
+    /// pay money back (settlement waits for them; an exchange, re-ship or repair moves goods only).
+    pub async fn open_after_sales_in_order(&mut self, order_id: i64, paying_money_only: bool) -> Result<i64, StoreError> {
+        let sql = if paying_money_only {
+            "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 \
+             AND status NOT IN ('refunded', 'resolved', 'closed') AND kind NOT IN ('exchange', 'reship', 'repair')"
+        } else {
+            "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND status NOT IN ('refunded', 'resolved', 'closed')"
+        };
+        let row = sqlx::query(sql)
         .bind(order_id)
         .fetch_one(self.conn())
         .await?;
@@ -332,6 +369,8 @@ pub struct AfterSaleChanges {
     pub return_carrier: Option<String>,
     pub return_tracking: Option<String>,
     pub return_freight_fen: Option<i64>,
+    pub replacement_carrier: Option<String>,
+    pub replacement_tracking: Option<String>,
 }
 
 /// Evidence photos as stored: a JSON array of URLs.
@@ -369,6 +408,24 @@ impl Store {
         );
         let rows = sqlx::query(&sql).bind(now_ms).bind(limit).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Moves a due request's deadline to `retry_at_ms` if it is still `due_at_ms` (a request moved
+    /// meanwhile keeps its new deadline).
+    pub async fn postpone_after_sale(
+        &self,
+        id: i64,
+        due_at_ms: Option<i64>,
+        retry_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE after_sales SET due_at_ms = $1 WHERE id = $2 AND due_at_ms = $3")
+            .bind(retry_at_ms)
+            .bind(id)
+            .bind(due_at_ms)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
     }
 
     /// The audit trail of one after-sale, oldest first.

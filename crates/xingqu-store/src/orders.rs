@@ -756,6 +756,16 @@ impl Tx {
         Ok(FlashSaleRow::from_row(&row)?)
     }
 
+    /// Takes an order's row lock (PostgreSQL; SQLite's single writer already serialises) before
+    /// its lines: every writer that touches both takes the order first, so none waits on another
+    /// in a cycle.
+    pub async fn lock_order(&mut self, id: i64) -> Result<(), StoreError> {
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     pub async fn order(&mut self, id: i64) -> Result<Option<OrderRow>, StoreError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.conn()).await?;

@@ -112,6 +112,12 @@ struct OrderOptions {
     /// Days a merchant has to refund a received return before it is refunded by itself.
     #[arg(long, env = "XINGQU_RETURN_REFUND_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=365))]
     return_refund_days: i64,
+    /// Days a buyer has to dispute a rejected request before it closes.
+    #[arg(long, env = "XINGQU_DISPUTE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=365))]
+    dispute_days: i64,
+    /// Days after a return ships before it counts as received if the merchant never confirms it.
+    #[arg(long, env = "XINGQU_RETURN_RECEIVE_DAYS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=365))]
+    return_receive_days: i64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
                 express_refund_max_lost: orders.express_refund_max_lost,
                 after_sale_deadlines: xingqu_domain::after_sale::status::Deadlines {
                     merchant_answer_ms: orders.after_sale_answer_hours * 3_600_000,
+                    buyer_dispute_ms: orders.dispute_days * 86_400_000,
                     buyer_ship_ms: orders.return_ship_days * 86_400_000,
+                    merchant_receive_ms: orders.return_receive_days * 86_400_000,
                     merchant_refund_ms: orders.return_refund_days * 86_400_000,
                 },
             };

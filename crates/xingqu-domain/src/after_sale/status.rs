@@ -7,8 +7,8 @@
 //! "approve" below is any of: the merchant's approval, the merchant's answer timeout (an unanswered
 //! request is approved), or arbitration for the buyer. Where it leads depends on the kind: a kind
 //! that needs the goods back goes to `awaiting_return`; a kind that pays money goes to `refunded`
-//! (the refund is recorded in the same transaction); a re-ship goes to `resolved` (the replacement
-//! order is created in the same transaction).
+//! (the refund is recorded in the same transaction); a re-ship goes to `awaiting_replacement` until
+//! the merchant ships the replacement (its carrier and tracking number are recorded on the record).
 //!
 //! "merchant-answered" kinds are all but `price_protection` (nothing to answer) and `counterfeit`
 //! (an authenticity claim is confirmed by an operator, never by the accused merchant). "return
@@ -22,29 +22,36 @@
 //! | `requested`       | `arbitrate_for_merchant`                    | `counterfeit`                  | `closed`          |
 //! | `requested`       | `buyer_withdraw`                            | all but `price_protection`     | `closed`          |
 //! | `rejected`        | `buyer_dispute`                             | merchant-answered              | `disputed`        |
-//! | `rejected`        | `buyer_withdraw`                            | merchant-answered              | `closed`          |
+//! | `rejected`        | `buyer_withdraw`, `buyer_dispute_timeout`   | merchant-answered              | `closed`          |
 //! | `disputed`        | `arbitrate_for_buyer`                       | merchant-answered              | approve           |
 //! | `disputed`        | `arbitrate_for_merchant`                    | merchant-answered              | `closed`          |
 //! | `awaiting_return` | `buyer_ship_return`                         | return kinds                   | `return_shipped`  |
 //! | `awaiting_return` | `buyer_ship_timeout`, `buyer_withdraw`      | return kinds                   | `closed`          |
 //! | `return_shipped`  | `merchant_receive`                          | return kinds                   | `return_received` |
+//! | `return_shipped`  | `merchant_receive_timeout`                  | money return kinds             | `refunded`        |
+//! | `return_shipped`  | `merchant_receive_timeout`                  | `exchange`, `repair`           | `return_received` |
 //! | `return_received` | `refund_paid`, `merchant_refund_timeout`    | `return_refund`, `allergy_return` | `refunded`     |
 //! | `return_received` | `fulfilled`                                 | `exchange`, `repair`           | `resolved`        |
+//! | `awaiting_replacement` | `fulfilled`                            | `reship`                       | `resolved`        |
+//! | `awaiting_replacement` | `buyer_withdraw`                       | `reship`                       | `closed`          |
 //!
 //! Everything else is refused, including any event on a kind that cannot reach the state (a
 //! `refund_without_return` record is never `awaiting_return`). `refunded`, `resolved` and `closed`
-//! are terminal; `rejected` is not, since the buyer may still dispute.
+//! are terminal; `rejected` is not, since the buyer may still dispute (until a timer closes it).
 //!
 //! Deadlines ([`Deadlines`]): a record left in a state is moved by a timer.
 //!
 //! | status            | deadline                       | event                     | kinds                 |
 //! |-------------------|--------------------------------|---------------------------|-----------------------|
 //! | `requested`       | `merchant_answer_ms` (48 h)    | `merchant_answer_timeout` | merchant-answered     |
+//! | `rejected`        | `buyer_dispute_ms` (7 days)    | `buyer_dispute_timeout`   | merchant-answered     |
 //! | `awaiting_return` | `buyer_ship_ms` (7 days)       | `buyer_ship_timeout`      | return kinds          |
+//! | `return_shipped`  | `merchant_receive_ms` (10 days)| `merchant_receive_timeout`| return kinds          |
 //! | `return_received` | `merchant_refund_ms` (7 days)  | `merchant_refund_timeout` | money return kinds    |
 //!
-//! No timer acts on a counterfeit claim (an operator must confirm it) or on a received exchange or
-//! repair (no timer can ship a replacement).
+//! No timer acts on a counterfeit claim or a dispute (an operator decides them), nor on a received
+//! exchange or repair or an approved re-ship (no timer can ship a replacement; they move goods, not
+//! money, so settlement does not wait for them).
 
 use super::{DAY_MS, HOUR_MS};
 use crate::Invalid;
@@ -151,7 +158,7 @@ impl AfterSaleKind {
         } else if self.pays_money() {
             AfterSaleStatus::Refunded
         } else {
-            AfterSaleStatus::Resolved
+            AfterSaleStatus::AwaitingReplacement
         }
     }
 }
@@ -165,6 +172,8 @@ pub enum AfterSaleStatus {
     AwaitingReturn,
     ReturnShipped,
     ReturnReceived,
+    /// A re-ship approved: the merchant ships the replacement.
+    AwaitingReplacement,
     /// The merchant rejected and the buyer escalated to operator arbitration.
     Disputed,
     /// The merchant rejected; the buyer may dispute.
@@ -188,12 +197,17 @@ pub enum AfterSaleEvent {
     /// The buyer did not ship the return in time: the claim closes.
     BuyerShipTimeout,
     MerchantReceive,
+    /// The return was shipped long enough ago and the merchant never confirmed it: taken as received
+    /// (a money return is refunded at once).
+    MerchantReceiveTimeout,
     /// The merchant received the return and did not refund in time: the refund is made for them.
     MerchantRefundTimeout,
     RefundPaid,
     /// The replacement shipped or the repaired goods returned.
     Fulfilled,
     BuyerDispute,
+    /// The buyer neither disputed nor withdrew a rejection in time: the claim closes.
+    BuyerDisputeTimeout,
     ArbitrateForBuyer,
     ArbitrateForMerchant,
     BuyerWithdraw,
@@ -208,11 +222,12 @@ pub struct InvalidAfterSaleTransition {
 }
 
 impl AfterSaleStatus {
-    pub const ALL: [AfterSaleStatus; 9] = [
+    pub const ALL: [AfterSaleStatus; 10] = [
         AfterSaleStatus::Requested,
         AfterSaleStatus::AwaitingReturn,
         AfterSaleStatus::ReturnShipped,
         AfterSaleStatus::ReturnReceived,
+        AfterSaleStatus::AwaitingReplacement,
         AfterSaleStatus::Disputed,
         AfterSaleStatus::Rejected,
         AfterSaleStatus::Refunded,
@@ -226,6 +241,7 @@ impl AfterSaleStatus {
             AfterSaleStatus::AwaitingReturn => "awaiting_return",
             AfterSaleStatus::ReturnShipped => "return_shipped",
             AfterSaleStatus::ReturnReceived => "return_received",
+            AfterSaleStatus::AwaitingReplacement => "awaiting_replacement",
             AfterSaleStatus::Disputed => "disputed",
             AfterSaleStatus::Rejected => "rejected",
             AfterSaleStatus::Refunded => "refunded",
@@ -263,16 +279,20 @@ impl AfterSaleStatus {
             // A price-protection record is never requested; refusing keeps a wrongly stored one inert.
             (S::Requested, E::BuyerWithdraw) if kind != K::PriceProtection => Some(S::Closed),
             (S::Rejected, E::BuyerDispute) if answered => Some(S::Disputed),
-            (S::Rejected, E::BuyerWithdraw) if answered => Some(S::Closed),
+            (S::Rejected, E::BuyerWithdraw | E::BuyerDisputeTimeout) if answered => Some(S::Closed),
             (S::Disputed, E::ArbitrateForBuyer) if answered => Some(kind.approved()),
             (S::Disputed, E::ArbitrateForMerchant) if answered => Some(S::Closed),
             (S::AwaitingReturn, E::BuyerShipReturn) if returns => Some(S::ReturnShipped),
             (S::AwaitingReturn, E::BuyerShipTimeout | E::BuyerWithdraw) if returns => Some(S::Closed),
             (S::ReturnShipped, E::MerchantReceive) if returns => Some(S::ReturnReceived),
+            (S::ReturnShipped, E::MerchantReceiveTimeout) if returns && kind.pays_money() => Some(S::Refunded),
+            (S::ReturnShipped, E::MerchantReceiveTimeout) if returns => Some(S::ReturnReceived),
             (S::ReturnReceived, E::RefundPaid | E::MerchantRefundTimeout) if returns && kind.pays_money() => {
                 Some(S::Refunded)
             }
             (S::ReturnReceived, E::Fulfilled) if returns && !kind.pays_money() => Some(S::Resolved),
+            (S::AwaitingReplacement, E::Fulfilled) if kind == K::Reship => Some(S::Resolved),
+            (S::AwaitingReplacement, E::BuyerWithdraw) if kind == K::Reship => Some(S::Closed),
             _ => None,
         };
         next.ok_or(InvalidAfterSaleTransition { kind: kind.as_str(), from: self.as_str(), event: event.as_str() })
@@ -280,17 +300,19 @@ impl AfterSaleStatus {
 }
 
 impl AfterSaleEvent {
-    pub const ALL: [AfterSaleEvent; 13] = [
+    pub const ALL: [AfterSaleEvent; 15] = [
         AfterSaleEvent::MerchantApprove,
         AfterSaleEvent::MerchantReject,
         AfterSaleEvent::MerchantAnswerTimeout,
         AfterSaleEvent::BuyerShipReturn,
         AfterSaleEvent::BuyerShipTimeout,
         AfterSaleEvent::MerchantReceive,
+        AfterSaleEvent::MerchantReceiveTimeout,
         AfterSaleEvent::MerchantRefundTimeout,
         AfterSaleEvent::RefundPaid,
         AfterSaleEvent::Fulfilled,
         AfterSaleEvent::BuyerDispute,
+        AfterSaleEvent::BuyerDisputeTimeout,
         AfterSaleEvent::ArbitrateForBuyer,
         AfterSaleEvent::ArbitrateForMerchant,
         AfterSaleEvent::BuyerWithdraw,
@@ -304,10 +326,12 @@ impl AfterSaleEvent {
             AfterSaleEvent::BuyerShipReturn => "buyer_ship_return",
             AfterSaleEvent::BuyerShipTimeout => "buyer_ship_timeout",
             AfterSaleEvent::MerchantReceive => "merchant_receive",
+            AfterSaleEvent::MerchantReceiveTimeout => "merchant_receive_timeout",
             AfterSaleEvent::MerchantRefundTimeout => "merchant_refund_timeout",
             AfterSaleEvent::RefundPaid => "refund_paid",
             AfterSaleEvent::Fulfilled => "fulfilled",
             AfterSaleEvent::BuyerDispute => "buyer_dispute",
+            AfterSaleEvent::BuyerDisputeTimeout => "buyer_dispute_timeout",
             AfterSaleEvent::ArbitrateForBuyer => "arbitrate_for_buyer",
             AfterSaleEvent::ArbitrateForMerchant => "arbitrate_for_merchant",
             AfterSaleEvent::BuyerWithdraw => "buyer_withdraw",
@@ -320,8 +344,13 @@ impl AfterSaleEvent {
 pub struct Deadlines {
     /// From `requested`: the merchant answers, or the request is approved.
     pub merchant_answer_ms: i64,
+    /// From `rejected`: the buyer disputes (or withdraws), or the claim closes.
+    pub buyer_dispute_ms: i64,
     /// From `awaiting_return`: the buyer ships the goods back, or the claim closes.
     pub buyer_ship_ms: i64,
+    /// From `return_shipped`: the merchant confirms the return arrived, or it is taken as received
+    /// (the carrier's delivery plus the merchant's inspection fit well inside it).
+    pub merchant_receive_ms: i64,
     /// From `return_received`: the merchant refunds, or the refund is made for them (the seven-day
     /// return rule: the merchant refunds within 7 days of receiving the goods).
     pub merchant_refund_ms: i64,
@@ -329,7 +358,13 @@ pub struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self { merchant_answer_ms: 48 * HOUR_MS, buyer_ship_ms: 7 * DAY_MS, merchant_refund_ms: 7 * DAY_MS }
+        Self {
+            merchant_answer_ms: 48 * HOUR_MS,
+            buyer_dispute_ms: 7 * DAY_MS,
+            buyer_ship_ms: 7 * DAY_MS,
+            merchant_receive_ms: 10 * DAY_MS,
+            merchant_refund_ms: 7 * DAY_MS,
+        }
     }
 }
 
@@ -340,7 +375,9 @@ impl Deadlines {
     pub fn due_at_ms(&self, kind: AfterSaleKind, status: AfterSaleStatus, entered_at_ms: i64) -> Option<i64> {
         let delay_ms = match Self::timeout_event(kind, status)? {
             AfterSaleEvent::MerchantAnswerTimeout => self.merchant_answer_ms,
+            AfterSaleEvent::BuyerDisputeTimeout => self.buyer_dispute_ms,
             AfterSaleEvent::BuyerShipTimeout => self.buyer_ship_ms,
+            AfterSaleEvent::MerchantReceiveTimeout => self.merchant_receive_ms,
             _ => self.merchant_refund_ms,
         };
         Some(entered_at_ms.saturating_add(delay_ms))
@@ -350,7 +387,9 @@ impl Deadlines {
     pub fn timeout_event(kind: AfterSaleKind, status: AfterSaleStatus) -> Option<AfterSaleEvent> {
         let event = match status {
             AfterSaleStatus::Requested => AfterSaleEvent::MerchantAnswerTimeout,
+            AfterSaleStatus::Rejected => AfterSaleEvent::BuyerDisputeTimeout,
             AfterSaleStatus::AwaitingReturn => AfterSaleEvent::BuyerShipTimeout,
+            AfterSaleStatus::ReturnShipped => AfterSaleEvent::MerchantReceiveTimeout,
             AfterSaleStatus::ReturnReceived => AfterSaleEvent::MerchantRefundTimeout,
             _ => return None,
         };
@@ -378,6 +417,7 @@ mod tests {
                 (S::Requested, E::BuyerWithdraw, S::Closed),
                 (S::Rejected, E::BuyerDispute, S::Disputed),
                 (S::Rejected, E::BuyerWithdraw, S::Closed),
+                (S::Rejected, E::BuyerDisputeTimeout, S::Closed),
                 (S::Disputed, E::ArbitrateForBuyer, approved),
                 (S::Disputed, E::ArbitrateForMerchant, S::Closed),
             ]
@@ -390,10 +430,16 @@ mod tests {
         ];
         match kind {
             K::RefundBeforeShipment | K::RefundWithoutReturn | K::FreshDamage => answered(S::Refunded),
-            K::Reship => answered(S::Resolved),
+            K::Reship => {
+                let mut all = answered(S::AwaitingReplacement);
+                all.push((S::AwaitingReplacement, E::Fulfilled, S::Resolved));
+                all.push((S::AwaitingReplacement, E::BuyerWithdraw, S::Closed));
+                all
+            }
             K::ReturnRefund | K::AllergyReturn => {
                 let mut all = answered(S::AwaitingReturn);
                 all.extend(return_leg);
+                all.push((S::ReturnShipped, E::MerchantReceiveTimeout, S::Refunded));
                 all.push((S::ReturnReceived, E::RefundPaid, S::Refunded));
                 all.push((S::ReturnReceived, E::MerchantRefundTimeout, S::Refunded));
                 all
@@ -401,6 +447,7 @@ mod tests {
             K::Exchange | K::Repair => {
                 let mut all = answered(S::AwaitingReturn);
                 all.extend(return_leg);
+                all.push((S::ReturnShipped, E::MerchantReceiveTimeout, S::ReturnReceived));
                 all.push((S::ReturnReceived, E::Fulfilled, S::Resolved));
                 all
             }
@@ -439,8 +486,8 @@ mod tests {
                 }
             }
         }
-        // 3 refund kinds and re-ship × 8, 2 return-refund kinds × 14, exchange and repair × 13, counterfeit 3.
-        assert_eq!(accepted, 4 * 8 + 2 * 14 + 2 * 13 + 3);
+        // 3 refund kinds × 9, re-ship 11, 2 return-refund kinds × 16, exchange and repair × 15, counterfeit 3.
+        assert_eq!(accepted, 3 * 9 + 11 + 2 * 16 + 2 * 15 + 3);
     }
 
     #[test]
@@ -461,6 +508,8 @@ mod tests {
             (K::Exchange, S::ReturnReceived, E::MerchantRefundTimeout),
             (K::RefundWithoutReturn, S::AwaitingReturn, E::BuyerShipReturn),
             (K::Reship, S::Requested, E::Fulfilled),
+            (K::Exchange, S::AwaitingReplacement, E::Fulfilled),
+            (K::Reship, S::AwaitingReplacement, E::MerchantAnswerTimeout),
             (K::FreshDamage, S::Refunded, E::MerchantApprove),
             (K::Repair, S::Closed, E::BuyerDispute),
             (K::Repair, S::Resolved, E::Fulfilled),
@@ -482,7 +531,8 @@ mod tests {
         let return_path = [E::MerchantApprove, E::BuyerShipReturn, E::MerchantReceive];
         assert_eq!(walk(K::RefundBeforeShipment, &[E::MerchantAnswerTimeout]), Ok(S::Refunded));
         assert_eq!(walk(K::FreshDamage, &[E::MerchantReject, E::BuyerDispute, E::ArbitrateForBuyer]), Ok(S::Refunded));
-        assert_eq!(walk(K::Reship, &[E::MerchantApprove]), Ok(S::Resolved));
+        assert_eq!(walk(K::Reship, &[E::MerchantApprove]), Ok(S::AwaitingReplacement));
+        assert_eq!(walk(K::Reship, &[E::MerchantApprove, E::Fulfilled]), Ok(S::Resolved));
         assert_eq!(walk(K::ReturnRefund, &[&return_path[..], &[E::RefundPaid]].concat()), Ok(S::Refunded));
         assert_eq!(walk(K::AllergyReturn, &[&return_path[..], &[E::MerchantRefundTimeout]].concat()), Ok(S::Refunded));
         assert_eq!(walk(K::Exchange, &[&return_path[..], &[E::Fulfilled]].concat()), Ok(S::Resolved));
@@ -537,20 +587,30 @@ mod tests {
         let d = Deadlines::default();
         assert_eq!(
             d,
-            Deadlines { merchant_answer_ms: 172_800_000, buyer_ship_ms: 604_800_000, merchant_refund_ms: 604_800_000 }
+            Deadlines {
+                merchant_answer_ms: 172_800_000,
+                buyer_dispute_ms: 604_800_000,
+                buyer_ship_ms: 604_800_000,
+                merchant_receive_ms: 864_000_000,
+                merchant_refund_ms: 604_800_000,
+            }
         );
         let t = 1_762_826_400_000;
         assert_eq!(d.due_at_ms(K::ReturnRefund, S::Requested, t), Some(t + 172_800_000));
         assert_eq!(d.due_at_ms(K::ReturnRefund, S::AwaitingReturn, t), Some(t + 604_800_000));
         assert_eq!(d.due_at_ms(K::ReturnRefund, S::ReturnReceived, t), Some(t + 604_800_000));
-        assert_eq!(d.due_at_ms(K::ReturnRefund, S::ReturnShipped, t), None);
-        assert_eq!(d.due_at_ms(K::ReturnRefund, S::Rejected, t), None);
+        assert_eq!(d.due_at_ms(K::ReturnRefund, S::ReturnShipped, t), Some(t + 864_000_000));
+        assert_eq!(d.due_at_ms(K::ReturnRefund, S::Rejected, t), Some(t + 604_800_000));
+        assert_eq!(d.due_at_ms(K::ReturnRefund, S::Disputed, t), None, "an operator decides");
         assert_eq!(d.due_at_ms(K::Counterfeit, S::Requested, t), None, "an operator decides");
         assert_eq!(d.due_at_ms(K::Exchange, S::ReturnReceived, t), None, "no timer ships a replacement");
         assert_eq!(d.due_at_ms(K::PriceProtection, S::Refunded, t), None);
         assert_eq!(Deadlines::timeout_event(K::FreshDamage, S::Requested), Some(E::MerchantAnswerTimeout));
         assert_eq!(Deadlines::timeout_event(K::Repair, S::AwaitingReturn), Some(E::BuyerShipTimeout));
         assert_eq!(Deadlines::timeout_event(K::AllergyReturn, S::ReturnReceived), Some(E::MerchantRefundTimeout));
+        assert_eq!(S::ReturnShipped.apply(K::ReturnRefund, E::MerchantReceiveTimeout), Ok(S::Refunded));
+        assert_eq!(S::ReturnShipped.apply(K::Exchange, E::MerchantReceiveTimeout), Ok(S::ReturnReceived));
+        assert_eq!(S::Rejected.apply(K::Reship, E::BuyerDisputeTimeout), Ok(S::Closed));
         // A due timer is always an event the machine accepts, and only then.
         for kind in K::ALL {
             for status in S::ALL {

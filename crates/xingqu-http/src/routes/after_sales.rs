@@ -77,6 +77,9 @@ pub struct AfterSaleResponse {
     return_freight_fen: i64,
     /// When an express refund (极速退款) paid, before the goods arrived.
     express_refunded_at: Option<String>,
+    /// The shop's shipment of the replacement or repaired goods (re-ship, exchange, repair).
+    replacement_carrier: Option<String>,
+    replacement_tracking: Option<String>,
     /// Price protection: pending (recorded, going out through the gateway) or sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     payout: Option<String>,
@@ -110,6 +113,8 @@ impl From<AfterSaleRow> for AfterSaleResponse {
             return_tracking: a.return_tracking,
             return_freight_fen: a.return_freight_fen,
             express_refunded_at: a.express_refunded_at_ms.map(rfc3339),
+            replacement_carrier: a.replacement_carrier,
+            replacement_tracking: a.replacement_tracking,
             payout: None,
             created_at: rfc3339(a.created_at_ms),
             updated_at: rfc3339(a.updated_at_ms),
@@ -147,6 +152,8 @@ impl From<ProtectionRow> for AfterSaleResponse {
             return_tracking: None,
             return_freight_fen: 0,
             express_refunded_at: None,
+            replacement_carrier: None,
+            replacement_tracking: None,
             payout: Some(p.payout_status),
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.created_at_ms),
@@ -281,6 +288,14 @@ pub struct ArbitrationRequest {
     reason: String,
 }
 
+/// The merchant's shipment of a replacement or repaired goods.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentRequest {
+    carrier: String,
+    tracking_number: String,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnShipmentRequest {
@@ -384,13 +399,19 @@ async fn refund(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiRes
     Ok(Json(state.app.refund_after_sale(&auth.user.actor(), id).await?.into()))
 }
 
-/// The shop sent the replacement or the repaired goods (exchange, repair).
+/// The shop shipped the replacement (re-ship, exchange) or the repaired goods (repair).
 #[utoipa::path(post, path = "/v1/after-sales/{id}/fulfil", tag = "after-sales", security(("bearer" = [])),
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path)), request_body = ShipmentRequest,
     responses((status = 200, body = AfterSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "invalid_transition")))]
-async fn fulfil(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<AfterSaleResponse>> {
-    Ok(Json(state.app.fulfil_after_sale(&auth.user.actor(), id).await?.into()))
+async fn fulfil(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ShipmentRequest>,
+) -> ApiResult<Json<AfterSaleResponse>> {
+    let actor = auth.user.actor();
+    Ok(Json(state.app.fulfil_after_sale(&actor, id, &body.carrier, &body.tracking_number).await?.into()))
 }
 
 /// The buyer withdraws a request.

@@ -5,6 +5,7 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    every_waiting_claim_has_an_end_and_settled_orders_still_pay_back,
     seven_day_returns_end_to_the_second,
     refunding_every_unit_gives_the_coupon_back,
     assured_purchase_services_are_promised_per_line_and_kept,
@@ -731,4 +732,122 @@ async fn seven_day_returns_end_to_the_second(app: &TestApp) {
     )
     .await;
     assert_eq!(defect.status, 201, "{defect:?}");
+}
+
+async fn every_waiting_claim_has_an_end_and_settled_orders_still_pay_back(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let store = app.app.store();
+    let balance = |account: String| async move { store.account_balance(&account).await.expect("balance") };
+
+    // A refund asked before shipment holds the shipment until the shop answers it.
+    let (order_id, line_id) = paid_order(app, &buyer, "k1", sku, 2).await;
+    let early = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_before_shipment", "units": 1, "reason": "拍多了"}),
+    )
+    .await;
+    assert_eq!(early.status, 201, "{early:?}");
+    app.post(&format!("/v1/orders/{order_id}/ship"), Some(&staff), json!({"carrier": "顺丰", "tracking_number": "SF1"}))
+        .await
+        .assert_error(409, "after_sale_in_progress");
+    assert_eq!(act(app, &staff, early.id(), "reject", json!({"reason": "已打包"})).await.body["status"], "rejected");
+    deliver(app, &staff, order_id).await;
+    request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "refund_before_shipment", "units": 1, "reason": "再试"}),
+    )
+    .await
+    .assert_error(409, "not_before_shipment");
+
+    // The buyer never disputes the rejection: it closes after 7 days, and the order settles.
+    app.clock.advance_ms(7 * DAY_MS - 1_000);
+    app.app.run_due_timers().await.expect("timers");
+    let buyer = app.login("buyer@example.com").await;
+    assert_eq!(status_of(app, &buyer, early.id()).await, "rejected", "a second early");
+    app.clock.advance_ms(2_000);
+    app.app.run_due_timers().await.expect("timers");
+    app.app.run_due_timers().await.expect("timers");
+    let (buyer, staff) = (app.login("buyer@example.com").await, app.login("延吉米铺@shop.test").await);
+    assert_eq!(status_of(app, &buyer, early.id()).await, "closed");
+    assert!(app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await.body["settled_at"].is_string());
+    // Two units at 100 元, less the category's 5% commission.
+    assert_eq!(balance(format!("merchant_settlement:{merchant}")).await, -19_000);
+
+    // A re-ship: approved, then the shop ships the replacement with its tracking number.
+    let reship = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "reship", "units": 1, "reason": "少发一袋"}),
+    )
+    .await;
+    assert_eq!(act(app, &staff, reship.id(), "approve", json!({})).await.body["status"], "awaiting_replacement");
+    assert_eq!(act(app, &staff, reship.id(), "fulfil", json!({})).await.status, 422, "the shipment is required");
+    act(app, &buyer, reship.id(), "fulfil", json!({"carrier": "顺丰", "tracking_number": "SF2"}))
+        .await
+        .assert_error(403, "forbidden");
+    let sent = act(app, &staff, reship.id(), "fulfil", json!({"carrier": "顺丰", "tracking_number": "SF2"})).await;
+    assert_eq!(
+        (sent.body["status"].as_str(), sent.body["replacement_tracking"].as_str()),
+        (Some("resolved"), Some("SF2")),
+        "{sent:?}"
+    );
+
+    // A return the shop never confirms: taken as received 10 days after it shipped, and refunded
+    // out of the merchant's settlement (the order is settled).
+    let back = request(
+        app,
+        &buyer,
+        order_id,
+        json!({"line_id": line_id, "kind": "return_refund", "units": 1, "reason": "霉变",
+        "evidence": ["https://img.example.com/1.jpg"]}),
+    )
+    .await;
+    assert_eq!(act(app, &staff, back.id(), "approve", json!({})).await.body["status"], "awaiting_return");
+    let shipped = act(app, &buyer, back.id(), "return-shipment", json!({"carrier": "顺丰", "tracking_number": "SF3"})).await;
+    assert_eq!(shipped.body["status"], "return_shipped", "{shipped:?}");
+    app.clock.advance_ms(10 * DAY_MS - 1_000);
+    app.app.run_due_timers().await.expect("timers");
+    let buyer = app.login("buyer@example.com").await;
+    assert_eq!(status_of(app, &buyer, back.id()).await, "return_shipped", "a second early");
+    app.clock.advance_ms(2_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").after_sales_moved, 1);
+    let buyer = app.login("buyer@example.com").await;
+    let refunded = app.get(&format!("/v1/after-sales/{}", back.id()), Some(&buyer)).await;
+    assert_eq!(
+        (refunded.body["status"].as_str(), refunded.body["amount_fen"].as_i64()),
+        (Some("refunded"), Some(10_000)),
+        "{refunded:?}"
+    );
+    assert_eq!(balance(format!("merchant_settlement:{merchant}")).await, -9_000, "the merchant gave it back");
+
+    // A confirmed counterfeit: refund plus three times the price from the merchant, more than the
+    // order brought in. Settling it moves the debt onto the merchant's settlement account.
+    let staff = app.login("延吉米铺@shop.test").await;
+    let (fake_order, fake_line) = paid_order(app, &buyer, "k2", sku, 1).await;
+    deliver(app, &staff, fake_order).await;
+    let fake = request(
+        app,
+        &buyer,
+        fake_order,
+        json!({"line_id": fake_line, "kind": "counterfeit", "units": 1, "reason": "鉴定为假",
+        "evidence": ["https://img.example.com/2.jpg"]}),
+    )
+    .await;
+    let op = app.operator().await;
+    let decided = act(app, &op, fake.id(), "arbitrate", json!({"decision": "buyer", "reason": "鉴定报告"})).await;
+    assert_eq!(decided.body["status"], "refunded", "{decided:?}");
+    app.clock.advance_ms(8 * DAY_MS);
+    app.app.run_due_timers().await.expect("timers");
+    let buyer = app.login("buyer@example.com").await;
+    assert!(app.get(&format!("/v1/orders/{fake_order}"), Some(&buyer)).await.body["settled_at"].is_string());
+    assert_eq!(balance(format!("merchant_receivable:{merchant}")).await, 0, "nothing left on the receivable");
+    assert_eq!(balance(format!("merchant_settlement:{merchant}")).await, -9_000 + 30_000, "the merchant owes 210 元");
+    ledger_is_clean(app).await;
 }
