@@ -306,12 +306,12 @@ impl Tx {
         Ok(row.try_get("units")?)
     }
 
-    /// Open refund-before-shipment requests of an order: shipping waits until the merchant has
-    /// answered them.
+    /// Unanswered refund-before-shipment requests of an order: shipping waits until the merchant
+    /// has answered them (a rejection the buyer disputes no longer holds the goods back).
     pub async fn open_refunds_before_shipment(&mut self, order_id: i64) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND kind = 'refund_before_shipment' \
-             AND status NOT IN ('refunded', 'resolved', 'closed')",
+             AND status = 'requested'",
         )
         .bind(order_id)
         .fetch_one(self.conn())
@@ -331,17 +331,18 @@ impl Tx {
 
     /// After-sale requests of an order still open; with `paying_money_only`, those that may still
     /// pay money back (settlement waits for them; an exchange, re-ship or repair moves goods only).
-    pub async fn open_after_sales_in_order(&mut self, order_id: i64, paying_money_only: bool) -> Result<i64, StoreError> {
+    pub async fn open_after_sales_in_order(
+        &mut self,
+        order_id: i64,
+        paying_money_only: bool,
+    ) -> Result<i64, StoreError> {
         let sql = if paying_money_only {
             "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 \
              AND status NOT IN ('refunded', 'resolved', 'closed') AND kind NOT IN ('exchange', 'reship', 'repair')"
         } else {
             "SELECT COUNT(*) AS n FROM after_sales WHERE order_id = $1 AND status NOT IN ('refunded', 'resolved', 'closed')"
         };
-        let row = sqlx::query(sql)
-        .bind(order_id)
-        .fetch_one(self.conn())
-        .await?;
+        let row = sqlx::query(sql).bind(order_id).fetch_one(self.conn()).await?;
         Ok(row.try_get("n")?)
     }
 

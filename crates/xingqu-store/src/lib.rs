@@ -119,7 +119,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
     (
         1,
         "accounts catalog",
@@ -155,6 +155,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 6] = [
         "after-sales and price protection",
         include_str!("../migrations/sqlite/0006_after_sales.sql"),
         include_str!("../migrations/postgres/0006_after_sales.sql"),
+    ),
+    (
+        7,
+        "the shipment of a replacement",
+        include_str!("../migrations/sqlite/0007_replacements.sql"),
+        include_str!("../migrations/postgres/0007_replacements.sql"),
     ),
 ];
 

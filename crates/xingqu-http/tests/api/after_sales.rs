@@ -751,9 +751,13 @@ async fn every_waiting_claim_has_an_end_and_settled_orders_still_pay_back(app: &
     )
     .await;
     assert_eq!(early.status, 201, "{early:?}");
-    app.post(&format!("/v1/orders/{order_id}/ship"), Some(&staff), json!({"carrier": "顺丰", "tracking_number": "SF1"}))
-        .await
-        .assert_error(409, "after_sale_in_progress");
+    app.post(
+        &format!("/v1/orders/{order_id}/ship"),
+        Some(&staff),
+        json!({"carrier": "顺丰", "tracking_number": "SF1"}),
+    )
+    .await
+    .assert_error(409, "after_sale_in_progress");
     assert_eq!(act(app, &staff, early.id(), "reject", json!({"reason": "已打包"})).await.body["status"], "rejected");
     deliver(app, &staff, order_id).await;
     request(
@@ -780,13 +784,9 @@ async fn every_waiting_claim_has_an_end_and_settled_orders_still_pay_back(app: &
     assert_eq!(balance(format!("merchant_settlement:{merchant}")).await, -19_000);
 
     // A re-ship: approved, then the shop ships the replacement with its tracking number.
-    let reship = request(
-        app,
-        &buyer,
-        order_id,
-        json!({"line_id": line_id, "kind": "reship", "units": 1, "reason": "少发一袋"}),
-    )
-    .await;
+    let reship =
+        request(app, &buyer, order_id, json!({"line_id": line_id, "kind": "reship", "units": 1, "reason": "少发一袋"}))
+            .await;
     assert_eq!(act(app, &staff, reship.id(), "approve", json!({})).await.body["status"], "awaiting_replacement");
     assert_eq!(act(app, &staff, reship.id(), "fulfil", json!({})).await.status, 422, "the shipment is required");
     act(app, &buyer, reship.id(), "fulfil", json!({"carrier": "顺丰", "tracking_number": "SF2"}))
@@ -810,7 +810,8 @@ async fn every_waiting_claim_has_an_end_and_settled_orders_still_pay_back(app: &
     )
     .await;
     assert_eq!(act(app, &staff, back.id(), "approve", json!({})).await.body["status"], "awaiting_return");
-    let shipped = act(app, &buyer, back.id(), "return-shipment", json!({"carrier": "顺丰", "tracking_number": "SF3"})).await;
+    let shipped =
+        act(app, &buyer, back.id(), "return-shipment", json!({"carrier": "顺丰", "tracking_number": "SF3"})).await;
     assert_eq!(shipped.body["status"], "return_shipped", "{shipped:?}");
     app.clock.advance_ms(10 * DAY_MS - 1_000);
     app.app.run_due_timers().await.expect("timers");
