@@ -1,13 +1,14 @@
 //! Price protection: SKUs' promises, buyers' claims, the automatic sweep a price cut starts, the
 //! catch-up at shipment, and paying it all out through the gateway.
 
+use crate::coupons::{coupon_kind, coupon_scope};
 use crate::{App, AppError, AppResult};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use xingqu_domain::account::Actor;
 use xingqu_domain::after_sale::window::{ProtectionWindowDays, ProtectionWindowFrom};
 use xingqu_domain::ledger::{Account, Posting, PostingKind};
-use xingqu_domain::price_protection::{ProtectedLine, covers, platform_share_fen};
+use xingqu_domain::price_protection::{OpenCoupon, ProtectedLine, best_coupon_off, covers, platform_share_fen};
 use xingqu_store::after_sales::LineForAfterSale;
 use xingqu_store::price_protection::{NewProtection, PriceChange, ProtectionPolicy, ProtectionRow};
 use xingqu_store::{StoreError, Tx};
@@ -24,6 +25,16 @@ const BUSY_FOR: Duration = Duration::from_millis(250);
 const YIELD_AT_MOST: Duration = Duration::from_millis(5);
 /// Payouts the timers send per run.
 const PAYOUT_BATCH: i64 = 2_000;
+
+/// Today's net price of a unit and what made it: the list price, a flash sale (its id), or the
+/// list price less a shop coupon (its id and what it takes off).
+#[derive(Debug, Clone, Copy, Default)]
+struct TodayPrice {
+    unit_fen: i64,
+    flash_sale_id: i64,
+    coupon_id: i64,
+    coupon_off_fen: i64,
+}
 
 /// A merchant's (or operator's) protection settings for a SKU.
 #[derive(Debug, Clone, Default)]
@@ -250,16 +261,9 @@ impl App {
             return Err(AppError::conflict("protection_window_closed", "the price-protection window has ended"));
         }
         let today = tx.latest_price_change(line.line.sku_id).await?.ok_or(AppError::not_found("order_line"))?;
-        // Today's price net of merchant-funded discounts: the list price, or a flash sale running
-        // now with units left when that is lower (the merchant funds its price).
-        let flash = self
-            .store()
-            .active_flash_sale(line.line.sku_id, now_ms)
-            .await?
-            .filter(|f| f.remaining_units > 0 && f.price_fen < today.new_price_fen);
-        let (today_unit_fen, flash_sale_id) = flash.map_or((today.new_price_fen, 0), |f| (f.price_fen, f.id));
-        let due_fen = protected_line(&line).due_fen(today_unit_fen);
-        if let Some(paid) = tx.protection_for_drop(line_id, today.id, flash_sale_id).await? {
+        let price = self.today_net_price(&mut tx, &line, today.new_price_fen, now_ms).await?;
+        let due_fen = protected_line(&line).due_fen(price.unit_fen);
+        if let Some(paid) = tx.protection_for_drop(line_id, (today.id, price.flash_sale_id, price.coupon_id)).await? {
             return Ok((paid, false));
         }
         if due_fen == 0 {
@@ -275,15 +279,7 @@ impl App {
             platform_bps: 0,
         });
         match self
-            .pay_protection(
-                &mut tx,
-                &line,
-                (&today, flash_sale_id),
-                due_fen,
-                policy.platform_bps,
-                Some(actor.user_id),
-                now_ms,
-            )
+            .pay_protection(&mut tx, &line, (&today, price), due_fen, policy.platform_bps, Some(actor.user_id), now_ms)
             .await
         {
             Ok(id) => {
@@ -303,13 +299,48 @@ impl App {
         }
     }
 
+    /// Today's price of one unit of the line's SKU net of merchant-funded discounts: the list
+    /// price; a flash sale running now with units left (the merchant funds its price); or the
+    /// list price less the shop coupon anyone may claim now that takes the most off one unit,
+    /// whichever is lowest (a flash price takes no coupon).
+    async fn today_net_price(
+        &self,
+        tx: &mut Tx,
+        line: &LineForAfterSale,
+        list_fen: i64,
+        now_ms: i64,
+    ) -> AppResult<TodayPrice> {
+        let mut price = TodayPrice { unit_fen: list_fen, ..TodayPrice::default() };
+        if let Some(flash) = self.store().active_flash_sale(line.line.sku_id, now_ms).await?
+            && flash.remaining_units > 0
+            && flash.price_fen < price.unit_fen
+        {
+            price = TodayPrice { unit_fen: flash.price_fen, flash_sale_id: flash.id, ..TodayPrice::default() };
+        }
+        let mut open = Vec::new();
+        for coupon in tx.claimable_shop_coupons(line.merchant_id, now_ms).await? {
+            let usable_now = coupon.valid_from_ms.is_none_or(|from| from <= now_ms)
+                && coupon.valid_until_ms.is_none_or(|until| until > now_ms);
+            if usable_now && coupon_scope(&coupon).covers(line.merchant_id, line.line.product_id) {
+                let budget_left_fen = coupon.budget_fen.map(|budget| budget - coupon.budget_used_fen);
+                open.push(OpenCoupon { id: coupon.id, kind: coupon_kind(&coupon)?, budget_left_fen });
+            }
+        }
+        if let Some((coupon_id, off_fen)) = best_coupon_off(list_fen, &open)
+            && list_fen - off_fen < price.unit_fen
+        {
+            price = TodayPrice { unit_fen: list_fen - off_fen, flash_sale_id: 0, coupon_id, coupon_off_fen: off_fen };
+        }
+        Ok(price)
+    }
+
     /// Records one protection payment with its posting.
     #[allow(clippy::too_many_arguments)]
     async fn pay_protection(
         &self,
         tx: &mut Tx,
         line: &LineForAfterSale,
-        (drop, flash_sale_id): (&PriceChange, i64),
+        (drop, price): (&PriceChange, TodayPrice),
         amount_fen: i64,
         platform_bps: i64,
         actor_user_id: Option<i64>,
@@ -317,10 +348,13 @@ impl App {
     ) -> AppResult<i64> {
         let platform_fen = platform_share_fen(amount_fen, platform_bps);
         let merchant_fen = amount_fen - platform_fen;
+        let flash_sale_id = price.flash_sale_id;
         let record = NewProtection {
             line_id: line.line.id,
             drop_id: drop.id,
             flash_sale_id,
+            coupon_id: price.coupon_id,
+            coupon_off_fen: price.coupon_off_fen,
             order_id: line.line.order_id,
             buyer_user_id: line.buyer_user_id,
             merchant_id: line.merchant_id,
@@ -379,9 +413,10 @@ impl App {
             }
             let Some(lowest) = lowest else { continue };
             let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
-            if due_fen > 0 && tx.protection_for_drop(line.line.id, lowest.id, flash_sale_id).await?.is_none() {
+            if due_fen > 0 && tx.protection_for_drop(line.line.id, (lowest.id, flash_sale_id, 0)).await?.is_none() {
                 let bps = self.store().protection_policy(sku_id).await?.map_or(0, |p| p.platform_bps);
-                match self.pay_protection(tx, &line, (&lowest, flash_sale_id), due_fen, bps, None, now_ms).await {
+                let price = TodayPrice { unit_fen: lowest.new_price_fen, flash_sale_id, ..TodayPrice::default() };
+                match self.pay_protection(tx, &line, (&lowest, price), due_fen, bps, None, now_ms).await {
                     Ok(_) | Err(AppError::Conflict { code: "already_paid", .. }) => {}
                     Err(error) => return Err(error),
                 }

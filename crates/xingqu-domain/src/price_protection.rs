@@ -10,6 +10,7 @@
 
 use crate::after_sale::money::front_loaded_share;
 use crate::after_sale::window::{ProtectionWindowDays, ProtectionWindowFrom, protection_window};
+use crate::promo::coupon::CouponKind;
 
 /// What price protection needs to know of an order line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,26 @@ pub fn covers(
     }
 }
 
+/// A shop coupon anyone may claim today, as today's price sees it (the merchant funds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenCoupon {
+    pub id: i64,
+    pub kind: CouponKind,
+    /// What is left of its budget, if it has one: it takes off no more.
+    pub budget_left_fen: Option<i64>,
+}
+
+/// The coupon that takes the most off one unit listed at `unit_fen` (a buyer of one unit gets
+/// it: a threshold above the unit price does not count), with what it takes off; the oldest
+/// on a tie. `None` when none takes anything off.
+pub fn best_coupon_off(unit_fen: i64, coupons: &[OpenCoupon]) -> Option<(i64, i64)> {
+    coupons
+        .iter()
+        .map(|c| (c.id, c.kind.off_fen(unit_fen, 1).min(c.budget_left_fen.unwrap_or(i64::MAX)).max(0)))
+        .filter(|&(_, off_fen)| off_fen > 0)
+        .min_by_key(|&(id, off_fen)| (std::cmp::Reverse(off_fen), id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +167,23 @@ mod tests {
         let signed = placed + 3 * day;
         assert!(covers(ProtectionWindowFrom::SignOff, 7, placed, Some(signed), signed + 7 * day - 1_000));
         assert!(!covers(ProtectionWindowFrom::SignOff, 7, placed, Some(signed), signed + 7 * day + 1_000));
+    }
+
+    #[test]
+    fn the_best_open_coupon_for_one_unit() {
+        let coupon = |id, kind, budget_left_fen| OpenCoupon { id, kind, budget_left_fen };
+        let coupons = [
+            coupon(1, CouponKind::Threshold { threshold_fen: 5_000, off_fen: 500 }, None),
+            // Needs two units' worth: no use to a buyer of one.
+            coupon(2, CouponKind::Threshold { threshold_fen: 9_000, off_fen: 2_000 }, None),
+            coupon(3, CouponKind::PercentOff { percent_bps: 1_000, cap_fen: 800 }, Some(300)),
+            coupon(4, CouponKind::MoneyOff { off_fen: 500 }, None),
+        ];
+        assert_eq!(best_coupon_off(6_000, &coupons), Some((1, 500)), "the oldest of the equal best");
+        assert_eq!(best_coupon_off(9_000, &coupons), Some((2, 2_000)));
+        assert_eq!(best_coupon_off(4_000, &coupons[..3]), Some((3, 300)), "capped by its budget");
+        assert_eq!(best_coupon_off(4_000, &coupons[..2]), None);
+        assert_eq!(best_coupon_off(100, &[coupon(5, CouponKind::MoneyOff { off_fen: 500 }, None)]), Some((5, 100)));
+        assert_eq!(best_coupon_off(4_000, &[coupon(6, CouponKind::MoneyOff { off_fen: 500 }, Some(0))]), None);
     }
 }

@@ -455,6 +455,23 @@ async fn order_discounts(conn: &mut sqlx::AnyConnection, order_id: i64) -> Resul
         .map_err(StoreError::from)
 }
 
+impl Tx {
+    /// A shop's coupons anyone may claim now (active, in their claim window, not all claimed):
+    /// what today's price of its goods is net of.
+    pub async fn claimable_shop_coupons(
+        &mut self,
+        merchant_id: i64,
+        now_ms: i64,
+    ) -> Result<Vec<CouponRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COUPON_COLUMNS} FROM coupons WHERE merchant_id = $1 AND class = 'shop' AND status = 'active' \
+             AND claim_starts_at_ms <= $2 AND claim_ends_at_ms > $2 AND claimed < quantity ORDER BY id"
+        );
+        let rows = sqlx::query(&sql).bind(merchant_id).bind(now_ms).fetch_all(self.conn()).await?;
+        Ok(rows.iter().map(CouponRow::from_row).collect::<Result<_, _>>()?)
+    }
+}
+
 impl Store {
     pub async fn coupon(&self, id: i64) -> Result<Option<CouponRow>, StoreError> {
         let sql = format!("SELECT {COUPON_COLUMNS} FROM coupons WHERE id = $1");

@@ -158,9 +158,9 @@ const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
     ),
     (
         7,
-        "the shipment of a replacement",
-        include_str!("../migrations/sqlite/0007_replacements.sql"),
-        include_str!("../migrations/postgres/0007_replacements.sql"),
+        "replacement shipments; coupon-priced protection",
+        include_str!("../migrations/sqlite/0007_replacements_and_coupons.sql"),
+        include_str!("../migrations/postgres/0007_replacements_and_coupons.sql"),
     ),
 ];
 

@@ -32,6 +32,10 @@ pub struct NewProtection {
     pub drop_id: i64,
     /// The running flash sale whose price the claim compared with (0: the list price).
     pub flash_sale_id: i64,
+    /// The shop coupon anyone could claim that brought today's price lower still (0: none), and
+    /// what it took off a unit.
+    pub coupon_id: i64,
+    pub coupon_off_fen: i64,
     pub order_id: i64,
     pub buyer_user_id: i64,
     pub merchant_id: i64,
@@ -50,6 +54,8 @@ pub struct ProtectionRow {
     pub line_id: i64,
     pub drop_id: i64,
     pub flash_sale_id: i64,
+    pub coupon_id: i64,
+    pub coupon_off_fen: i64,
     pub order_id: i64,
     pub buyer_user_id: i64,
     pub merchant_id: i64,
@@ -75,6 +81,8 @@ impl ProtectionRow {
             line_id: row.try_get("line_id")?,
             drop_id: row.try_get("drop_id")?,
             flash_sale_id: row.try_get("flash_sale_id")?,
+            coupon_id: row.try_get("coupon_id")?,
+            coupon_off_fen: row.try_get("coupon_off_fen")?,
             order_id: row.try_get("order_id")?,
             buyer_user_id: row.try_get("buyer_user_id")?,
             merchant_id: row.try_get("merchant_id")?,
@@ -89,7 +97,7 @@ impl ProtectionRow {
     }
 }
 
-const PROTECTION_SELECT: &str = "SELECT p.id, p.line_id, p.drop_id, p.flash_sale_id, p.order_id, p.buyer_user_id, p.merchant_id, p.units, \
+const PROTECTION_SELECT: &str = "SELECT p.id, p.line_id, p.drop_id, p.flash_sale_id, p.coupon_id, p.coupon_off_fen, p.order_id, p.buyer_user_id, p.merchant_id, p.units, \
     p.amount_fen, p.platform_fen, h.new_price_fen, p.payout_status, p.created_by, p.created_at_ms \
     FROM price_protections p JOIN price_history h ON h.id = p.drop_id";
 
@@ -290,8 +298,9 @@ impl Tx {
     pub async fn insert_price_protection(&mut self, p: &NewProtection) -> Result<i64, StoreError> {
         let row = sqlx::query(
             "INSERT INTO price_protections (line_id, drop_id, flash_sale_id, order_id, buyer_user_id, merchant_id, units, \
-             amount_fen, platform_fen, merchant_settled, payout_status, created_by, created_at_ms) \
-             VALUES ($1, $2, $12, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11) RETURNING id",
+             amount_fen, platform_fen, merchant_settled, payout_status, created_by, created_at_ms, coupon_id, \
+             coupon_off_fen) \
+             VALUES ($1, $2, $12, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $13, $14) RETURNING id",
         )
         .bind(p.line_id)
         .bind(p.drop_id)
@@ -305,6 +314,8 @@ impl Tx {
         .bind(p.created_by)
         .bind(p.now_ms)
         .bind(p.flash_sale_id)
+        .bind(p.coupon_id)
+        .bind(p.coupon_off_fen)
         .fetch_one(self.conn())
         .await?;
         Ok(row.try_get("id")?)
@@ -408,7 +419,7 @@ impl Tx {
                          AND $8 < (CASE WHEN l.protect_from = 'placement' THEN o.created_at_ms \
                                    ELSE COALESCE(o.delivered_at_ms, $8) END) + l.protect_window_days * {DAY_MS}) d) q \
              WHERE amount_fen > 0 \
-             ON CONFLICT (line_id, drop_id, flash_sale_id) DO NOTHING",
+             ON CONFLICT (line_id, drop_id, flash_sale_id, coupon_id) DO NOTHING",
             net_returned = front_loaded_sql("l.merchant_net_fen"),
             taken_back = taken_back_sql(paid_fen),
         ))
@@ -547,15 +558,23 @@ impl Tx {
         Ok(())
     }
 
-    /// What a line was paid for one price drop (and flash sale, 0 for none), if anything.
+    /// What a line was paid for one price drop (with a flash sale and a shop coupon, 0 for
+    /// none), if anything.
     pub async fn protection_for_drop(
         &mut self,
         line_id: i64,
-        drop_id: i64,
-        flash_sale_id: i64,
+        (drop_id, flash_sale_id, coupon_id): (i64, i64, i64),
     ) -> Result<Option<ProtectionRow>, StoreError> {
-        let sql = format!("{PROTECTION_SELECT} WHERE p.line_id = $1 AND p.drop_id = $2 AND p.flash_sale_id = $3");
-        let row = sqlx::query(&sql).bind(line_id).bind(drop_id).bind(flash_sale_id).fetch_optional(self.conn()).await?;
+        let sql = format!(
+            "{PROTECTION_SELECT} WHERE p.line_id = $1 AND p.drop_id = $2 AND p.flash_sale_id = $3 AND p.coupon_id = $4"
+        );
+        let row = sqlx::query(&sql)
+            .bind(line_id)
+            .bind(drop_id)
+            .bind(flash_sale_id)
+            .bind(coupon_id)
+            .fetch_optional(self.conn())
+            .await?;
         Ok(row.as_ref().map(ProtectionRow::from_row).transpose()?)
     }
 }

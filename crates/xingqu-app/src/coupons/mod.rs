@@ -84,6 +84,27 @@ fn check_window(starts_at_ms: i64, ends_at_ms: i64, now_ms: i64) -> AppResult<()
     Ok(())
 }
 
+/// A stored coupon's kind with its amounts.
+pub(crate) fn coupon_kind(coupon: &CouponRow) -> AppResult<CouponKind> {
+    let fields = KindFields {
+        threshold_fen: coupon.threshold_fen,
+        off_fen: coupon.off_fen,
+        percent_bps: coupon.percent_bps,
+        cap_fen: coupon.cap_fen,
+        price_fen: coupon.price_fen,
+    };
+    Ok(CouponKind::parse(&coupon.kind, fields)?)
+}
+
+/// Which lines a stored coupon covers.
+pub(crate) fn coupon_scope(coupon: &CouponRow) -> CouponScope {
+    let product_ids: BTreeSet<i64> = coupon.product_ids.split(',').filter_map(|id| id.trim().parse().ok()).collect();
+    CouponScope {
+        merchant_id: coupon.merchant_id,
+        product_ids: if product_ids.is_empty() { None } else { Some(product_ids) },
+    }
+}
+
 /// The wallet coupon a stored claim makes, as the checkout sees it.
 pub(crate) fn wallet_coupon(row: &WalletRow) -> AppResult<WalletCoupon> {
     let coupon = &row.coupon;
@@ -94,27 +115,14 @@ pub(crate) fn wallet_coupon(row: &WalletRow) -> AppResult<WalletCoupon> {
             CouponKind::Threshold { threshold_fen: coupon.threshold_fen.max(off_fen + 1), off_fen }
         }
         Some(off_fen) => CouponKind::MoneyOff { off_fen },
-        None => CouponKind::parse(
-            &coupon.kind,
-            KindFields {
-                threshold_fen: coupon.threshold_fen,
-                off_fen: coupon.off_fen,
-                percent_bps: coupon.percent_bps,
-                cap_fen: coupon.cap_fen,
-                price_fen: coupon.price_fen,
-            },
-        )?,
+        None => coupon_kind(coupon)?,
     };
-    let product_ids: BTreeSet<i64> = coupon.product_ids.split(',').filter_map(|id| id.trim().parse().ok()).collect();
     Ok(WalletCoupon {
         claim_id: row.claim.id,
         coupon_id: coupon.id,
         class,
         kind,
-        scope: CouponScope {
-            merchant_id: coupon.merchant_id,
-            product_ids: if product_ids.is_empty() { None } else { Some(product_ids) },
-        },
+        scope: coupon_scope(coupon),
         combines_with: ClassSet::parse(&coupon.combines_with)?,
         funder_id: coupon.merchant_id.or(coupon.creator_user_id),
         budget_left_fen: coupon.budget_fen.map(|budget| budget - coupon.budget_used_fen),

@@ -141,10 +141,12 @@ impl From<ProtectionRow> for AfterSaleResponse {
             bearers,
             price_change_id: Some(p.drop_id),
             claimed: Some(p.created_by.is_some()),
-            reason: if p.flash_sale_id == 0 {
-                format!("the price dropped to {} fen", p.new_price_fen)
-            } else {
+            reason: if p.flash_sale_id != 0 {
                 format!("flash sale {} sells it for less", p.flash_sale_id)
+            } else if p.coupon_id != 0 {
+                format!("shop coupon {} brings it to {} fen", p.coupon_id, p.new_price_fen - p.coupon_off_fen)
+            } else {
+                format!("the price dropped to {} fen", p.new_price_fen)
             },
             evidence: Vec::new(),
             due_at: None,

@@ -110,28 +110,43 @@ async fn price_protection_claims_pay_the_drop_once(app: &TestApp) {
     assert_eq!((flash.status, flash.body["amount_fen"].as_i64()), (201, Some(600)), "{flash:?}");
     assert_eq!(claim(app, &buyer, line_id).await.status, 200, "the same flash price pays once");
 
+    // So is the list price less a shop coupon anyone may claim now (the merchant funds it too);
+    // a coupon that needs more than one unit's price does not count.
+    for (threshold_fen, off_fen) in [(10_000, 3_000), (5_000, 500)] {
+        let coupon = json!({"class": "shop", "merchant_id": merchant, "title": "店铺券", "kind": "threshold",
+            "threshold_fen": threshold_fen, "off_fen": off_fen, "claim_starts_at": "2025-11-25T00:00:00Z",
+            "claim_ends_at": "2025-12-31T00:00:00Z", "valid_days": 7, "quantity": 100});
+        assert_eq!(app.post("/v1/coupons", Some(&staff), coupon).await.status, 201);
+    }
+    let couponed = claim(app, &buyer, line_id).await;
+    // (8 200 flash − (8 500 − 500)) × 2.
+    assert_eq!((couponed.status, couponed.body["amount_fen"].as_i64()), (201, Some(400)), "{couponed:?}");
+    assert!(couponed.body["reason"].as_str().is_some_and(|r| r.contains("brings it to 8000")), "{couponed:?}");
+    assert_eq!(claim(app, &buyer, line_id).await.status, 200, "the same coupon price pays once");
+
     // The window is counted to the second from placement: 7 days less a second is inside.
     cut_price(app, &staff, sku, 8_000).await;
     app.clock.advance_ms(7 * DAY_MS - 1_000);
     let buyer = app.login("buyer@example.com").await;
     let last = claim(app, &buyer, line_id).await;
-    assert_eq!((last.status, last.body["amount_fen"].as_i64()), (201, Some(400)), "{last:?}");
+    // Down to 8 000 − 500 from 8 000.
+    assert_eq!((last.status, last.body["amount_fen"].as_i64()), (201, Some(1_000)), "{last:?}");
     let staff = app.login("延吉米铺@shop.test").await;
     cut_price(app, &staff, sku, 7_000).await;
     app.clock.advance_ms(2_000);
     claim(app, &buyer, line_id).await.assert_error(409, "protection_window_closed");
 
     let listed = app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&staff)).await;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(4));
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(5));
     let detail = app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&buyer)).await;
     assert_eq!((detail.body["claimed"].as_bool(), detail.body["amount_fen"].as_i64()), (Some(true), Some(2_000)));
     app.get(&format!("/v1/price-protections/{}", paid.id()), Some(&app.register("x@example.com", "consumer").await))
         .await
         .assert_error(404, "price_protection_not_found");
-    // The merchant bore 4 000 of protection on a 20 000 order.
+    // The merchant bore 5 000 of protection on a 20 000 order: down to 7 500 a unit.
     let store = app.app.store();
-    assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), -16_000);
-    assert_eq!(store.account_balance("refunds").await.expect("balance"), -4_000);
+    assert_eq!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance"), -15_000);
+    assert_eq!(store.account_balance("refunds").await.expect("balance"), -5_000);
     ledger_is_clean(app).await;
 }
 
