@@ -5,6 +5,7 @@ use crate::helpers::{Reply, TestApp};
 use serde_json::{Value, json};
 
 crate::api_tests!(
+    fresh_damage_and_allergy_claims_end_to_the_second,
     every_waiting_claim_has_an_end_and_settled_orders_still_pay_back,
     seven_day_returns_end_to_the_second,
     refunding_every_unit_gives_the_coupon_back,
@@ -865,5 +866,79 @@ async fn every_waiting_claim_has_an_end_and_settled_orders_still_pay_back(app: &
     assert!(app.get(&format!("/v1/orders/{fake_order}"), Some(&buyer)).await.body["settled_at"].is_string());
     assert_eq!(balance(format!("merchant_receivable:{merchant}")).await, 0, "nothing left on the receivable");
     assert_eq!(balance(format!("merchant_settlement:{merchant}")).await, -9_000 + 30_000, "the merchant owes 210 元");
+    ledger_is_clean(app).await;
+}
+
+async fn fresh_damage_and_allergy_claims_end_to_the_second(app: &TestApp) {
+    let op = app.operator().await;
+    let (_, skincare) = app.categories().await;
+    let seafood = app
+        .post("/v1/categories", Some(&op), json!({"slug": "seafood", "name": "海鲜", "flags": {"fresh": true}}))
+        .await
+        .id();
+    let staff = app.register("海鲜铺@shop.test", "consumer").await;
+    let shop = app
+        .post(
+            "/v1/merchants",
+            Some(&staff),
+            json!({"shop_name": "海鲜铺", "region_code": "370200", "category_ids": [seafood, skincare]}),
+        )
+        .await;
+    assert_eq!(shop.status, 201, "{shop:?}");
+    let approved = app
+        .post(&format!("/v1/merchants/{}/qualification", shop.id()), Some(&op), json!({"decision": "approve"}))
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    let (_, crab) = app.listed_product_in(&staff, seafood, "帝王蟹", 20_000).await;
+    let (_, cream) = app.listed_product_in(&staff, skincare, "面霜", 30_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let (crab_order, crab_line) = paid_order(app, &buyer, "k1", crab, 2).await;
+    let (cream_order, cream_line) = paid_order(app, &buyer, "k2", cream, 2).await;
+    deliver(app, &staff, crab_order).await;
+    deliver(app, &staff, cream_order).await;
+    let photo = json!(["https://img.example.com/crab.jpg"]);
+    let fresh = |units: i64, evidence: Value| json!({"line_id": crab_line, "kind": "fresh_damage", "units": units, "reason": "到货已死", "evidence": evidence});
+    let allergy = |evidence: Value| json!({"line_id": cream_line, "kind": "allergy_return", "units": 1, "reason": "过敏", "evidence": evidence});
+
+    // Fresh damage: with photos, within 48 hours of sign-off, for fresh goods only.
+    request(
+        app,
+        &buyer,
+        cream_order,
+        json!({"line_id": cream_line, "kind": "fresh_damage", "units": 1,
+        "reason": "坏了", "evidence": photo.clone()}),
+    )
+    .await
+    .assert_error(409, "not_fresh");
+    app.clock.advance_ms(48 * 3_600_000 - 1_000);
+    let buyer = app.login("buyer@example.com").await;
+    request(app, &buyer, crab_order, fresh(1, json!([]))).await.assert_error(422, "evidence_required");
+    let inside = request(app, &buyer, crab_order, fresh(1, photo.clone())).await;
+    assert_eq!(inside.status, 201, "a second before the end: {inside:?}");
+    app.clock.advance_ms(2_000);
+    request(app, &buyer, crab_order, fresh(1, photo.clone())).await.assert_error(409, "claim_window_closed");
+    // Approved, it refunds the damaged unit without a return.
+    let staff = app.login("海鲜铺@shop.test").await;
+    let paid = act(app, &staff, inside.id(), "approve", json!({})).await;
+    assert_eq!((paid.body["status"].as_str(), paid.body["amount_fen"].as_i64()), (Some("refunded"), Some(20_000)));
+
+    // Cosmetics allergy return: within 30 days of sign-off, with photos, cosmetics only.
+    request(
+        app,
+        &buyer,
+        crab_order,
+        json!({"line_id": crab_line, "kind": "allergy_return", "units": 1,
+        "reason": "过敏", "evidence": photo.clone()}),
+    )
+    .await
+    .assert_error(409, "not_cosmetics");
+    app.clock.advance_ms(30 * DAY_MS - 48 * 3_600_000 - 2_000);
+    let buyer = app.login("buyer@example.com").await;
+    request(app, &buyer, cream_order, allergy(json!([]))).await.assert_error(422, "evidence_required");
+    let opened = request(app, &buyer, cream_order, allergy(photo.clone())).await;
+    assert_eq!(opened.status, 201, "a second before the end: {opened:?}");
+    assert_eq!(opened.body["status"], "requested");
+    app.clock.advance_ms(2_000);
+    request(app, &buyer, cream_order, allergy(photo)).await.assert_error(409, "claim_window_closed");
     ledger_is_clean(app).await;
 }

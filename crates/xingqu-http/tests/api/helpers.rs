@@ -188,11 +188,16 @@ impl TestApp {
     /// A listed product with one SKU at `price_fen` in the shop of `staff`: returns (product, sku).
     pub async fn listed_product(&self, staff: &str, title: &str, price_fen: i64) -> (i64, i64) {
         let (rice, _) = self.categories().await;
+        self.listed_product_in(staff, rice, title, price_fen).await
+    }
+
+    /// [`TestApp::listed_product`] in `category_id`.
+    pub async fn listed_product_in(&self, staff: &str, category_id: i64, title: &str, price_fen: i64) -> (i64, i64) {
         let created = self
             .post(
                 "/v1/products",
                 Some(staff),
-                json!({"category_id": rice, "title": title, "farm_specialty": true,
+                json!({"category_id": category_id, "title": title, "farm_specialty": true,
                        "skus": [{"spec": {"规格": "5kg"}, "price_fen": price_fen, "stock": 100, "weight_g": 5000}]}),
             )
             .await;
