@@ -15,6 +15,17 @@ const WATCH_MS_MAX: i64 = 86_400_000;
 
 const KINDS: [&str; 9] =
     ["impression", "view", "like", "comment", "share", "follow", "product_click", "add_to_cart", "purchase"];
+const ITEM_TYPES: [&str; 4] = ["product", "creator", "video", "live_session"];
+
+/// Which kinds of event an item type takes: a follow is of a creator, shopping is of a product,
+/// and content is watched and talked about.
+fn kind_fits(kind: &str, item_type: &str) -> bool {
+    match item_type {
+        "creator" => kind == "follow",
+        "product" => kind != "follow",
+        _ => matches!(kind, "impression" | "view" | "like" | "comment" | "share"),
+    }
+}
 
 /// One event as it arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,28 +75,25 @@ impl App {
         };
         let now_ms = self.now_ms();
         let mut stored = Vec::with_capacity(events.len());
-        let (mut products, mut creators) = (Vec::new(), Vec::new());
+        let (mut products, mut creators, mut videos, mut live_sessions) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (index, event) in events.iter().enumerate() {
             let Some(kind) = KINDS.iter().copied().find(|k| *k == event.kind) else {
                 return Err(refuse(index, "unknown_kind", format!("kind must be one of {}", KINDS.join(", "))));
             };
-            let item_type = match event.item_type.as_str() {
-                "product" => "product",
-                "creator" => "creator",
-                "video" | "live" => {
-                    return Err(refuse(
-                        index,
-                        "unsupported_item_type",
-                        "videos and live sessions are not on the platform yet",
-                    ));
-                }
-                _ => return Err(refuse(index, "unknown_item_type", "item_type must be product or creator")),
+            let Some(item_type) = ITEM_TYPES.iter().copied().find(|t| *t == event.item_type) else {
+                return Err(refuse(
+                    index,
+                    "unknown_item_type",
+                    format!("item_type must be one of {}", ITEM_TYPES.join(", ")),
+                ));
             };
-            if (kind == "follow") != (item_type == "creator") {
+            if !kind_fits(kind, item_type) {
                 return Err(refuse(
                     index,
                     "kind_item_mismatch",
-                    "follow targets a creator; every other kind a product",
+                    "follow targets a creator; product_click, add_to_cart and purchase a product; \
+                     videos and live sessions take impression, view, like, comment and share",
                 ));
             }
             if event.item_id <= 0 {
@@ -106,6 +114,8 @@ impl App {
             }
             match item_type {
                 "product" => products.push(event.item_id),
+                "video" => videos.push(event.item_id),
+                "live_session" => live_sessions.push(event.item_id),
                 _ => creators.push(event.item_id),
             }
             stored.push(NewEvent {
@@ -120,16 +130,38 @@ impl App {
         }
         let existing_products = self.store().existing_products(&dedup(&products)).await?;
         let existing_creators = self.store().existing_creators(&dedup(&creators)).await?;
-        for (ids, existing, item_type) in
-            [(&products, existing_products, "product"), (&creators, existing_creators, "creator")]
-        {
+        let existing_videos = self.store().existing_videos(&dedup(&videos)).await?;
+        let existing_live = self.store().existing_live_sessions(&dedup(&live_sessions)).await?;
+        for (ids, existing, item_type) in [
+            (&products, existing_products, "product"),
+            (&creators, existing_creators, "creator"),
+            (&videos, existing_videos, "video"),
+            (&live_sessions, existing_live, "live_session"),
+        ] {
             if let Some(missing) = ids.iter().find(|id| !existing.contains(id)) {
                 let index = events.iter().position(|e| e.item_id == *missing && e.item_type == item_type).unwrap_or(0);
                 return Err(refuse(index, "unknown_item", format!("no {item_type} {missing}")));
             }
         }
         let (first_id, last_id) = self.store().append_events(&stored, now_ms).await?;
-        Ok((stored.len(), first_id, last_id))
+        // The feed learns from them at once: the viewer's next page reflects these actions.
+        let rows: Vec<EventRow> = stored
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| EventRow {
+                id: (first_id + i as i64).min(last_id),
+                user_id: e.user_id,
+                device_id: e.device_id,
+                kind: e.kind.to_owned(),
+                item_type: e.item_type.to_owned(),
+                item_id: e.item_id,
+                watch_ms: e.watch_ms,
+                occurred_at_ms: e.occurred_at_ms,
+                received_at_ms: now_ms,
+            })
+            .collect();
+        self.feed().observe(&rows).await;
+        Ok((rows.len(), first_id, last_id))
     }
 
     /// Events after `after_id` in arrival order (operators: replay and audit).

@@ -6,10 +6,12 @@ pub mod after_sales;
 pub mod assurance;
 pub mod catalog;
 pub mod clock;
+pub mod content;
 pub mod coupons;
 pub mod demo;
 mod error;
 pub mod events;
+pub mod feed;
 pub mod flash;
 pub mod hotlist;
 mod ids;
@@ -84,6 +86,7 @@ pub struct App {
     claims: Arc<coupons::claims::ClaimEngine>,
     sessions: Arc<accounts::SessionCache>,
     hot: Arc<std::sync::Mutex<hotlist::HotState>>,
+    feed: Arc<feed::FeedService>,
     /// Set while this process runs price-protection sweeps.
     sweeping: Arc<std::sync::atomic::AtomicBool>,
     /// Orders being placed: background writers (sweeps) give way to them.
@@ -103,6 +106,7 @@ impl App {
             claims: Arc::default(),
             sessions: Arc::default(),
             hot: Arc::default(),
+            feed: Arc::default(),
             sweeping: Arc::default(),
             traffic: Arc::default(),
         }
@@ -133,6 +137,10 @@ impl App {
 
     pub(crate) fn flash(&self) -> &flash::FlashEngine {
         &self.flash
+    }
+
+    pub fn feed(&self) -> &feed::FeedService {
+        &self.feed
     }
 
     pub(crate) fn claims(&self) -> &coupons::claims::ClaimEngine {

@@ -116,6 +116,7 @@ impl App {
             return Err(AppError::conflict("live_session_ended", "the live session has ended"));
         }
         tx.commit().await?;
+        self.feed().block("live_session", id);
         self.live_session(id).await
     }
 

@@ -310,6 +310,10 @@ impl App {
         let change = Change { actor_user_id: Some(actor.user_id), reason, now_ms: self.now_ms() };
         tx.transition_product(product.id, from.as_str(), to.as_str(), change).await?;
         tx.commit().await?;
+        if to != xingqu_domain::catalog::ProductStatus::Listed {
+            // Off sale: out of the feed now, not at its next rebuild.
+            self.feed().block("product", product.id);
+        }
         self.product_detail(&Some(*actor), product.id).await
     }
 

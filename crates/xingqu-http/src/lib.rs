@@ -102,6 +102,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::events::routes())
         .merge(routes::coupons::routes())
         .merge(routes::lucky_bags::routes())
+        .merge(routes::content::routes())
         .merge(routes::after_sales::routes())
         .merge(routes::price_protection::routes())
         .merge(routes::assurance::routes())

@@ -121,6 +121,16 @@ impl Store {
         self.existing_ids("SELECT id FROM users WHERE role = 'creator' AND id IN", ids).await
     }
 
+    /// Which of `ids` are published videos.
+    pub async fn existing_videos(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        self.existing_ids("SELECT id FROM videos WHERE status = 'published' AND id IN", ids).await
+    }
+
+    /// Which of `ids` are live sessions (on air or ended).
+    pub async fn existing_live_sessions(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        self.existing_ids("SELECT id FROM live_sessions WHERE id IN", ids).await
+    }
+
     /// The ids of `ids` that `select_in` (a query ending in `id IN`) finds, asked in chunks.
     async fn existing_ids(&self, select_in: &str, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut found = Vec::new();

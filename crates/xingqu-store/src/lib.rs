@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod after_sales;
 pub mod assurance;
 pub mod catalog;
+pub mod content;
 pub mod coupons;
 mod error;
 pub mod events;
@@ -119,7 +120,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 8] = [
     (
         1,
         "accounts catalog",
@@ -161,6 +162,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 7] = [
         "replacement shipments; coupon-priced protection",
         include_str!("../migrations/sqlite/0007_replacements_and_coupons.sql"),
         include_str!("../migrations/postgres/0007_replacements_and_coupons.sql"),
+    ),
+    (
+        8,
+        "content: videos, live-session products",
+        include_str!("../migrations/sqlite/0008_content.sql"),
+        include_str!("../migrations/postgres/0008_content.sql"),
     ),
 ];
 

@@ -401,6 +401,7 @@ impl App {
             tx.unfollow(actor.user_id, creator_user_id).await?;
         }
         tx.commit().await?;
+        self.feed().follow(actor.user_id, creator_user_id, follow).await;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod after_sales;
 pub mod assurance;
 pub mod catalog;
+pub mod content;
 pub mod coupons;
 pub mod events;
 pub mod hot;

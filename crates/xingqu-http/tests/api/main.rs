@@ -10,6 +10,7 @@ mod catalog;
 mod coupons;
 mod demo;
 mod events;
+mod feed;
 mod lucky_bags;
 mod orders;
 mod products;

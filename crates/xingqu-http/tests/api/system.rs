@@ -75,6 +75,12 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/price-protections/{id}",
         "/v1/after-sales/{id}/pickup",
         "/v1/merchants/{id}/assurance",
+        "/v1/videos",
+        "/v1/videos/{id}",
+        "/v1/creators/{id}/videos",
+        "/v1/live-sessions/{id}/products",
+        "/v1/feed",
+        "/v1/feed/exposure",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
@@ -98,6 +104,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
                 "/refund",
                 "/fulfil",
                 "/withdraw",
+                "/remove",
             ]
             .iter()
             .any(|end| path.ends_with(end));

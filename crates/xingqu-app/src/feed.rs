@@ -1,0 +1,580 @@
+//! The interest feed: for each viewer (signed in, or an anonymous device) a page of videos, live
+//! sessions and products from several candidate sources — followed creators, items similar to
+//! what they engaged with (item-to-item co-occurrence learned from the interaction log),
+//! trending, buy-again and exploration of new items — ranked by predicted value and re-ranked by
+//! `xingqu_feed::rerank` (creator grades, operator traffic support against its target share,
+//! at most two items per author, nothing twice in a session, blocked items never). Every item
+//! says which sources and boosts put it there.
+//!
+//! Viewers' histories are loaded from the log once, then kept by the events as they are ingested,
+//! so a fresh action changes the next page. The model (catalogue, neighbours, trending, predicted
+//! value) is rebuilt from the store by the timers every [`RETRAIN_MS`].
+
+use crate::{App, AppError, AppResult};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use xingqu_feed::rerank::{Candidate, Exposure, Reason, Rules, TrafficSupport, rerank};
+use xingqu_store::content::{CatalogItem, VideoRow};
+use xingqu_store::events::EventRow;
+
+/// How often the model is rebuilt from the store.
+pub const RETRAIN_MS: i64 = 60_000;
+/// A viewer's recent items the similarity source starts from.
+const RECENT_MAX: usize = 50;
+/// Neighbours kept per item.
+const NEIGHBOURS: usize = 20;
+/// Items of one user counted for co-occurrence (the most recent).
+const COOCCUR_PER_USER: usize = 50;
+/// Sessions remembered (for no repeats within a session); the oldest are forgotten first.
+const SESSIONS_MAX: usize = 100_000;
+const SESSION_IDLE_MS: i64 = 30 * 60_000;
+const PAGE_MAX: usize = 50;
+/// New items (created this recently) are explored even with no interactions yet.
+const FRESH_MS: i64 = 7 * 86_400_000;
+/// Events read per page while loading.
+const LOAD_PAGE: u32 = 10_000;
+/// The operator's default programme: farm specialties get this share of exposure.
+pub const FARM_TARGET_SHARE: f64 = 0.15;
+
+/// Who the feed is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Viewer {
+    User(i64),
+    Device(String),
+}
+
+/// What the feed shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemType {
+    Video,
+    LiveSession,
+    Product,
+}
+
+impl ItemType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemType::Video => "video",
+            ItemType::LiveSession => "live_session",
+            ItemType::Product => "product",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "video" => Some(ItemType::Video),
+            "live_session" => Some(ItemType::LiveSession),
+            "product" => Some(ItemType::Product),
+            _ => None,
+        }
+    }
+}
+
+type Key = (ItemType, i64);
+
+/// How much an action says about interest, and what it is worth to the platform.
+fn action_weight(kind: &str, watch_ms: i64) -> f32 {
+    match kind {
+        "view" => 1.0 + (watch_ms as f32 / 30_000.0).min(2.0),
+        "like" | "comment" | "product_click" => 2.0,
+        "share" | "add_to_cart" => 3.0,
+        "purchase" => 5.0,
+        _ => 0.0,
+    }
+}
+
+/// One page item as the viewer gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedItem {
+    pub item_type: ItemType,
+    pub id: i64,
+    pub title: String,
+    /// The creator (content) or the shop (products).
+    pub author_id: i64,
+    pub score: f32,
+    /// The sources and boosts that put it here: `followed_creator`, `similar`, `trending`,
+    /// `buy_again`, `exploration`, `creator_grade`, `traffic_support:{programme}`.
+    pub reasons: Vec<String>,
+}
+
+/// A page and the cursor of the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedPage {
+    pub items: Vec<FeedItem>,
+    pub next_cursor: String,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    key: Key,
+    author_id: i64,
+    /// Dense author number for re-ranking (creators and shops apart).
+    author: u32,
+    title: String,
+    created_at_ms: i64,
+    farm: bool,
+}
+
+/// What is learned from the catalogue and the log; rebuilt as a whole and swapped in.
+#[derive(Debug, Default)]
+struct Model {
+    items: Vec<Item>,
+    index: HashMap<Key, u32>,
+    /// A creator's content, newest first.
+    creator_items: HashMap<i64, Vec<u32>>,
+    neighbours: Vec<Vec<(u32, f32)>>,
+    /// Most interacted with lately, best first, with a 0..1 score.
+    trending: Vec<(u32, f32)>,
+    /// Predicted value per unit of relevance: 1 + 2 × like rate + 5 × purchase rate.
+    value: Vec<f32>,
+    /// New items with little or no interaction yet, newest first.
+    fresh: Vec<u32>,
+    built_at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct ViewerState {
+    recent: VecDeque<(Key, f32)>,
+    purchased: Vec<i64>,
+    viewed: HashSet<Key>,
+    follows: HashSet<i64>,
+}
+
+#[derive(Debug, Default)]
+struct Viewers {
+    loaded: bool,
+    /// Events up to this id are in the states; an ingest applies only newer ones.
+    through_event_id: i64,
+    states: HashMap<Viewer, ViewerState>,
+}
+
+#[derive(Debug)]
+struct Session {
+    seen: Vec<Key>,
+    page: u32,
+    touched_ms: i64,
+}
+
+/// The feed's memory, shared by every request of the process.
+#[derive(Debug, Default)]
+pub struct FeedService {
+    model: RwLock<Arc<Model>>,
+    viewers: tokio::sync::RwLock<Viewers>,
+    sessions: Mutex<HashMap<u64, Session>>,
+    exposure: Mutex<Exposure>,
+    /// Items taken down since the model was built (removed, banned, delisted, ended).
+    blocked: Mutex<HashSet<Key>>,
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl ViewerState {
+    fn apply(&mut self, event: &EventRow) {
+        if event.item_type == "creator" {
+            if event.kind == "follow" {
+                self.follows.insert(event.item_id);
+            }
+            return;
+        }
+        let Some(item_type) = ItemType::parse(&event.item_type) else { return };
+        let key = (item_type, event.item_id);
+        let weight = action_weight(&event.kind, event.watch_ms);
+        if weight <= 0.0 {
+            return;
+        }
+        if event.kind == "purchase" && item_type == ItemType::Product && !self.purchased.contains(&event.item_id) {
+            self.purchased.push(event.item_id);
+        }
+        if item_type != ItemType::Product {
+            self.viewed.insert(key);
+        }
+        self.recent.retain(|(k, _)| *k != key);
+        self.recent.push_back((key, weight));
+        while self.recent.len() > RECENT_MAX {
+            self.recent.pop_front();
+        }
+    }
+}
+
+fn viewer_of(event: &EventRow) -> Option<Viewer> {
+    match (&event.user_id, &event.device_id) {
+        (Some(user_id), _) => Some(Viewer::User(*user_id)),
+        (None, Some(device)) => Some(Viewer::Device(device.clone())),
+        _ => None,
+    }
+}
+
+impl Model {
+    /// The model of `catalog` learned from `events` (in arrival order).
+    fn build(catalog: Vec<CatalogItem>, events: &[EventRow], now_ms: i64) -> Model {
+        let mut model = Model { built_at_ms: now_ms, ..Model::default() };
+        let mut authors: HashMap<(bool, i64), u32> = HashMap::new();
+        for c in catalog {
+            let Some(item_type) = ItemType::parse(c.item_type) else { continue };
+            let creator = item_type != ItemType::Product;
+            let next = authors.len() as u32;
+            let author = *authors.entry((creator, c.author_id)).or_insert(next);
+            let at = model.items.len() as u32;
+            model.index.insert((item_type, c.id), at);
+            if creator {
+                model.creator_items.entry(c.author_id).or_default().push(at);
+            }
+            model.items.push(Item {
+                key: (item_type, c.id),
+                author_id: c.author_id,
+                author,
+                title: c.title,
+                created_at_ms: c.created_at_ms,
+                farm: c.farm_specialty,
+            });
+        }
+        let n = model.items.len();
+        for list in model.creator_items.values_mut() {
+            list.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
+        }
+
+        // Per viewer, the items they engaged with (most recent last); per item, what was done.
+        let mut histories: HashMap<Viewer, Vec<u32>> = HashMap::new();
+        let (mut engaged, mut liked, mut bought, mut shown) =
+            (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let day_ms = 86_400_000.0;
+        for event in events {
+            let Some(item_type) = ItemType::parse(&event.item_type) else { continue };
+            let Some(&i) = model.index.get(&(item_type, event.item_id)) else { continue };
+            let i = i as usize;
+            match event.kind.as_str() {
+                "impression" | "view" => shown[i] += 1.0,
+                "like" => liked[i] += 1.0,
+                "purchase" => bought[i] += 1.0,
+                _ => {}
+            }
+            let weight = action_weight(&event.kind, event.watch_ms);
+            if weight <= 0.0 {
+                continue;
+            }
+            // Trending decays by a day's half-life.
+            let age_days = ((now_ms - event.occurred_at_ms).max(0) as f32) / day_ms;
+            engaged[i] += weight * 0.5f32.powf(age_days);
+            if let Some(viewer) = viewer_of(event) {
+                let history = histories.entry(viewer).or_default();
+                history.retain(|&h| h != i as u32);
+                history.push(i as u32);
+            }
+        }
+        model.value = (0..n)
+            .map(|i| {
+                let base = shown[i].max(liked[i] + bought[i]).max(1.0);
+                1.0 + 2.0 * (liked[i] / base).min(1.0) + 5.0 * (bought[i] / base).min(1.0)
+            })
+            .collect();
+
+        // Item-to-item co-occurrence over each viewer's latest items, scored by cosine.
+        let mut counts = vec![0f32; n];
+        let mut pairs: HashMap<(u32, u32), f32> = HashMap::new();
+        for history in histories.values() {
+            let latest = &history[history.len().saturating_sub(COOCCUR_PER_USER)..];
+            for (a, &i) in latest.iter().enumerate() {
+                counts[i as usize] += 1.0;
+                for &j in &latest[a + 1..] {
+                    *pairs.entry((i.min(j), i.max(j))).or_default() += 1.0;
+                }
+            }
+        }
+        let mut neighbours: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+        for ((i, j), together) in pairs {
+            let similarity = together / (counts[i as usize] * counts[j as usize]).sqrt();
+            neighbours[i as usize].push((j, similarity));
+            neighbours[j as usize].push((i, similarity));
+        }
+        for list in &mut neighbours {
+            list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            list.truncate(NEIGHBOURS);
+        }
+        model.neighbours = neighbours;
+
+        let mut trending: Vec<(u32, f32)> =
+            engaged.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, w)| (i as u32, *w)).collect();
+        trending.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        trending.truncate(200);
+        let top = trending.first().map_or(1.0, |t| t.1);
+        model.trending = trending.into_iter().map(|(i, w)| (i, w / top)).collect();
+        let mut fresh: Vec<u32> = (0..n as u32)
+            .filter(|&i| {
+                let item = &model.items[i as usize];
+                now_ms - item.created_at_ms < FRESH_MS && counts[i as usize] < 5.0
+            })
+            .collect();
+        fresh.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
+        fresh.truncate(500);
+        model.fresh = fresh;
+        model
+    }
+}
+
+/// A session's cursor: `{session}.{page}` in hex and decimal.
+fn parse_cursor(raw: &str) -> Option<(u64, u32)> {
+    let (session, page) = raw.split_once('.')?;
+    Some((u64::from_str_radix(session, 16).ok()?, page.parse().ok()?))
+}
+
+impl FeedService {
+    fn model(&self) -> Arc<Model> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// An item taken down: never shown again, even before the next rebuild.
+    pub(crate) fn block(&self, item_type: &str, id: i64) {
+        if let Some(item_type) = ItemType::parse(item_type) {
+            self.blocked.lock().unwrap_or_else(|p| p.into_inner()).insert((item_type, id));
+        }
+    }
+
+    /// Events just stored (ids `first_id` on, in order): the viewers' next pages see them.
+    pub(crate) async fn observe(&self, events: &[EventRow]) {
+        let mut viewers = self.viewers.write().await;
+        if !viewers.loaded {
+            return;
+        }
+        for event in events {
+            if event.id > viewers.through_event_id
+                && let Some(viewer) = viewer_of(event)
+            {
+                viewers.states.entry(viewer).or_default().apply(event);
+            }
+        }
+    }
+
+    /// A follow or unfollow just stored: the follower's next page shows it.
+    pub(crate) async fn follow(&self, user_id: i64, creator_user_id: i64, following: bool) {
+        let mut viewers = self.viewers.write().await;
+        if !viewers.loaded {
+            return;
+        }
+        let follows = &mut viewers.states.entry(Viewer::User(user_id)).or_default().follows;
+        if following {
+            follows.insert(creator_user_id);
+        } else {
+            follows.remove(&creator_user_id);
+        }
+    }
+
+    /// A video just published: the model is rebuilt in the background, so its creator's
+    /// followers see it within moments rather than at the next scheduled rebuild.
+    pub(crate) fn published(&self, video: &VideoRow, app: &App) {
+        let (app, video_id) = (app.clone(), video.id);
+        tokio::spawn(async move {
+            if let Err(error) = app.rebuild_feed().await {
+                tracing::warn!(video_id, %error, "the feed could not add a new video; the next rebuild will");
+            }
+        });
+    }
+
+    /// The delivered share of each traffic-support programme so far: (name, target, delivered).
+    pub fn exposure(&self) -> (u64, Vec<(String, f64, f64)>) {
+        let exposure = self.exposure.lock().unwrap_or_else(|p| p.into_inner());
+        let programmes = rules(&HashMap::new())
+            .supports
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), s.target_share, exposure.share(i)))
+            .collect();
+        (exposure.total, programmes)
+    }
+}
+
+/// Re-ranking rules: the farm-specialty programme, two items per author at most, creator grades
+/// (the governance work fills them in; until then every grade is 1).
+fn rules(grade_multiplier: &HashMap<u32, f32>) -> Rules {
+    Rules {
+        supports: vec![TrafficSupport { name: "farm_specialties".to_owned(), bit: 0, target_share: FARM_TARGET_SHARE }],
+        max_per_author: 2,
+        grade_multiplier: grade_multiplier.clone(),
+    }
+}
+
+impl App {
+    /// Rebuilds the feed's model from the store (and, the first time, the viewers' histories).
+    pub async fn rebuild_feed(&self) -> AppResult<()> {
+        let feed = self.feed();
+        let _one_at_a_time = feed.rebuilding.lock().await;
+        let catalog = self.store().feed_catalog().await?;
+        let mut events = Vec::new();
+        let mut after_id = 0;
+        loop {
+            let page = self.store().events_after(after_id, LOAD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after_id = last.id;
+            events.extend(page);
+        }
+        let now_ms = self.now_ms();
+        let model = Model::build(catalog, &events, now_ms);
+        let mut viewers = feed.viewers.write().await;
+        if !viewers.loaded {
+            // Events stored while this ran are read again under the lock: ingests wait for it,
+            // and then apply only what is newer.
+            loop {
+                let page = self.store().events_after(after_id, LOAD_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after_id = last.id;
+                events.extend(page);
+            }
+            for event in &events {
+                if let Some(viewer) = viewer_of(event) {
+                    viewers.states.entry(viewer).or_default().apply(event);
+                }
+            }
+            // The follow graph is the store's table (follows made through the API).
+            for (follower, creator) in self.store().all_follows().await? {
+                viewers.states.entry(Viewer::User(follower)).or_default().follows.insert(creator);
+            }
+            viewers.through_event_id = after_id;
+            viewers.loaded = true;
+        }
+        drop(viewers);
+        *feed.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+        feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    /// Rebuilds the model when it is older than [`RETRAIN_MS`] (the timers call this).
+    pub async fn retrain_feed_if_due(&self) -> AppResult<bool> {
+        if self.now_ms() - self.feed().model().built_at_ms < RETRAIN_MS && self.feed().viewers.read().await.loaded {
+            return Ok(false);
+        }
+        self.rebuild_feed().await?;
+        Ok(true)
+    }
+
+    /// A page of the feed for `viewer`. `cursor` continues a session (no item twice in it).
+    pub async fn feed_page(&self, viewer: &Viewer, cursor: Option<&str>, limit: usize) -> AppResult<FeedPage> {
+        if !(1..=PAGE_MAX).contains(&limit) {
+            return Err(AppError::invalid("limit", "out_of_range", format!("1 to {PAGE_MAX}")));
+        }
+        let cursor = match cursor {
+            Some(raw) => Some(
+                parse_cursor(raw).ok_or_else(|| AppError::invalid("cursor", "invalid_cursor", "not a feed cursor"))?,
+            ),
+            None => None,
+        };
+        if !self.feed().viewers.read().await.loaded {
+            self.rebuild_feed().await?;
+        }
+        let now_ms = self.now_ms();
+        let feed = self.feed();
+        let (session_id, seen) = {
+            let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            match cursor {
+                Some((id, page)) => match sessions.get_mut(&id) {
+                    Some(session) if session.page == page => {
+                        session.touched_ms = now_ms;
+                        (id, session.seen.clone())
+                    }
+                    // An expired or replayed cursor starts over within the same session id.
+                    _ => (id, Vec::new()),
+                },
+                None => (self.ids().next(now_ms) as u64, Vec::new()),
+            }
+        };
+        let model = feed.model();
+        let blocked = feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let viewers = feed.viewers.read().await;
+        let empty = ViewerState::default();
+        let state = viewers.states.get(viewer).unwrap_or(&empty);
+        let mut sources: HashMap<u32, (f32, Vec<&'static str>)> = HashMap::new();
+        let mut add = |i: u32, score: f32, source: &'static str| {
+            let entry = sources.entry(i).or_insert((0.0, Vec::new()));
+            entry.0 += score;
+            if !entry.1.contains(&source) {
+                entry.1.push(source);
+            }
+        };
+        // Followed creators: their newest content, live sessions first.
+        for creator in &state.follows {
+            for (rank, &i) in model.creator_items.get(creator).into_iter().flatten().take(10).enumerate() {
+                let live = model.items[i as usize].key.0 == ItemType::LiveSession;
+                add(i, if live { 1.2 } else { 1.0 / (1.0 + rank as f32 * 0.2) }, "followed_creator");
+            }
+        }
+        // Similar to what the viewer engaged with, most recent weighing most.
+        let recent = state.recent.len();
+        for (age, (key, weight)) in state.recent.iter().rev().enumerate().take(20) {
+            let Some(&i) = model.index.get(key) else { continue };
+            let recency = 1.0 / (1.0 + age as f32 * 0.1);
+            for &(j, similarity) in &model.neighbours[i as usize] {
+                add(j, similarity * weight.min(5.0) / 5.0 * recency, "similar");
+            }
+        }
+        for product_id in &state.purchased {
+            if let Some(&i) = model.index.get(&(ItemType::Product, *product_id)) {
+                add(i, 0.4, "buy_again");
+            }
+        }
+        // Trending carries more weight for a viewer we know little about (cold start).
+        let trending_weight = if recent < 5 { 0.8 } else { 0.3 };
+        for &(i, score) in model.trending.iter().take(100) {
+            add(i, score * trending_weight, "trending");
+        }
+        // Exploration: a few new items, different ones per viewer and page.
+        if !model.fresh.is_empty() {
+            let mut rng = xingqu_domain::rng::SplitMix64::new(session_id ^ seen.len() as u64);
+            for _ in 0..3.min(model.fresh.len()) {
+                let pick = model.fresh[(rng.next_u64() % model.fresh.len() as u64) as usize];
+                add(pick, 0.25, "exploration");
+            }
+        }
+        let mut seen_index: Vec<u32> = seen.iter().filter_map(|k| model.index.get(k).copied()).collect();
+        seen_index.sort_unstable();
+        let candidates: Vec<Candidate> = sources
+            .iter()
+            .map(|(&i, (score, _))| {
+                let item = &model.items[i as usize];
+                // Content the viewer already watched is not offered again; products may be.
+                let done = state.viewed.contains(&item.key);
+                Candidate {
+                    item: i,
+                    score: score * model.value[i as usize],
+                    author: item.author,
+                    support_bits: u32::from(item.farm),
+                    blocked: blocked.contains(&item.key) || done,
+                }
+            })
+            .collect();
+        drop(viewers);
+        let rules = rules(&HashMap::new());
+        let ranked = {
+            let mut exposure = feed.exposure.lock().unwrap_or_else(|p| p.into_inner());
+            rerank(&candidates, &rules, &seen_index, limit, &mut exposure)
+        };
+        let items: Vec<FeedItem> = ranked
+            .into_iter()
+            .map(|r| {
+                let item = &model.items[r.item as usize];
+                let mut reasons: Vec<String> =
+                    sources.get(&r.item).map(|s| s.1.iter().map(|s| (*s).to_owned()).collect()).unwrap_or_default();
+                for reason in r.reasons {
+                    match reason {
+                        Reason::Model => {}
+                        Reason::CreatorGrade(multiplier) => reasons.push(format!("creator_grade:{multiplier}")),
+                        Reason::TrafficSupport(name) => reasons.push(format!("traffic_support:{name}")),
+                    }
+                }
+                FeedItem {
+                    item_type: item.key.0,
+                    id: item.key.1,
+                    title: item.title.clone(),
+                    author_id: item.author_id,
+                    score: r.score,
+                    reasons,
+                }
+            })
+            .collect();
+        let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let page = cursor.map_or(0, |c| c.1) + 1;
+        let mut seen = seen;
+        seen.extend(items.iter().map(|i| (i.item_type, i.id)));
+        sessions.insert(session_id, Session { seen, page, touched_ms: now_ms });
+        if sessions.len() > SESSIONS_MAX {
+            sessions.retain(|_, s| now_ms - s.touched_ms < SESSION_IDLE_MS);
+        }
+        Ok(FeedPage { items, next_cursor: format!("{session_id:x}.{page}") })
+    }
+}
