@@ -73,7 +73,7 @@ impl ItemType {
 type Key = (ItemType, i64);
 
 /// How much an action says about interest, and what it is worth to the platform.
-fn action_weight(kind: &str, watch_ms: i64) -> f32 {
+pub fn action_weight(kind: &str, watch_ms: i64) -> f32 {
     match kind {
         "view" => 1.0 + (watch_ms as f32 / 30_000.0).min(2.0),
         "like" | "comment" | "product_click" => 2.0,
@@ -136,7 +136,6 @@ struct Model {
 struct ViewerState {
     recent: VecDeque<(Key, f32)>,
     purchased: Vec<i64>,
-    viewed: HashSet<Key>,
     follows: HashSet<i64>,
 }
 
@@ -176,22 +175,30 @@ impl ViewerState {
             return;
         }
         let Some(item_type) = ItemType::parse(&event.item_type) else { return };
-        let key = (item_type, event.item_id);
-        let weight = action_weight(&event.kind, event.watch_ms);
+        self.remember((item_type, event.item_id), event.kind == "purchase", action_weight(&event.kind, event.watch_ms));
+    }
+
+    /// An action on `key` of interest `weight` (impressions teach nothing about interest).
+    fn remember(&mut self, key: Key, purchase: bool, weight: f32) {
         if weight <= 0.0 {
             return;
         }
-        if event.kind == "purchase" && item_type == ItemType::Product && !self.purchased.contains(&event.item_id) {
-            self.purchased.push(event.item_id);
-        }
-        if item_type != ItemType::Product {
-            self.viewed.insert(key);
+        if purchase && key.0 == ItemType::Product && !self.purchased.contains(&key.1) {
+            self.purchased.push(key.1);
+            if self.purchased.len() > RECENT_MAX {
+                self.purchased.remove(0);
+            }
         }
         self.recent.retain(|(k, _)| *k != key);
         self.recent.push_back((key, weight));
         while self.recent.len() > RECENT_MAX {
             self.recent.pop_front();
         }
+    }
+
+    /// Content the viewer already watched (among what they did lately) is not offered again.
+    fn watched(&self, key: &Key) -> bool {
+        key.0 != ItemType::Product && self.recent.iter().any(|(k, _)| k == key)
     }
 }
 
@@ -203,13 +210,97 @@ fn viewer_of(event: &EventRow) -> Option<Viewer> {
     }
 }
 
+/// What an action counts towards in an item's predicted value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Shown,
+    Liked,
+    Bought,
+    Other,
+}
+
+impl ActionKind {
+    pub fn of(kind: &str) -> Self {
+        match kind {
+            "impression" | "view" => ActionKind::Shown,
+            "like" => ActionKind::Liked,
+            "purchase" => ActionKind::Bought,
+            _ => ActionKind::Other,
+        }
+    }
+}
+
+/// One interaction as the model learns from it: compact, so ten million fit in memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Action {
+    /// The viewer's number in any dense numbering.
+    pub viewer: u32,
+    /// The item's position in the catalogue the model is built from.
+    pub item: u32,
+    pub kind: ActionKind,
+    /// What it says about interest ([`action_weight`]; 0 for an impression).
+    pub weight: f32,
+    /// How long ago it happened, in days (trending halves with each).
+    pub age_days: f32,
+}
+
+/// Item-to-item neighbours for items `range`: co-occurrence within viewers' latest items,
+/// counted over at most `SAMPLE_VIEWERS` viewers of each item and scaled up, scored by cosine.
+fn neighbours_of(
+    range: std::ops::Range<usize>,
+    latest: &[Vec<u32>],
+    offsets: &[usize],
+    holders: &[u32],
+) -> Vec<Vec<(u32, f32)>> {
+    const SAMPLE_VIEWERS: usize = 64;
+    let n = offsets.len() - 1;
+    let mut scratch = vec![0f32; n];
+    let mut touched: Vec<u32> = Vec::new();
+    let mut out = Vec::with_capacity(range.len());
+    for i in range {
+        let viewers = &holders[offsets[i]..offsets[i + 1]];
+        let held = viewers.len() as f32;
+        let sample = &viewers[..viewers.len().min(SAMPLE_VIEWERS)];
+        let scale = held / sample.len().max(1) as f32;
+        for &v in sample {
+            for &j in &latest[v as usize] {
+                if j as usize != i {
+                    if scratch[j as usize] == 0.0 {
+                        touched.push(j);
+                    }
+                    scratch[j as usize] += 1.0;
+                }
+            }
+        }
+        let mut list: Vec<(u32, f32)> = touched
+            .iter()
+            .map(|&j| {
+                let held_j = (offsets[j as usize + 1] - offsets[j as usize]) as f32;
+                (j, scratch[j as usize] * scale / (held * held_j).sqrt())
+            })
+            .collect();
+        for &j in &touched {
+            scratch[j as usize] = 0.0;
+        }
+        touched.clear();
+        if list.len() > NEIGHBOURS {
+            list.select_nth_unstable_by(NEIGHBOURS, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            list.truncate(NEIGHBOURS);
+        }
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.push(list);
+    }
+    out
+}
+
 impl Model {
-    /// The model of `catalog` learned from `events` (in arrival order).
-    fn build(catalog: Vec<CatalogItem>, events: &[EventRow], now_ms: i64) -> Model {
+    /// The model of `catalog` (item `i` is `catalog[i]`) learned from `actions` (in the order
+    /// they happened) of `n_viewers` viewers.
+    pub fn build(catalog: Vec<CatalogItem>, actions: &[Action], n_viewers: usize, now_ms: i64) -> Model {
         let mut model = Model { built_at_ms: now_ms, ..Model::default() };
         let mut authors: HashMap<(bool, i64), u32> = HashMap::new();
         for c in catalog {
-            let Some(item_type) = ItemType::parse(c.item_type) else { continue };
+            let item_type = ItemType::parse(c.item_type).unwrap_or(ItemType::Product);
             let creator = item_type != ItemType::Product;
             let next = authors.len() as u32;
             let author = *authors.entry((creator, c.author_id)).or_insert(next);
@@ -232,32 +323,32 @@ impl Model {
             list.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
         }
 
-        // Per viewer, the items they engaged with (most recent last); per item, what was done.
-        let mut histories: HashMap<Viewer, Vec<u32>> = HashMap::new();
+        // Per item what was done with it; per viewer their latest items.
         let (mut engaged, mut liked, mut bought, mut shown) =
             (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-        let day_ms = 86_400_000.0;
-        for event in events {
-            let Some(item_type) = ItemType::parse(&event.item_type) else { continue };
-            let Some(&i) = model.index.get(&(item_type, event.item_id)) else { continue };
-            let i = i as usize;
-            match event.kind.as_str() {
-                "impression" | "view" => shown[i] += 1.0,
-                "like" => liked[i] += 1.0,
-                "purchase" => bought[i] += 1.0,
-                _ => {}
-            }
-            let weight = action_weight(&event.kind, event.watch_ms);
-            if weight <= 0.0 {
+        let mut latest: Vec<Vec<u32>> = vec![Vec::new(); n_viewers];
+        for a in actions {
+            let (i, v) = (a.item as usize, a.viewer as usize);
+            if i >= n || v >= n_viewers {
                 continue;
             }
-            // Trending decays by a day's half-life.
-            let age_days = ((now_ms - event.occurred_at_ms).max(0) as f32) / day_ms;
-            engaged[i] += weight * 0.5f32.powf(age_days);
-            if let Some(viewer) = viewer_of(event) {
-                let history = histories.entry(viewer).or_default();
-                history.retain(|&h| h != i as u32);
-                history.push(i as u32);
+            match a.kind {
+                ActionKind::Shown => shown[i] += 1.0,
+                ActionKind::Liked => liked[i] += 1.0,
+                ActionKind::Bought => bought[i] += 1.0,
+                ActionKind::Other => {}
+            }
+            if a.weight <= 0.0 {
+                continue;
+            }
+            engaged[i] += a.weight * 0.5f32.powf(a.age_days.max(0.0));
+            let list = &mut latest[v];
+            if let Some(at) = list.iter().position(|&x| x == a.item) {
+                list.remove(at);
+            }
+            list.push(a.item);
+            if list.len() > COOCCUR_PER_USER {
+                list.remove(0);
             }
         }
         model.value = (0..n)
@@ -267,40 +358,47 @@ impl Model {
             })
             .collect();
 
-        // Item-to-item co-occurrence over each viewer's latest items, scored by cosine.
-        let mut counts = vec![0f32; n];
-        let mut pairs: HashMap<(u32, u32), f32> = HashMap::new();
-        for history in histories.values() {
-            let latest = &history[history.len().saturating_sub(COOCCUR_PER_USER)..];
-            for (a, &i) in latest.iter().enumerate() {
-                counts[i as usize] += 1.0;
-                for &j in &latest[a + 1..] {
-                    *pairs.entry((i.min(j), i.max(j))).or_default() += 1.0;
-                }
+        // Which viewers hold each item among their latest (compressed rows), then neighbours,
+        // computed on two threads.
+        let mut offsets = vec![0usize; n + 1];
+        for list in &latest {
+            for &i in list {
+                offsets[i as usize + 1] += 1;
             }
         }
-        let mut neighbours: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
-        for ((i, j), together) in pairs {
-            let similarity = together / (counts[i as usize] * counts[j as usize]).sqrt();
-            neighbours[i as usize].push((j, similarity));
-            neighbours[j as usize].push((i, similarity));
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
         }
-        for list in &mut neighbours {
-            list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            list.truncate(NEIGHBOURS);
+        let mut holders = vec![0u32; offsets[n]];
+        let mut fill = offsets.clone();
+        for (v, list) in latest.iter().enumerate() {
+            for &i in list {
+                holders[fill[i as usize]] = v as u32;
+                fill[i as usize] += 1;
+            }
         }
-        model.neighbours = neighbours;
+        let half = n / 2;
+        model.neighbours = std::thread::scope(|scope| {
+            let first = scope.spawn(|| neighbours_of(0..half, &latest, &offsets, &holders));
+            let mut second = neighbours_of(half..n, &latest, &offsets, &holders);
+            let mut all = first.join().unwrap_or_else(|_| vec![Vec::new(); half]);
+            all.append(&mut second);
+            all
+        });
 
         let mut trending: Vec<(u32, f32)> =
             engaged.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, w)| (i as u32, *w)).collect();
+        if trending.len() > 200 {
+            trending.select_nth_unstable_by(200, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            trending.truncate(200);
+        }
         trending.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        trending.truncate(200);
         let top = trending.first().map_or(1.0, |t| t.1);
         model.trending = trending.into_iter().map(|(i, w)| (i, w / top)).collect();
         let mut fresh: Vec<u32> = (0..n as u32)
             .filter(|&i| {
-                let item = &model.items[i as usize];
-                now_ms - item.created_at_ms < FRESH_MS && counts[i as usize] < 5.0
+                let held = offsets[i as usize + 1] - offsets[i as usize];
+                now_ms - model.items[i as usize].created_at_ms < FRESH_MS && held < 5
             })
             .collect();
         fresh.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
@@ -329,7 +427,7 @@ impl FeedService {
     }
 
     /// Events just stored (ids `first_id` on, in order): the viewers' next pages see them.
-    pub(crate) async fn observe(&self, events: &[EventRow]) {
+    pub async fn observe(&self, events: &[EventRow]) {
         let mut viewers = self.viewers.write().await;
         if !viewers.loaded {
             return;
@@ -368,6 +466,40 @@ impl FeedService {
         });
     }
 
+    /// Installs a model and viewers' histories learned from `actions` on `catalog` by
+    /// `viewers` (an action's `viewer` is a position in it), with their `follows`: for
+    /// benchmarks and imports that do not come through the store. Events ingested afterwards
+    /// are added as usual.
+    pub async fn install(
+        &self,
+        catalog: Vec<CatalogItem>,
+        actions: &[Action],
+        viewers: &[Viewer],
+        follows: &[(u32, i64)],
+        now_ms: i64,
+    ) {
+        let keys: Vec<Key> =
+            catalog.iter().map(|c| (ItemType::parse(c.item_type).unwrap_or(ItemType::Product), c.id)).collect();
+        let model = Model::build(catalog, actions, viewers.len(), now_ms);
+        let mut states: Vec<ViewerState> = (0..viewers.len()).map(|_| ViewerState::default()).collect();
+        for a in actions {
+            if let (Some(state), Some(key)) = (states.get_mut(a.viewer as usize), keys.get(a.item as usize)) {
+                state.remember(*key, a.kind == ActionKind::Bought, a.weight);
+            }
+        }
+        for &(viewer, creator) in follows {
+            if let Some(state) = states.get_mut(viewer as usize) {
+                state.follows.insert(creator);
+            }
+        }
+        let mut loaded = self.viewers.write().await;
+        loaded.states = viewers.iter().cloned().zip(states).collect();
+        loaded.through_event_id = 0;
+        loaded.loaded = true;
+        drop(loaded);
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+    }
+
     /// The delivered share of each traffic-support programme so far: (name, target, delivered).
     pub fn exposure(&self) -> (u64, Vec<(String, f64, f64)>) {
         let exposure = self.exposure.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,6 +523,29 @@ fn rules(grade_multiplier: &HashMap<u32, f32>) -> Rules {
     }
 }
 
+/// The model learned from stored events (viewers numbered as they first appear).
+fn model_from_events(catalog: Vec<CatalogItem>, events: &[EventRow], now_ms: i64) -> Model {
+    let index: HashMap<(&str, i64), u32> =
+        catalog.iter().enumerate().map(|(i, c)| ((c.item_type, c.id), i as u32)).collect();
+    let mut viewers: HashMap<Viewer, u32> = HashMap::new();
+    let mut actions = Vec::with_capacity(events.len());
+    for event in events {
+        let (Some(&item), Some(viewer)) = (index.get(&(event.item_type.as_str(), event.item_id)), viewer_of(event))
+        else {
+            continue;
+        };
+        let next = viewers.len() as u32;
+        actions.push(Action {
+            viewer: *viewers.entry(viewer).or_insert(next),
+            item,
+            kind: ActionKind::of(&event.kind),
+            weight: action_weight(&event.kind, event.watch_ms),
+            age_days: (now_ms - event.occurred_at_ms) as f32 / 86_400_000.0,
+        });
+    }
+    Model::build(catalog, &actions, viewers.len(), now_ms)
+}
+
 impl App {
     /// Rebuilds the feed's model from the store (and, the first time, the viewers' histories).
     pub async fn rebuild_feed(&self) -> AppResult<()> {
@@ -406,7 +561,7 @@ impl App {
             events.extend(page);
         }
         let now_ms = self.now_ms();
-        let model = Model::build(catalog, &events, now_ms);
+        let model = model_from_events(catalog, &events, now_ms);
         let mut viewers = feed.viewers.write().await;
         if !viewers.loaded {
             // Events stored while this ran are read again under the lock: ingests wait for it,
@@ -527,8 +682,7 @@ impl App {
             .iter()
             .map(|(&i, (score, _))| {
                 let item = &model.items[i as usize];
-                // Content the viewer already watched is not offered again; products may be.
-                let done = state.viewed.contains(&item.key);
+                let done = state.watched(&item.key);
                 Candidate {
                     item: i,
                     score: score * model.value[i as usize],

@@ -1,6 +1,7 @@
 //! `xingqu bench …`: measurements against real peers on this machine, in the same run.
 
 pub mod coupons;
+pub mod feed;
 pub mod hotlist;
 pub mod peers;
 pub mod price_protection;
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     /// A price cut over millions of orders in automatic price protection: the sweep against a
     /// hand-written set-based INSERT … SELECT in the same database.
     PriceProtection(price_protection::PriceProtectionArgs),
+    /// The interest feed at scale: pages over HTTP while events are appended and learned from.
+    Feed(feed::FeedArgs),
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +57,7 @@ pub async fn run(command: BenchCommand, database_url: &str) -> anyhow::Result<()
         BenchCommand::HotList(args) => hotlist::run(args).await,
         BenchCommand::Coupons(args) => coupons::run(args, database_url).await,
         BenchCommand::PriceProtection(args) => price_protection::run(args, database_url).await,
+        BenchCommand::Feed(args) => feed::run(args).await,
     }
 }
 
@@ -109,20 +113,20 @@ type Outcome = (usize, u16, f64, Option<i64>, f64);
 /// A minimal HTTP/1.1 keep-alive client: writes prepared request bytes, reads one response. The
 /// load generator shares the machine's two cores with the server, so the less it spends per
 /// request the more the measurement is of the server (for the flash sale and the ceiling alike).
-struct Connection {
+pub(crate) struct Connection {
     stream: tokio::net::TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(address: &str) -> std::io::Result<Connection> {
+    pub(crate) async fn open(address: &str) -> std::io::Result<Connection> {
         let stream = tokio::net::TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         Ok(Connection { stream, buffer: Vec::with_capacity(4096) })
     }
 
     /// Sends `request` and returns the status and body of the response.
-    async fn round_trip(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    pub(crate) async fn round_trip(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
         self.stream.write_all(request).await?;

@@ -143,7 +143,9 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // Benchmarks serve in-process too: a log line per request would measure the terminal.
+    let default_filter = if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info,sqlx=warn" };
+    init_logging(cli.log_json, default_filter);
     match cli.command {
         Command::Serve { listen, demo, request_timeout_s, body_limit_bytes, session_ttl_s, orders } => {
             let config = AppConfig {
@@ -264,8 +266,8 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+fn init_logging(json: bool, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
