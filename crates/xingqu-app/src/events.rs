@@ -145,23 +145,8 @@ impl App {
         }
         let (first_id, last_id) = self.store().append_events(&stored, now_ms).await?;
         // The feed learns from them at once: the viewer's next page reflects these actions.
-        let rows: Vec<EventRow> = stored
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| EventRow {
-                id: (first_id + i as i64).min(last_id),
-                user_id: e.user_id,
-                device_id: e.device_id,
-                kind: e.kind.to_owned(),
-                item_type: e.item_type.to_owned(),
-                item_id: e.item_id,
-                watch_ms: e.watch_ms,
-                occurred_at_ms: e.occurred_at_ms,
-                received_at_ms: now_ms,
-            })
-            .collect();
-        self.feed().observe(&rows).await;
-        Ok((rows.len(), first_id, last_id))
+        self.feed().observe_new(&stored, first_id).await;
+        Ok((stored.len(), first_id, last_id))
     }
 
     /// Events after `after_id` in arrival order (operators: replay and audit).

@@ -17,12 +17,20 @@ use xingqu_feed::rerank::{Candidate, Exposure, Reason, Rules, TrafficSupport, re
 use xingqu_store::content::{CatalogItem, VideoRow};
 use xingqu_store::events::EventRow;
 
-/// How often the model is rebuilt from the store.
-pub const RETRAIN_MS: i64 = 60_000;
+/// How often the model is rebuilt from the store (in the background: serving goes on with the
+/// model it has).
+pub const RETRAIN_MS: i64 = 5 * 60_000;
 /// A viewer's recent items the similarity source starts from.
 const RECENT_MAX: usize = 50;
 /// Neighbours kept per item.
 const NEIGHBOURS: usize = 20;
+/// The items EASE models (the most engaged with); the long tail comes from co-occurrence
+/// neighbours. Inverting an m×m matrix is m³: 3,000 items take seconds on one core.
+const EASE_ITEMS: usize = 3_000;
+/// EASE's regularisation and the recency weighting of a history, as `xingqu eval` measures them.
+const EASE_LAMBDA: f64 = 300.0;
+const RECENCY_HALF_LIFE: f32 = 10.0;
+const RECENCY_FLOOR: f32 = 0.6;
 /// Items of one user counted for co-occurrence (the most recent).
 const COOCCUR_PER_USER: usize = 50;
 /// Sessions remembered (for no repeats within a session); the oldest are forgotten first.
@@ -123,6 +131,8 @@ struct Model {
     /// A creator's content, newest first.
     creator_items: HashMap<i64, Vec<u32>>,
     neighbours: Vec<Vec<(u32, f32)>>,
+    /// The interest model `xingqu eval` measures, over the most engaged-with items.
+    ease: Option<xingqu_feed::models::Ease>,
     /// Most interacted with lately, best first, with a 0..1 score.
     trending: Vec<(u32, f32)>,
     /// Predicted value per unit of relevance: 1 + 2 × like rate + 5 × purchase rate.
@@ -134,6 +144,8 @@ struct Model {
 
 #[derive(Debug, Default)]
 struct ViewerState {
+    /// Bumped by every change: a session's candidates are reused while it stays the same.
+    version: u64,
     recent: VecDeque<(Key, f32)>,
     purchased: Vec<i64>,
     follows: HashSet<i64>,
@@ -152,7 +164,34 @@ struct Session {
     seen: Vec<Key>,
     page: u32,
     touched_ms: i64,
+    /// The candidates of its first page, reused by the next pages while neither the viewer nor
+    /// the model changed.
+    pool: Option<Arc<Pool>>,
 }
+
+/// Scored candidates with their sources, for one viewer state and one model.
+#[derive(Debug)]
+struct Pool {
+    version: u64,
+    built_at_ms: i64,
+    scored: Vec<Scored>,
+}
+
+/// A candidate: its relevance (before predicted value) and the sources that put it there (bit
+/// `i` is [`SOURCES`]`[i]`).
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    item: u32,
+    relevance: f32,
+    sources: u8,
+}
+
+const SOURCES: [&str; 5] = ["followed_creator", "similar", "buy_again", "trending", "exploration"];
+const FOLLOWED: u8 = 1;
+const SIMILAR: u8 = 2;
+const BUY_AGAIN: u8 = 4;
+const TRENDING: u8 = 8;
+const EXPLORATION: u8 = 16;
 
 /// The feed's memory, shared by every request of the process.
 #[derive(Debug, Default)]
@@ -168,14 +207,18 @@ pub struct FeedService {
 
 impl ViewerState {
     fn apply(&mut self, event: &EventRow) {
-        if event.item_type == "creator" {
-            if event.kind == "follow" {
-                self.follows.insert(event.item_id);
+        self.apply_parts(&event.kind, &event.item_type, event.item_id, event.watch_ms);
+    }
+
+    fn apply_parts(&mut self, kind: &str, item_type: &str, item_id: i64, watch_ms: i64) {
+        if item_type == "creator" {
+            if kind == "follow" && self.follows.insert(item_id) {
+                self.version += 1;
             }
             return;
         }
-        let Some(item_type) = ItemType::parse(&event.item_type) else { return };
-        self.remember((item_type, event.item_id), event.kind == "purchase", action_weight(&event.kind, event.watch_ms));
+        let Some(item_type) = ItemType::parse(item_type) else { return };
+        self.remember((item_type, item_id), kind == "purchase", action_weight(kind, watch_ms));
     }
 
     /// An action on `key` of interest `weight` (impressions teach nothing about interest).
@@ -183,6 +226,7 @@ impl ViewerState {
         if weight <= 0.0 {
             return;
         }
+        self.version += 1;
         if purchase && key.0 == ItemType::Product && !self.purchased.contains(&key.1) {
             self.purchased.push(key.1);
             if self.purchased.len() > RECENT_MAX {
@@ -196,9 +240,14 @@ impl ViewerState {
         }
     }
 
-    /// Content the viewer already watched (among what they did lately) is not offered again.
-    fn watched(&self, key: &Key) -> bool {
-        key.0 != ItemType::Product && self.recent.iter().any(|(k, _)| k == key)
+    /// Content the viewer already watched (among what they did lately), as model items: it is
+    /// not offered again.
+    fn watched(&self, model: &Model) -> HashSet<u32> {
+        self.recent
+            .iter()
+            .filter(|(key, _)| key.0 != ItemType::Product)
+            .filter_map(|(key, _)| model.index.get(key).copied())
+            .collect()
     }
 }
 
@@ -377,14 +426,36 @@ impl Model {
                 fill[i as usize] += 1;
             }
         }
+        // EASE over the viewers' latest items, learned while the neighbours are counted.
+        let histories: Vec<Vec<u32>> = latest
+            .iter()
+            .map(|list| {
+                let mut history = list.clone();
+                history.sort_unstable();
+                history
+            })
+            .collect();
         let half = n / 2;
-        model.neighbours = std::thread::scope(|scope| {
+        let (neighbours, ease) = std::thread::scope(|scope| {
+            let ease = scope.spawn(|| {
+                use xingqu_feed::models::Recommender;
+                let mut ease = xingqu_feed::models::Ease::new(EASE_LAMBDA, EASE_ITEMS);
+                match ease.fit(&histories, n) {
+                    Ok(()) => Some(ease),
+                    Err(error) => {
+                        tracing::warn!(%error, "EASE could not be fitted; the feed serves neighbours only");
+                        None
+                    }
+                }
+            });
             let first = scope.spawn(|| neighbours_of(0..half, &latest, &offsets, &holders));
             let mut second = neighbours_of(half..n, &latest, &offsets, &holders);
             let mut all = first.join().unwrap_or_else(|_| vec![Vec::new(); half]);
             all.append(&mut second);
-            all
+            (all, ease.join().ok().flatten())
         });
+        model.neighbours = neighbours;
+        model.ease = ease;
 
         let mut trending: Vec<(u32, f32)> =
             engaged.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, w)| (i as u32, *w)).collect();
@@ -426,18 +497,28 @@ impl FeedService {
         }
     }
 
-    /// Events just stored (ids `first_id` on, in order): the viewers' next pages see them.
-    pub async fn observe(&self, events: &[EventRow]) {
+    /// A batch just stored with ids from `first_id` on, in order: the viewers' next pages see it.
+    pub async fn observe_new(&self, events: &[xingqu_store::events::NewEvent], first_id: i64) {
         let mut viewers = self.viewers.write().await;
         if !viewers.loaded {
             return;
         }
-        for event in events {
-            if event.id > viewers.through_event_id
-                && let Some(viewer) = viewer_of(event)
-            {
-                viewers.states.entry(viewer).or_default().apply(event);
+        let through = viewers.through_event_id;
+        for (offset, event) in events.iter().enumerate() {
+            if first_id + offset as i64 <= through {
+                continue;
             }
+            let viewer = match (&event.user_id, &event.device_id) {
+                (Some(user_id), _) => Viewer::User(*user_id),
+                (None, Some(device)) => Viewer::Device(device.clone()),
+                _ => continue,
+            };
+            viewers.states.entry(viewer).or_default().apply_parts(
+                event.kind,
+                event.item_type,
+                event.item_id,
+                event.watch_ms,
+            );
         }
     }
 
@@ -447,11 +528,12 @@ impl FeedService {
         if !viewers.loaded {
             return;
         }
-        let follows = &mut viewers.states.entry(Viewer::User(user_id)).or_default().follows;
+        let state = viewers.states.entry(Viewer::User(user_id)).or_default();
+        state.version += 1;
         if following {
-            follows.insert(creator_user_id);
+            state.follows.insert(creator_user_id);
         } else {
-            follows.remove(&creator_user_id);
+            state.follows.remove(&creator_user_id);
         }
     }
 
@@ -590,12 +672,20 @@ impl App {
         Ok(())
     }
 
-    /// Rebuilds the model when it is older than [`RETRAIN_MS`] (the timers call this).
+    /// Starts a rebuild in the background when the model is older than [`RETRAIN_MS`] and none
+    /// is running (the timers call this, and must not wait for it).
     pub async fn retrain_feed_if_due(&self) -> AppResult<bool> {
-        if self.now_ms() - self.feed().model().built_at_ms < RETRAIN_MS && self.feed().viewers.read().await.loaded {
+        let feed = self.feed();
+        let loaded = feed.viewers.read().await.loaded;
+        if (loaded && self.now_ms() - feed.model().built_at_ms < RETRAIN_MS) || feed.rebuilding.try_lock().is_err() {
             return Ok(false);
         }
-        self.rebuild_feed().await?;
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = app.rebuild_feed().await {
+                tracing::warn!(%error, "rebuilding the feed failed; the timers will try again");
+            }
+        });
         Ok(true)
     }
 
@@ -615,18 +705,18 @@ impl App {
         }
         let now_ms = self.now_ms();
         let feed = self.feed();
-        let (session_id, seen) = {
+        let (session_id, seen, cached) = {
             let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
             match cursor {
                 Some((id, page)) => match sessions.get_mut(&id) {
                     Some(session) if session.page == page => {
                         session.touched_ms = now_ms;
-                        (id, session.seen.clone())
+                        (id, session.seen.clone(), session.pool.clone())
                     }
                     // An expired or replayed cursor starts over within the same session id.
-                    _ => (id, Vec::new()),
+                    _ => (id, Vec::new(), None),
                 },
-                None => (self.ids().next(now_ms) as u64, Vec::new()),
+                None => (self.ids().next(now_ms) as u64, Vec::new(), None),
             }
         };
         let model = feed.model();
@@ -634,61 +724,28 @@ impl App {
         let viewers = feed.viewers.read().await;
         let empty = ViewerState::default();
         let state = viewers.states.get(viewer).unwrap_or(&empty);
-        let mut sources: HashMap<u32, (f32, Vec<&'static str>)> = HashMap::new();
-        let mut add = |i: u32, score: f32, source: &'static str| {
-            let entry = sources.entry(i).or_insert((0.0, Vec::new()));
-            entry.0 += score;
-            if !entry.1.contains(&source) {
-                entry.1.push(source);
-            }
+        let pool = match cached.filter(|p| p.version == state.version && p.built_at_ms == model.built_at_ms) {
+            Some(pool) => pool,
+            None => Arc::new(Pool {
+                version: state.version,
+                built_at_ms: model.built_at_ms,
+                scored: candidates_for(&model, state, session_id),
+            }),
         };
-        // Followed creators: their newest content, live sessions first.
-        for creator in &state.follows {
-            for (rank, &i) in model.creator_items.get(creator).into_iter().flatten().take(10).enumerate() {
-                let live = model.items[i as usize].key.0 == ItemType::LiveSession;
-                add(i, if live { 1.2 } else { 1.0 / (1.0 + rank as f32 * 0.2) }, "followed_creator");
-            }
-        }
-        // Similar to what the viewer engaged with, most recent weighing most.
-        let recent = state.recent.len();
-        for (age, (key, weight)) in state.recent.iter().rev().enumerate().take(20) {
-            let Some(&i) = model.index.get(key) else { continue };
-            let recency = 1.0 / (1.0 + age as f32 * 0.1);
-            for &(j, similarity) in &model.neighbours[i as usize] {
-                add(j, similarity * weight.min(5.0) / 5.0 * recency, "similar");
-            }
-        }
-        for product_id in &state.purchased {
-            if let Some(&i) = model.index.get(&(ItemType::Product, *product_id)) {
-                add(i, 0.4, "buy_again");
-            }
-        }
-        // Trending carries more weight for a viewer we know little about (cold start).
-        let trending_weight = if recent < 5 { 0.8 } else { 0.3 };
-        for &(i, score) in model.trending.iter().take(100) {
-            add(i, score * trending_weight, "trending");
-        }
-        // Exploration: a few new items, different ones per viewer and page.
-        if !model.fresh.is_empty() {
-            let mut rng = xingqu_domain::rng::SplitMix64::new(session_id ^ seen.len() as u64);
-            for _ in 0..3.min(model.fresh.len()) {
-                let pick = model.fresh[(rng.next_u64() % model.fresh.len() as u64) as usize];
-                add(pick, 0.25, "exploration");
-            }
-        }
         let mut seen_index: Vec<u32> = seen.iter().filter_map(|k| model.index.get(k).copied()).collect();
         seen_index.sort_unstable();
-        let candidates: Vec<Candidate> = sources
+        let watched = state.watched(&model);
+        let candidates: Vec<Candidate> = pool
+            .scored
             .iter()
-            .map(|(&i, (score, _))| {
-                let item = &model.items[i as usize];
-                let done = state.watched(&item.key);
+            .map(|c| {
+                let item = &model.items[c.item as usize];
                 Candidate {
-                    item: i,
-                    score: score * model.value[i as usize],
+                    item: c.item,
+                    score: c.relevance * model.value[c.item as usize],
                     author: item.author,
                     support_bits: u32::from(item.farm),
-                    blocked: blocked.contains(&item.key) || done,
+                    blocked: watched.contains(&c.item) || (!blocked.is_empty() && blocked.contains(&item.key)),
                 }
             })
             .collect();
@@ -702,8 +759,13 @@ impl App {
             .into_iter()
             .map(|r| {
                 let item = &model.items[r.item as usize];
-                let mut reasons: Vec<String> =
-                    sources.get(&r.item).map(|s| s.1.iter().map(|s| (*s).to_owned()).collect()).unwrap_or_default();
+                let bits = pool.scored.iter().find(|c| c.item == r.item).map_or(0, |c| c.sources);
+                let mut reasons: Vec<String> = SOURCES
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| bits & (1 << i) != 0)
+                    .map(|(_, name)| (*name).to_owned())
+                    .collect();
                 for reason in r.reasons {
                     match reason {
                         Reason::Model => {}
@@ -725,10 +787,77 @@ impl App {
         let page = cursor.map_or(0, |c| c.1) + 1;
         let mut seen = seen;
         seen.extend(items.iter().map(|i| (i.item_type, i.id)));
-        sessions.insert(session_id, Session { seen, page, touched_ms: now_ms });
+        sessions.insert(session_id, Session { seen, page, touched_ms: now_ms, pool: Some(pool) });
         if sessions.len() > SESSIONS_MAX {
             sessions.retain(|_, s| now_ms - s.touched_ms < SESSION_IDLE_MS);
         }
         Ok(FeedPage { items, next_cursor: format!("{session_id:x}.{page}") })
     }
+}
+
+/// Every candidate source for a viewer, scored (relevance, before predicted value) with the
+/// sources that put each item there.
+fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Scored> {
+    let mut scored: Vec<Scored> = Vec::with_capacity(512);
+    let mut at: HashMap<u32, usize> = HashMap::with_capacity(512);
+    let mut add = |i: u32, relevance: f32, source: u8| match at.get(&i) {
+        Some(&k) => {
+            scored[k].relevance += relevance;
+            scored[k].sources |= source;
+        }
+        None => {
+            at.insert(i, scored.len());
+            scored.push(Scored { item: i, relevance, sources: source });
+        }
+    };
+    // Followed creators: their newest content, live sessions first.
+    for creator in &state.follows {
+        for (rank, &i) in model.creator_items.get(creator).into_iter().flatten().take(10).enumerate() {
+            let live = model.items[i as usize].key.0 == ItemType::LiveSession;
+            add(i, if live { 1.2 } else { 1.0 / (1.0 + rank as f32 * 0.2) }, FOLLOWED);
+        }
+    }
+    // Similar to what the viewer engaged with, most recent weighing most: EASE over the
+    // items it models, co-occurrence neighbours for the rest.
+    let recent = state.recent.len();
+    if let Some(ease) = &model.ease {
+        let (mut history, mut weights) = (Vec::new(), Vec::new());
+        for (age, (key, _)) in state.recent.iter().rev().enumerate() {
+            if let Some(&i) = model.index.get(key) {
+                history.push(i);
+                weights.push(RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5f32.powf(age as f32 / RECENCY_HALF_LIFE));
+            }
+        }
+        let top = ease.top(&history, &weights, 100);
+        let best = top.first().map_or(1.0, |t| t.1);
+        for (j, score) in top {
+            add(j, score / best, SIMILAR);
+        }
+    }
+    for (age, (key, weight)) in state.recent.iter().rev().enumerate().take(20) {
+        let Some(&i) = model.index.get(key) else { continue };
+        let recency = 1.0 / (1.0 + age as f32 * 0.1);
+        for &(j, similarity) in &model.neighbours[i as usize] {
+            add(j, similarity * weight.min(5.0) / 5.0 * recency, SIMILAR);
+        }
+    }
+    for product_id in &state.purchased {
+        if let Some(&i) = model.index.get(&(ItemType::Product, *product_id)) {
+            add(i, 0.4, BUY_AGAIN);
+        }
+    }
+    // Trending carries more weight for a viewer we know little about (cold start).
+    let trending_weight = if recent < 5 { 0.8 } else { 0.3 };
+    for &(i, score) in model.trending.iter().take(100) {
+        add(i, score * trending_weight, TRENDING);
+    }
+    // Exploration: a few new items, different ones per session.
+    if !model.fresh.is_empty() {
+        let mut rng = xingqu_domain::rng::SplitMix64::new(session_id);
+        for _ in 0..3.min(model.fresh.len()) {
+            let pick = model.fresh[(rng.next_u64() % model.fresh.len() as u64) as usize];
+            add(pick, 0.25, EXPLORATION);
+        }
+    }
+    scored
 }

@@ -183,6 +183,55 @@ impl Ease {
     pub fn new(lambda: f64, items_max: usize) -> Self {
         Self { lambda, items_max, items: Vec::new(), index_of: Vec::new(), weights: Vec::new() }
     }
+
+    /// The items the model covers (the most popular `items_max`), sorted.
+    pub fn modelled(&self) -> &[u32] {
+        &self.items
+    }
+
+    /// The `k` best-scored modelled items for `history` (weights as in
+    /// [`Recommender::score_weighted`]), best first, leaving out the history itself: what serving
+    /// needs without scoring the whole catalogue.
+    pub fn top(&self, history: &[u32], weights: &[f32], k: usize) -> Vec<(u32, f32)> {
+        let m = self.items.len();
+        let mut modelled = vec![0f32; m];
+        let mut any = false;
+        for (position, &i) in history.iter().enumerate() {
+            let Some(&index) = self.index_of.get(i as usize) else { continue };
+            if index == u32::MAX {
+                continue;
+            }
+            any = true;
+            let weight = weights.get(position).copied().unwrap_or(1.0);
+            let row = &self.weights[index as usize * m..(index as usize + 1) * m];
+            for (score, w) in modelled.iter_mut().zip(row) {
+                *score += weight * w;
+            }
+        }
+        if !any {
+            return Vec::new();
+        }
+        // The history itself is not recommended back.
+        for &i in history {
+            if let Some(&index) = self.index_of.get(i as usize)
+                && index != u32::MAX
+            {
+                modelled[index as usize] = 0.0;
+            }
+        }
+        let mut best: Vec<(u32, f32)> = modelled
+            .iter()
+            .enumerate()
+            .filter(|&(_, &score)| score > 0.0)
+            .map(|(index, &score)| (self.items[index], score))
+            .collect();
+        if best.len() > k {
+            best.select_nth_unstable_by(k, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            best.truncate(k);
+        }
+        best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        best
+    }
 }
 
 impl Recommender for Ease {
@@ -289,6 +338,19 @@ mod tests {
         let mut popularity = Popularity::default();
         popularity.fit(&h, 5).expect("fit");
         assert_eq!(top(&popularity, &[]), 0);
+    }
+
+    #[test]
+    fn ease_top_is_the_best_of_its_scores() {
+        let h = histories();
+        let mut ease = Ease::new(1.0, 100);
+        ease.fit(&h, 5).expect("fit");
+        let mut scores = vec![0f32; 5];
+        ease.score(&[0], &mut scores);
+        let top = ease.top(&[0], &[], 2);
+        assert_eq!(top.first().map(|t| t.0), Some(1));
+        assert!(top.iter().all(|&(item, score)| item != 0 && (scores[item as usize] - score).abs() < 1e-6));
+        assert!(ease.top(&[4], &[], 2).is_empty(), "an item the model never saw scores nothing");
     }
 
     #[test]

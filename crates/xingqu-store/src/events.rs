@@ -32,6 +32,29 @@ const COLUMNS: [&str; 8] =
 /// Events per INSERT statement.
 const ROWS_PER_STATEMENT: usize = 250;
 
+/// The INSERT of `rows` events: positional `?` on SQLite (and no RETURNING: ids are consecutive
+/// there), numbered `$n` with RETURNING on PostgreSQL. Full chunks reuse one statement text, so the
+/// driver's statement cache prepares it once.
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO interaction_events ({}) VALUES ", COLUMNS.join(", "));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let placeholders: Vec<String> = (0..COLUMNS.len())
+            .map(|column| match backend {
+                Backend::Sqlite => "?".to_owned(),
+                Backend::Postgres => format!("${}", row * COLUMNS.len() + column + 1),
+            })
+            .collect();
+        sql.push_str(&format!("({})", placeholders.join(", ")));
+    }
+    if backend == Backend::Postgres {
+        sql.push_str(" RETURNING id");
+    }
+    sql
+}
+
 impl Store {
     /// Appends a batch in one transaction (all or nothing), in the given order; returns the ids
     /// (arrival order) of the first and last event.
@@ -46,25 +69,13 @@ impl Store {
         let mut first_id = None;
         let mut last_id = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = format!("INSERT INTO interaction_events ({}) VALUES ", COLUMNS.join(", "));
-            for row in 0..chunk.len() {
-                if row > 0 {
-                    sql.push_str(", ");
-                }
-                let placeholders: Vec<String> = (0..COLUMNS.len())
-                    .map(|column| match self.backend() {
-                        Backend::Sqlite => "?".to_owned(),
-                        Backend::Postgres => format!("${}", row * COLUMNS.len() + column + 1),
-                    })
-                    .collect();
-                sql.push_str(&format!("({})", placeholders.join(", ")));
-            }
-            sql.push_str(" RETURNING id");
+            let sqlite = self.backend() == Backend::Sqlite;
+            let sql = insert_sql(self.backend(), chunk.len());
             let mut query = sqlx::query(&sql);
             for event in chunk {
                 query = query
                     .bind(event.user_id)
-                    .bind(event.device_id.clone())
+                    .bind(event.device_id.as_deref())
                     .bind(event.kind)
                     .bind(event.item_type)
                     .bind(event.item_id)
@@ -72,11 +83,22 @@ impl Store {
                     .bind(event.occurred_at_ms)
                     .bind(received_at_ms);
             }
-            let rows = query.fetch_all(tx.conn()).await?;
-            for row in rows {
-                let id: i64 = row.try_get("id")?;
-                first_id.get_or_insert(id);
-                last_id = last_id.max(id);
+            if sqlite {
+                // One writer: the rows of a statement take consecutive rowids, ending at the last
+                // one inserted, so no row needs to come back.
+                query.execute(tx.conn()).await?;
+                let last: i64 = sqlx::query("SELECT MAX(id) AS id FROM interaction_events")
+                    .fetch_one(tx.conn())
+                    .await?
+                    .try_get("id")?;
+                first_id.get_or_insert(last - chunk.len() as i64 + 1);
+                last_id = last;
+            } else {
+                for row in query.fetch_all(tx.conn()).await? {
+                    let id: i64 = row.try_get("id")?;
+                    first_id.get_or_insert(id);
+                    last_id = last_id.max(id);
+                }
             }
         }
         tx.commit().await?;

@@ -171,6 +171,19 @@ pub async fn run(args: FeedArgs) -> anyhow::Result<()> {
     drop(actions);
     eprintln!("feed: model learned in {train_s:.1} s, resident {:.0} MB", rss_mb());
 
+    // What one page costs to compute, in-process and one at a time (no HTTP, no queueing).
+    let mut compute_ms = Vec::with_capacity(5_000);
+    let mut rng = SplitMix64::new(3);
+    for _ in 0..5_000 {
+        let viewer = Viewer::Device(format!("d{}", rng.below(args.users)));
+        let began = Instant::now();
+        app.feed_page(&viewer, None, 10).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        compute_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+    }
+    compute_ms.sort_by(f64::total_cmp);
+    let (compute_p50, compute_p99) = (percentile(&compute_ms, 0.50), percentile(&compute_ms, 0.99));
+    eprintln!("feed: a first page computes in {compute_p50:.3} ms (p50), {compute_p99:.3} ms (p99)");
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     let router = xingqu_http::router(app.clone(), xingqu_http::HttpConfig::default())?;
@@ -230,6 +243,8 @@ pub async fn run(args: FeedArgs) -> anyhow::Result<()> {
                 "events_per_s_while_serving": paced_events as f64 / paced_s,
                 "rss_mb": rss,
                 "train_s": train_s,
+                "page_compute_p50_ms": compute_p50,
+                "page_compute_p99_ms": compute_p99,
                 "users": args.users,
                 "items": args.items,
                 "interactions": args.interactions,
@@ -271,23 +286,8 @@ async fn ingest(
             })
             .collect();
         let (first_id, _) = app.store().append_events(&events, now_ms).await.context("append events")?;
-        let rows: Vec<_> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| xingqu_store::events::EventRow {
-                id: first_id + i as i64,
-                user_id: e.user_id,
-                device_id: e.device_id,
-                kind: e.kind.to_owned(),
-                item_type: e.item_type.to_owned(),
-                item_id: e.item_id,
-                watch_ms: e.watch_ms,
-                occurred_at_ms: e.occurred_at_ms,
-                received_at_ms: now_ms,
-            })
-            .collect();
-        app.feed().observe(&rows).await;
-        appended += rows.len() as u64;
+        app.feed().observe_new(&events, first_id).await;
+        appended += events.len() as u64;
     }
     Ok((appended, began.elapsed().as_secs_f64()))
 }
