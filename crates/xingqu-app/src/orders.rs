@@ -14,6 +14,7 @@ use xingqu_domain::ledger::{Account, Posting, PostingError, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
 use xingqu_store::StoreError;
+use xingqu_store::events::NewEvent;
 use xingqu_store::orders::{LineRow, NewCheckout, NewLine, NewOrder, OrderChanges, OrderRow, OrderScope, SkuForOrder};
 use xingqu_store::products::Change;
 
@@ -606,8 +607,25 @@ impl App {
                 Change { actor_user_id: None, reason: "payment received", now_ms },
             )
             .await?;
+            // The purchase is an interaction too: durable with the payment, then in the feed.
+            let purchases: Vec<NewEvent> = tx
+                .lines(order.id)
+                .await?
+                .iter()
+                .map(|line| NewEvent {
+                    user_id: Some(order.buyer_user_id),
+                    device_id: None,
+                    kind: "purchase",
+                    item_type: "product",
+                    item_id: line.product_id,
+                    watch_ms: 0,
+                    occurred_at_ms: now_ms,
+                })
+                .collect();
+            let (first_event_id, _) = tx.append_events(&purchases, now_ms).await?;
             tx.commit().await?;
             self.record_sale(&order, 1).await;
+            self.feed().observe_new(&purchases, first_event_id).await;
             return Ok(CallbackOutcome::Paid);
         }
         // Expired or cancelled before the money arrived: keep the record, send the money back.

@@ -201,6 +201,42 @@ async fn the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session(app:
     let after = app.get("/v1/feed?limit=20", Some(&buyer)).await;
     assert!(!after.body["items"].as_array().expect("items").iter().any(|i| i["type"] == "video" && i["id"] == gone));
 
+    // A paid order is a purchase in the log, and its product comes back as buy-again.
+    let sku =
+        app.get(&format!("/v1/products/{}", products[1]), None).await.body["skus"][0]["id"].as_i64().expect("sku");
+    let ordered = reqwest::Client::new()
+        .post(format!("{}/v1/orders", app.url))
+        .bearer_auth(&buyer)
+        .header("idempotency-key", "feed-1")
+        .json(&json!({"lines": [{"sku_id": sku, "quantity": 1}],
+            "address": {"name": "金顺姬", "phone": "13800000000", "region_code": "222401", "detail": "延吉市光明街 1 号"}}))
+        .send()
+        .await
+        .expect("send");
+    let order: Value = ordered.json().await.expect("json");
+    let order_id = order["orders"][0]["id"].as_i64().expect("order");
+    let payment = app.send("POST", &format!("/v1/orders/{order_id}/pay"), Some(&buyer), None).await;
+    let paid = app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await;
+    assert_eq!(paid.body["outcome"], "paid", "{paid:?}");
+    let op = app.operator().await;
+    let log = app.get("/v1/events", Some(&op)).await;
+    let purchases = log.body["items"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "purchase" && e["item_id"] == products[1] && e["user_id"].is_i64());
+    assert_eq!(purchases.count(), 1, "{log:?}");
+    let again = app.get("/v1/feed?limit=20", Some(&buyer)).await;
+    let bought = again.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["type"] == "product" && i["id"] == products[1]);
+    assert!(
+        bought.is_some_and(|i| i["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r == "buy_again"))),
+        "{again:?}"
+    );
+
     // Anonymous viewers by device: trending first (nothing known about them yet).
     let anonymous = app.get("/v1/feed?limit=5&device_id=device-1", None).await;
     let reasons: Vec<&Value> = anonymous.body["items"].as_array().expect("items").iter().collect();
@@ -213,7 +249,6 @@ async fn the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session(app:
 
     // Traffic support is measured against its target: operators only.
     app.get("/v1/feed/exposure", Some(&buyer)).await.assert_error(403, "forbidden");
-    let op = app.operator().await;
     let exposure = app.get("/v1/feed/exposure", Some(&op)).await;
     assert!(exposure.body["impressions"].as_u64().is_some_and(|n| n > 0), "{exposure:?}");
     assert_eq!(exposure.body["programmes"][0]["name"], "farm_specialties");
