@@ -22,6 +22,19 @@ pub struct VideoInput {
     pub product_ids: Vec<i64>,
 }
 
+/// A creator as viewers see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatorProfile {
+    pub user_id: i64,
+    pub display_name: String,
+    pub followers: i64,
+    pub videos: i64,
+    /// The live session on air, if any.
+    pub live_session_id: Option<i64>,
+    /// Whether the signed-in viewer follows them.
+    pub followed: bool,
+}
+
 /// A live session with what it sells and how many have joined.
 #[derive(Debug, Clone)]
 pub struct LiveSessionView {
@@ -115,6 +128,29 @@ impl App {
         tx.commit().await?;
         self.feed().block("video", id);
         self.video(Some(actor), id).await
+    }
+
+    /// A creator's profile: anyone; `followed` for the signed-in viewer.
+    pub async fn creator_profile(&self, actor: Option<&Actor>, creator_user_id: i64) -> AppResult<CreatorProfile> {
+        let user = self
+            .store()
+            .user(creator_user_id)
+            .await?
+            .filter(|u| u.role == Role::Creator.as_str())
+            .ok_or(AppError::not_found("creator"))?;
+        let (followers, videos, live_session_id) = self.store().creator_figures(creator_user_id).await?;
+        let followed = match actor {
+            Some(actor) => self.store().follows(actor.user_id, creator_user_id).await?,
+            None => false,
+        };
+        Ok(CreatorProfile {
+            user_id: user.id,
+            display_name: user.display_name,
+            followers,
+            videos,
+            live_session_id,
+            followed,
+        })
     }
 
     /// A creator's published videos, newest first.

@@ -256,6 +256,19 @@ impl Store {
         Ok(items)
     }
 
+    /// A creator's public figures: followers, published videos, the live session on air.
+    pub async fn creator_figures(&self, creator_user_id: i64) -> Result<(i64, i64, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM follows WHERE creator_user_id = $1) AS followers, \
+             (SELECT COUNT(*) FROM videos WHERE creator_user_id = $1 AND status = 'published') AS videos, \
+             (SELECT MAX(id) FROM live_sessions WHERE creator_user_id = $1 AND status = 'live') AS live",
+        )
+        .bind(creator_user_id)
+        .fetch_one(self.reader())
+        .await?;
+        Ok((row.try_get("followers")?, row.try_get("videos")?, row.try_get("live")?))
+    }
+
     /// Every follow: (follower, creator).
     pub async fn all_follows(&self) -> Result<Vec<(i64, i64)>, StoreError> {
         let rows =

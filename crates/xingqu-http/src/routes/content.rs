@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_video))
         .routes(routes!(remove_video))
         .routes(routes!(creator_videos))
+        .routes(routes!(creator_profile))
         .routes(routes!(set_live_products))
         .routes(routes!(live_session_detail))
         .routes(routes!(feed))
@@ -95,6 +96,37 @@ async fn get_video(State(state): State<AppState>, auth: MaybeAuth, Id(id): Id) -
               (status = 409, body = ErrorBody)))]
 async fn remove_video(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<VideoResponse>> {
     Ok(Json(state.app.remove_video(&auth.user.actor(), id).await?.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatorResponse {
+    id: i64,
+    display_name: String,
+    followers: i64,
+    videos: i64,
+    /// The live session on air, if any.
+    live_session_id: Option<i64>,
+    /// Whether you follow them (false when not signed in).
+    followed: bool,
+}
+
+/// A creator's profile.
+#[utoipa::path(get, path = "/v1/creators/{id}", tag = "feed", params(("id" = i64, Path)),
+    responses((status = 200, body = CreatorResponse), (status = 404, body = ErrorBody)))]
+async fn creator_profile(
+    State(state): State<AppState>,
+    auth: MaybeAuth,
+    Id(id): Id,
+) -> ApiResult<Json<CreatorResponse>> {
+    let p = state.app.creator_profile(auth.actor().as_ref(), id).await?;
+    Ok(Json(CreatorResponse {
+        id: p.user_id,
+        display_name: p.display_name,
+        followers: p.followers,
+        videos: p.videos,
+        live_session_id: p.live_session_id,
+        followed: p.followed,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

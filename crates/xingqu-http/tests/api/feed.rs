@@ -93,6 +93,19 @@ async fn videos_and_live_products_are_published_and_refused_when_wrong(app: &Tes
     let late = events(app, Some(&buyer), None, &[("view", "video", id)]).await;
     assert_eq!((late.status, late.code()), (422, "unknown_item"), "a removed video takes no events: {late:?}");
 
+    // The creator's profile counts followers and videos and shows the live session on air.
+    let follow = app.send("PUT", &format!("/v1/creators/{author_id}/follow"), Some(&buyer), None).await;
+    assert_eq!(follow.status, 204);
+    let profile = app.get(&format!("/v1/creators/{author_id}"), Some(&buyer)).await;
+    assert_eq!(
+        (profile.body["followers"].as_i64(), profile.body["videos"].as_i64(), profile.body["followed"].as_bool()),
+        (Some(1), Some(0), Some(true)),
+        "{profile:?}"
+    );
+    app.get("/v1/creators/999999", None).await.assert_error(404, "creator_not_found");
+    let buyer_id = app.get("/v1/me", Some(&buyer)).await.body["id"].as_i64().expect("id");
+    app.get(&format!("/v1/creators/{buyer_id}"), None).await.assert_error(404, "creator_not_found");
+
     // A live session sells listed SKUs at a live price no higher than the list price.
     let live = app.post("/v1/live-sessions", Some(&author), json!({"title": "大米直播"})).await.id();
     let path = format!("/v1/live-sessions/{live}/products");
@@ -120,6 +133,7 @@ async fn videos_and_live_products_are_published_and_refused_when_wrong(app: &Tes
     assert_eq!(set.body["products"][0]["list_price_fen"], 10_000);
     app.post(&format!("/v1/live-sessions/{live}/events"), Some(&buyer), json!({"kind": "join"})).await;
     assert_eq!(app.get(&format!("/v1/live-sessions/{live}/detail"), None).await.body["viewers"], 1);
+    assert_eq!(app.get(&format!("/v1/creators/{author_id}"), None).await.body["live_session_id"], live);
     app.post(&format!("/v1/live-sessions/{live}/end"), Some(&author), json!({})).await;
     send(&author, json!({"products": []})).await.assert_error(409, "live_session_ended");
 }

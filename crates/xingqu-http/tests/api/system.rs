@@ -78,6 +78,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/videos",
         "/v1/videos/{id}",
         "/v1/creators/{id}/videos",
+        "/v1/creators/{id}",
         "/v1/live-sessions/{id}/products",
         "/v1/feed",
         "/v1/feed/exposure",
