@@ -101,7 +101,7 @@ impl App {
         let id = tx.insert_video(&video).await?;
         tx.commit().await?;
         let row = self.store().video(id).await?.ok_or_else(|| AppError::internal("video vanished"))?;
-        self.feed().published(&row, self);
+        self.feed().rebuild_soon(self);
         Ok(row)
     }
 
@@ -175,7 +175,7 @@ impl App {
         if session.creator_user_id != actor.user_id {
             return Err(AppError::Forbidden("only the creator sets what their live session sells"));
         }
-        if session.status != "live" {
+        if session.status == "ended" {
             return Err(AppError::conflict("live_session_ended", "the live session has ended"));
         }
         if products.len() > LIVE_PRODUCTS_MAX {

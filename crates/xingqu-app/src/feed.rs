@@ -14,7 +14,7 @@ use crate::{App, AppError, AppResult};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use xingqu_feed::rerank::{Candidate, Exposure, Reason, Rules, TrafficSupport, rerank};
-use xingqu_store::content::{CatalogItem, VideoRow};
+use xingqu_store::content::CatalogItem;
 use xingqu_store::events::EventRow;
 
 /// How often the model is rebuilt from the store (in the background: serving goes on with the
@@ -537,13 +537,13 @@ impl FeedService {
         }
     }
 
-    /// A video just published: the model is rebuilt in the background, so its creator's
-    /// followers see it within moments rather than at the next scheduled rebuild.
-    pub(crate) fn published(&self, video: &VideoRow, app: &App) {
-        let (app, video_id) = (app.clone(), video.id);
+    /// New content (a video published, a live session on air): the model is rebuilt in the
+    /// background, so followers see it within moments rather than at the next scheduled rebuild.
+    pub(crate) fn rebuild_soon(&self, app: &App) {
+        let app = app.clone();
         tokio::spawn(async move {
             if let Err(error) = app.rebuild_feed().await {
-                tracing::warn!(video_id, %error, "the feed could not add a new video; the next rebuild will");
+                tracing::warn!(%error, "the feed could not add new content; the next rebuild will");
             }
         });
     }

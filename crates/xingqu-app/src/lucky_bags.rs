@@ -93,17 +93,55 @@ pub(crate) fn eligible_entrants(bag: &LuckyBagRow, activity: &[EntrantActivity])
         .collect()
 }
 
+/// Viewers act, and bags open, only while a session is on air.
+fn ensure_on_air(session: &LiveSessionRow) -> AppResult<()> {
+    match session.status.as_str() {
+        "live" => Ok(()),
+        "scheduled" => Err(AppError::conflict("live_session_not_started", "the live session has not started yet")),
+        _ => Err(AppError::conflict("live_session_ended", "the live session has ended")),
+    }
+}
+
 impl App {
-    /// A creator goes live.
-    pub async fn start_live_session(&self, actor: &Actor, title: &str) -> AppResult<LiveSessionRow> {
+    /// A creator goes live now, or announces a session for `scheduled_for_ms` (within 30 days).
+    pub async fn start_live_session(
+        &self,
+        actor: &Actor,
+        title: &str,
+        scheduled_for_ms: Option<i64>,
+    ) -> AppResult<LiveSessionRow> {
         if actor.role != Role::Creator {
             return Err(AppError::Forbidden("only creators go live"));
         }
         let title = text::bounded("title", title, 60)?;
+        let now_ms = self.now_ms();
+        if let Some(at_ms) = scheduled_for_ms
+            && !(now_ms < at_ms && at_ms <= now_ms + 30 * 86_400_000)
+        {
+            return Err(AppError::invalid("scheduled_for", "out_of_range", "in the future, within 30 days"));
+        }
         let mut tx = self.store().begin().await?;
-        let session = tx.insert_live_session(actor.user_id, &title, self.now_ms()).await?;
+        let session = tx.insert_live_session(actor.user_id, &title, now_ms, scheduled_for_ms).await?;
         tx.commit().await?;
+        if session.status == "live" {
+            self.feed().rebuild_soon(self);
+        }
         Ok(session)
+    }
+
+    /// A scheduled session goes on air (its creator).
+    pub async fn go_live(&self, actor: &Actor, id: i64) -> AppResult<LiveSessionRow> {
+        let session = self.live_session(id).await?;
+        if session.creator_user_id != actor.user_id {
+            return Err(AppError::Forbidden("only the creator starts their live session"));
+        }
+        let mut tx = self.store().begin().await?;
+        if !tx.go_live(id, self.now_ms()).await? {
+            return Err(AppError::conflict("not_scheduled", "the live session is not waiting to start"));
+        }
+        tx.commit().await?;
+        self.feed().rebuild_soon(self);
+        self.live_session(id).await
     }
 
     pub async fn end_live_session(&self, actor: &Actor, id: i64) -> AppResult<LiveSessionRow> {
@@ -135,9 +173,7 @@ impl App {
         comment: Option<&str>,
     ) -> AppResult<()> {
         let session = self.live_session(live_session_id).await?;
-        if session.status != "live" {
-            return Err(AppError::conflict("live_session_ended", "the live session has ended"));
-        }
+        ensure_on_air(&session)?;
         let (watch_ms, comment) = match kind {
             "join" => (0, None),
             "watch" => {
@@ -168,9 +204,7 @@ impl App {
     /// published.
     pub async fn create_lucky_bag(&self, actor: &Actor, input: LuckyBagInput) -> AppResult<LuckyBagRow> {
         let session = self.live_session(input.live_session_id).await?;
-        if session.status != "live" {
-            return Err(AppError::conflict("live_session_ended", "the live session has ended"));
-        }
+        ensure_on_air(&session)?;
         if !(1..=WINNERS_MAX).contains(&input.winners) {
             return Err(AppError::invalid("winners", "out_of_range", format!("must be between 1 and {WINNERS_MAX}")));
         }

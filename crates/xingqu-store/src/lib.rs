@@ -171,8 +171,22 @@ const MIGRATIONS: [(i64, &str, &str, &str); 8] = [
     ),
 ];
 
-/// The migration after which SQLite's `orders` is rebuilt (see [`Store::migrate`]).
-const SQLITE_REBUILD_AFTER: i64 = 5;
+/// SQLite table rebuilds (see [`Store::migrate`]): after which migration each runs, the query
+/// that says whether it is still needed, and its SQL.
+const SQLITE_REBUILDS: [(i64, &str, &str); 2] = [
+    (
+        5,
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'orders' \
+         AND sql NOT LIKE '%''lucky_bag''%'",
+        include_str!("../migrations/sqlite/rebuild/orders_trade_types.sql"),
+    ),
+    (
+        8,
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'live_sessions' \
+         AND sql NOT LIKE '%''scheduled''%'",
+        include_str!("../migrations/sqlite/rebuild/live_sessions_scheduled.sql"),
+    ),
+];
 
 /// Builds the migrator from the embedded SQL (the migrations up to `up_to_version`). Built by hand rather than with `sqlx::migrate!` so
 /// the workspace needs no sqlx proc-macros (which would compile both drivers a second time).
@@ -200,10 +214,12 @@ impl Store {
     /// Applies every migration not yet applied. Safe to run concurrently and repeatedly.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         if self.backend == Backend::Sqlite {
-            // The `orders` rebuild belongs right after migration 5 (it re-creates the table as
-            // migration 5 left it); later migrations then change the rebuilt table.
-            migrator(self.backend, SQLITE_REBUILD_AFTER).run(&self.write).await?;
-            self.sqlite_rebuild().await?;
+            // Each rebuild belongs right after its migration (it re-creates the table as that
+            // migration left it); later migrations then change the rebuilt table.
+            for (after, needed, sql) in SQLITE_REBUILDS {
+                migrator(self.backend, after).run(&self.write).await?;
+                self.sqlite_rebuild(needed, sql).await?;
+            }
         }
         migrator(self.backend, i64::MAX).run(&self.write).await?;
         Ok(())
@@ -213,20 +229,18 @@ impl Store {
     /// once: foreign keys must be off, which SQLite allows only outside a transaction, so this
     /// cannot be a migration (sqlx runs each in one). Idempotent: it looks at the schema first,
     /// again under the write lock, and checks every foreign key before committing.
-    async fn sqlite_rebuild(&self) -> Result<(), StoreError> {
-        const NEEDED: &str = "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'orders' \
-             AND sql NOT LIKE '%''lucky_bag''%'";
+    async fn sqlite_rebuild(&self, needed: &str, sql: &str) -> Result<(), StoreError> {
         let mut conn = self.write.acquire().await?;
-        let pending: i64 = sqlx::query(NEEDED).fetch_one(&mut *conn).await?.try_get("n")?;
+        let pending: i64 = sqlx::query(needed).fetch_one(&mut *conn).await?.try_get("n")?;
         if pending == 0 {
             return Ok(());
         }
         conn.execute("PRAGMA foreign_keys = OFF").await?;
         let rebuilt = async {
             conn.execute("BEGIN IMMEDIATE").await?;
-            let pending: i64 = sqlx::query(NEEDED).fetch_one(&mut *conn).await?.try_get("n")?;
+            let pending: i64 = sqlx::query(needed).fetch_one(&mut *conn).await?.try_get("n")?;
             if pending > 0 {
-                conn.execute(include_str!("../migrations/sqlite/rebuild/orders_trade_types.sql")).await?;
+                conn.execute(sql).await?;
             }
             let broken = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *conn).await?;
             if broken.is_empty() {
@@ -311,4 +325,41 @@ impl Tx {
 /// Booleans are stored as 0/1 BIGINT so both dialects share one schema.
 pub(crate) fn flag(value: bool) -> i64 {
     i64::from(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that landed at migration 6 with live sessions, viewers' events and a lucky bag
+    /// comes through migration 8 and the `live_sessions` rebuild with every row and reference
+    /// intact, and takes scheduled sessions afterwards.
+    #[tokio::test]
+    async fn sqlite_upgrade_keeps_live_sessions_and_their_references() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = connect(&format!("sqlite://{}", dir.path().join("old.db").display())).await.expect("connect");
+        migrator(Backend::Sqlite, 5).run(&store.write).await.expect("up to 5");
+        let (needed, sql) = (SQLITE_REBUILDS[0].1, SQLITE_REBUILDS[0].2);
+        store.sqlite_rebuild(needed, sql).await.expect("orders rebuild");
+        migrator(Backend::Sqlite, 6).run(&store.write).await.expect("up to 6");
+        for statement in [
+            "INSERT INTO users (id, email, password_hash, display_name, role, created_at_ms) \
+             VALUES (1, 'c@x.test', 'h', 'c', 'creator', 1), (2, 'v@x.test', 'h', 'v', 'consumer', 1)",
+            "INSERT INTO live_sessions (id, creator_user_id, title, status, started_at_ms) VALUES (7, 1, '直播', 'live', 10)",
+            "INSERT INTO live_events (live_session_id, user_id, kind, watch_ms, at_ms) VALUES (7, 2, 'join', 0, 11)",
+        ] {
+            sqlx::query(statement).execute(&store.write).await.expect(statement);
+        }
+        store.migrate().await.expect("migrate");
+        store.migrate().await.expect("migrate again changes nothing");
+        let session = store.live_session(7).await.expect("read").expect("kept");
+        assert_eq!((session.status.as_str(), session.started_at_ms, session.scheduled_for_ms), ("live", 10, None));
+        assert_eq!(store.live_viewers(7).await.expect("viewers"), 1, "events still point at it");
+        let broken = sqlx::query("PRAGMA foreign_key_check").fetch_all(&store.write).await.expect("check");
+        assert!(broken.is_empty());
+        let mut tx = store.begin().await.expect("tx");
+        let scheduled = tx.insert_live_session(1, "双11", 20, Some(1_000)).await.expect("scheduled");
+        assert_eq!(scheduled.status, "scheduled");
+        tx.commit().await.expect("commit");
+    }
 }

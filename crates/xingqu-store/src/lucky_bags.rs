@@ -10,13 +10,22 @@ pub struct LiveSessionRow {
     pub creator_user_id: i64,
     pub title: String,
     pub status: String,
+    /// When it went live; while `scheduled`, when it is due to.
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
+    /// Set when it was announced ahead of time.
+    pub scheduled_for_ms: Option<i64>,
 }
 
-const SESSION_COLUMNS: &str = "id, creator_user_id, title, status, started_at_ms, ended_at_ms";
+const SESSION_COLUMNS: &str = "id, creator_user_id, title, status, started_at_ms, ended_at_ms, scheduled_for_ms";
 
 impl LiveSessionRow {
+    /// When it went on air: never for a session still scheduled or called off before it started.
+    pub fn went_live_at_ms(&self) -> Option<i64> {
+        let called_off = self.status == "ended" && self.scheduled_for_ms == Some(self.started_at_ms);
+        (self.status == "live" || (self.status == "ended" && !called_off)).then_some(self.started_at_ms)
+    }
+
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get("id")?,
@@ -25,6 +34,7 @@ impl LiveSessionRow {
             status: row.try_get("status")?,
             started_at_ms: row.try_get("started_at_ms")?,
             ended_at_ms: row.try_get("ended_at_ms")?,
+            scheduled_for_ms: row.try_get("scheduled_for_ms")?,
         })
     }
 }
@@ -119,24 +129,46 @@ pub struct WinnerRow {
 }
 
 impl Tx {
+    /// A live session on air from `now_ms`, or announced for `scheduled_for_ms`.
     pub async fn insert_live_session(
         &mut self,
         creator_user_id: i64,
         title: &str,
         now_ms: i64,
+        scheduled_for_ms: Option<i64>,
     ) -> Result<LiveSessionRow, StoreError> {
         let sql = format!(
-            "INSERT INTO live_sessions (creator_user_id, title, status, started_at_ms) VALUES ($1, $2, 'live', $3) \
-             RETURNING {SESSION_COLUMNS}"
+            "INSERT INTO live_sessions (creator_user_id, title, status, started_at_ms, scheduled_for_ms) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {SESSION_COLUMNS}"
         );
-        let row = sqlx::query(&sql).bind(creator_user_id).bind(title).bind(now_ms).fetch_one(self.conn()).await?;
+        let status = if scheduled_for_ms.is_some() { "scheduled" } else { "live" };
+        let row = sqlx::query(&sql)
+            .bind(creator_user_id)
+            .bind(title)
+            .bind(status)
+            .bind(scheduled_for_ms.unwrap_or(now_ms))
+            .bind(scheduled_for_ms)
+            .fetch_one(self.conn())
+            .await?;
         Ok(LiveSessionRow::from_row(&row)?)
     }
 
-    /// Ends a live session; false if it had ended already.
+    /// A scheduled session goes on air; false if it was not scheduled.
+    pub async fn go_live(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE live_sessions SET status = 'live', started_at_ms = $1 WHERE id = $2 AND status = 'scheduled'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a live session, or calls off a scheduled one; false if it had ended already.
     pub async fn end_live_session(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE live_sessions SET status = 'ended', ended_at_ms = $1 WHERE id = $2 AND status = 'live'",
+            "UPDATE live_sessions SET status = 'ended', ended_at_ms = $1 WHERE id = $2 AND status IN ('live', 'scheduled')",
         )
         .bind(now_ms)
         .bind(id)

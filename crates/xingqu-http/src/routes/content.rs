@@ -178,10 +178,12 @@ pub struct LiveSessionDetail {
     id: i64,
     creator_user_id: i64,
     title: String,
-    /// live or ended.
+    /// scheduled, live or ended.
     status: String,
-    started_at: String,
+    /// When it went live (absent while scheduled).
+    started_at: Option<String>,
     ended_at: Option<String>,
+    scheduled_for: Option<String>,
     products: Vec<LiveProductResponse>,
     /// Viewers who joined so far.
     viewers: i64,
@@ -193,10 +195,11 @@ impl From<LiveSessionView> for LiveSessionDetail {
         Self {
             id: s.id,
             creator_user_id: s.creator_user_id,
+            started_at: s.went_live_at_ms().map(rfc3339),
             title: s.title,
             status: s.status,
-            started_at: rfc3339(s.started_at_ms),
             ended_at: s.ended_at_ms.map(rfc3339),
+            scheduled_for: s.scheduled_for_ms.map(rfc3339),
             products: v
                 .products
                 .into_iter()

@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start_session))
         .routes(routes!(get_session))
         .routes(routes!(end_session))
+        .routes(routes!(go_live))
         .routes(routes!(session_event))
         .routes(routes!(create_bag))
         .routes(routes!(get_bag))
@@ -31,6 +32,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct LiveSessionRequest {
     title: String,
+    /// Announce it for later (RFC 3339, within 30 days) instead of going live now.
+    scheduled_for: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,10 +41,13 @@ pub struct LiveSessionResponse {
     id: i64,
     creator_user_id: i64,
     title: String,
-    /// live or ended.
+    /// scheduled, live or ended.
     status: String,
-    started_at: String,
+    /// When it went live (absent while scheduled).
+    started_at: Option<String>,
     ended_at: Option<String>,
+    /// When it was announced for.
+    scheduled_for: Option<String>,
 }
 
 impl From<LiveSessionRow> for LiveSessionResponse {
@@ -49,10 +55,11 @@ impl From<LiveSessionRow> for LiveSessionResponse {
         Self {
             id: s.id,
             creator_user_id: s.creator_user_id,
+            started_at: s.went_live_at_ms().map(rfc3339),
             title: s.title,
             status: s.status,
-            started_at: rfc3339(s.started_at_ms),
             ended_at: s.ended_at_ms.map(rfc3339),
+            scheduled_for: s.scheduled_for_ms.map(rfc3339),
         }
     }
 }
@@ -65,7 +72,9 @@ async fn start_session(
     auth: Auth,
     ApiJson(body): ApiJson<LiveSessionRequest>,
 ) -> ApiResult<(StatusCode, Json<LiveSessionResponse>)> {
-    Ok((StatusCode::CREATED, Json(state.app.start_live_session(&auth.user.actor(), &body.title).await?.into())))
+    let scheduled_for_ms = body.scheduled_for.as_deref().map(|t| time_field("scheduled_for", t)).transpose()?;
+    let session = state.app.start_live_session(&auth.user.actor(), &body.title, scheduled_for_ms).await?;
+    Ok((StatusCode::CREATED, Json(session.into())))
 }
 
 /// One live session.
@@ -75,7 +84,15 @@ async fn get_session(State(state): State<AppState>, Id(id): Id) -> ApiResult<Jso
     Ok(Json(state.app.live_session(id).await?.into()))
 }
 
-/// Ends a live session (its creator).
+/// A scheduled live session goes on air (its creator).
+#[utoipa::path(post, path = "/v1/live-sessions/{id}/start", tag = "promotions", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = LiveSessionResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "not_scheduled")))]
+async fn go_live(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<LiveSessionResponse>> {
+    Ok(Json(state.app.go_live(&auth.user.actor(), id).await?.into()))
+}
+
+/// Ends a live session, or calls off a scheduled one (its creator).
 #[utoipa::path(post, path = "/v1/live-sessions/{id}/end", tag = "promotions", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = LiveSessionResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn end_session(State(state): State<AppState>, auth: Auth, Id(id): Id) -> ApiResult<Json<LiveSessionResponse>> {

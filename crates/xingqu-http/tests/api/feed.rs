@@ -106,6 +106,32 @@ async fn videos_and_live_products_are_published_and_refused_when_wrong(app: &Tes
     let buyer_id = app.get("/v1/me", Some(&buyer)).await.body["id"].as_i64().expect("id");
     app.get(&format!("/v1/creators/{buyer_id}"), None).await.assert_error(404, "creator_not_found");
 
+    // A live session announced ahead: scheduled, nobody joins yet, its creator starts it.
+    let ahead = |when: &str| json!({"title": "双11专场", "scheduled_for": when});
+    let late = app.post("/v1/live-sessions", Some(&author), ahead("2025-11-25T00:00:00Z")).await;
+    assert_eq!((late.status, late.code()), (422, "out_of_range"), "{late:?}");
+    let scheduled = app.post("/v1/live-sessions", Some(&author), ahead("2025-11-27T12:00:00Z")).await;
+    assert_eq!(
+        (scheduled.status, scheduled.body["status"].as_str(), scheduled.body["started_at"].is_null()),
+        (201, Some("scheduled"), true),
+        "{scheduled:?}"
+    );
+    assert_eq!(scheduled.body["scheduled_for"], "2025-11-27T12:00:00Z");
+    let planned = scheduled.id();
+    app.post(&format!("/v1/live-sessions/{planned}/events"), Some(&buyer), json!({"kind": "join"}))
+        .await
+        .assert_error(409, "live_session_not_started");
+    let (stranger, _) = creator(app, "stranger@example.com").await;
+    app.post(&format!("/v1/live-sessions/{planned}/start"), Some(&stranger), json!({}))
+        .await
+        .assert_error(403, "forbidden");
+    let started = app.post(&format!("/v1/live-sessions/{planned}/start"), Some(&author), json!({})).await;
+    assert_eq!((started.body["status"].as_str(), started.body["started_at"].is_string()), (Some("live"), true));
+    app.post(&format!("/v1/live-sessions/{planned}/start"), Some(&author), json!({}))
+        .await
+        .assert_error(409, "not_scheduled");
+    app.post(&format!("/v1/live-sessions/{planned}/end"), Some(&author), json!({})).await;
+
     // A live session sells listed SKUs at a live price no higher than the list price.
     let live = app.post("/v1/live-sessions", Some(&author), json!({"title": "大米直播"})).await.id();
     let path = format!("/v1/live-sessions/{live}/products");

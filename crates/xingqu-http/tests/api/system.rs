@@ -106,6 +106,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
                 "/fulfil",
                 "/withdraw",
                 "/remove",
+                "/start",
             ]
             .iter()
             .any(|end| path.ends_with(end));

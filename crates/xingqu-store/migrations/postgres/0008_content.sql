@@ -31,3 +31,8 @@ CREATE TABLE live_session_products (
 ALTER TABLE interaction_events DROP CONSTRAINT interaction_events_item_type_check;
 ALTER TABLE interaction_events ADD CONSTRAINT interaction_events_item_type_check
     CHECK (item_type IN ('product', 'creator', 'video', 'live_session'));
+
+-- Live sessions may be announced ahead of time (SQLite: `rebuild/live_sessions_scheduled.sql`).
+ALTER TABLE live_sessions ADD COLUMN scheduled_for_ms BIGINT;
+ALTER TABLE live_sessions DROP CONSTRAINT live_sessions_status_check;
+ALTER TABLE live_sessions ADD CONSTRAINT live_sessions_status_check CHECK (status IN ('scheduled', 'live', 'ended'));
