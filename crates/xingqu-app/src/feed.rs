@@ -157,6 +157,40 @@ struct Viewers {
     /// Events up to this id are in the states; an ingest applies only newer ones.
     through_event_id: i64,
     states: HashMap<Viewer, ViewerState>,
+    /// The interaction log, compact, in arrival order: what the model is retrained from, so a
+    /// rebuild never reads the whole log back from the store.
+    log: Vec<Logged>,
+    /// Viewers numbered as they first appear in the log.
+    numbers: HashMap<Viewer, u32>,
+}
+
+/// One logged interaction with an item the feed can show.
+#[derive(Debug, Clone, Copy)]
+struct Logged {
+    viewer: u32,
+    key: Key,
+    kind: ActionKind,
+    weight: f32,
+    at_ms: i64,
+}
+
+impl Viewers {
+    /// Records an event about `item_type` in the states and the log.
+    #[allow(clippy::too_many_arguments)]
+    fn learn(&mut self, viewer: Viewer, kind: &str, item_type: &str, item_id: i64, watch_ms: i64, at_ms: i64) {
+        if let Some(parsed) = ItemType::parse(item_type) {
+            let next = self.numbers.len() as u32;
+            let number = *self.numbers.entry(viewer.clone()).or_insert(next);
+            self.log.push(Logged {
+                viewer: number,
+                key: (parsed, item_id),
+                kind: ActionKind::of(kind),
+                weight: action_weight(kind, watch_ms),
+                at_ms,
+            });
+        }
+        self.states.entry(viewer).or_default().apply_parts(kind, item_type, item_id, watch_ms);
+    }
 }
 
 #[derive(Debug)]
@@ -206,10 +240,6 @@ pub struct FeedService {
 }
 
 impl ViewerState {
-    fn apply(&mut self, event: &EventRow) {
-        self.apply_parts(&event.kind, &event.item_type, event.item_id, event.watch_ms);
-    }
-
     fn apply_parts(&mut self, kind: &str, item_type: &str, item_id: i64, watch_ms: i64) {
         if item_type == "creator" {
             if kind == "follow" && self.follows.insert(item_id) {
@@ -513,12 +543,7 @@ impl FeedService {
                 (None, Some(device)) => Viewer::Device(device.clone()),
                 _ => continue,
             };
-            viewers.states.entry(viewer).or_default().apply_parts(
-                event.kind,
-                event.item_type,
-                event.item_id,
-                event.watch_ms,
-            );
+            viewers.learn(viewer, event.kind, event.item_type, event.item_id, event.watch_ms, event.occurred_at_ms);
         }
     }
 
@@ -575,6 +600,19 @@ impl FeedService {
             }
         }
         let mut loaded = self.viewers.write().await;
+        loaded.log = actions
+            .iter()
+            .filter_map(|a| {
+                Some(Logged {
+                    viewer: a.viewer,
+                    key: *keys.get(a.item as usize)?,
+                    kind: a.kind,
+                    weight: a.weight,
+                    at_ms: now_ms - (a.age_days * 86_400_000.0) as i64,
+                })
+            })
+            .collect();
+        loaded.numbers = viewers.iter().cloned().enumerate().map(|(i, v)| (v, i as u32)).collect();
         loaded.states = viewers.iter().cloned().zip(states).collect();
         loaded.through_event_id = 0;
         loaded.loaded = true;
@@ -605,27 +643,27 @@ fn rules(grade_multiplier: &HashMap<u32, f32>) -> Rules {
     }
 }
 
-/// The model learned from stored events (viewers numbered as they first appear).
-fn model_from_events(catalog: Vec<CatalogItem>, events: &[EventRow], now_ms: i64) -> Model {
-    let index: HashMap<(&str, i64), u32> =
-        catalog.iter().enumerate().map(|(i, c)| ((c.item_type, c.id), i as u32)).collect();
-    let mut viewers: HashMap<Viewer, u32> = HashMap::new();
-    let mut actions = Vec::with_capacity(events.len());
-    for event in events {
-        let (Some(&item), Some(viewer)) = (index.get(&(event.item_type.as_str(), event.item_id)), viewer_of(event))
-        else {
-            continue;
-        };
-        let next = viewers.len() as u32;
-        actions.push(Action {
-            viewer: *viewers.entry(viewer).or_insert(next),
-            item,
-            kind: ActionKind::of(&event.kind),
-            weight: action_weight(&event.kind, event.watch_ms),
-            age_days: (now_ms - event.occurred_at_ms) as f32 / 86_400_000.0,
-        });
-    }
-    Model::build(catalog, &actions, viewers.len(), now_ms)
+/// The model of `catalog` learned from the in-memory log.
+fn model_from_log(catalog: Vec<CatalogItem>, viewers: &Viewers, now_ms: i64) -> Model {
+    let index: HashMap<Key, u32> = catalog
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some(((ItemType::parse(c.item_type)?, c.id), i as u32)))
+        .collect();
+    let actions: Vec<Action> = viewers
+        .log
+        .iter()
+        .filter_map(|l| {
+            Some(Action {
+                viewer: l.viewer,
+                item: *index.get(&l.key)?,
+                kind: l.kind,
+                weight: l.weight,
+                age_days: (now_ms - l.at_ms) as f32 / 86_400_000.0,
+            })
+        })
+        .collect();
+    Model::build(catalog, &actions, viewers.numbers.len(), now_ms)
 }
 
 impl App {
@@ -633,40 +671,37 @@ impl App {
     pub async fn rebuild_feed(&self) -> AppResult<()> {
         let feed = self.feed();
         let _one_at_a_time = feed.rebuilding.lock().await;
-        let catalog = self.store().feed_catalog().await?;
-        let mut events = Vec::new();
-        let mut after_id = 0;
-        loop {
-            let page = self.store().events_after(after_id, LOAD_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after_id = last.id;
-            events.extend(page);
-        }
-        let now_ms = self.now_ms();
-        let model = model_from_events(catalog, &events, now_ms);
-        let mut viewers = feed.viewers.write().await;
-        if !viewers.loaded {
-            // Events stored while this ran are read again under the lock: ingests wait for it,
-            // and then apply only what is newer.
-            loop {
-                let page = self.store().events_after(after_id, LOAD_PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after_id = last.id;
-                events.extend(page);
-            }
-            for event in &events {
-                if let Some(viewer) = viewer_of(event) {
-                    viewers.states.entry(viewer).or_default().apply(event);
+        if !feed.viewers.read().await.loaded {
+            // The first time, the log is read from the store under the write lock: ingests wait
+            // for it, and then apply only what is newer.
+            let mut viewers = feed.viewers.write().await;
+            if !viewers.loaded {
+                let mut after_id = 0;
+                loop {
+                    let page = self.store().events_after(after_id, LOAD_PAGE).await?;
+                    let Some(last) = page.last() else { break };
+                    after_id = last.id;
+                    for event in page {
+                        if let Some(viewer) = viewer_of(&event) {
+                            let EventRow { kind, item_type, item_id, watch_ms, occurred_at_ms, .. } = event;
+                            viewers.learn(viewer, &kind, &item_type, item_id, watch_ms, occurred_at_ms);
+                        }
+                    }
                 }
+                // The follow graph is the store's table (follows made through the API).
+                for (follower, creator) in self.store().all_follows().await? {
+                    viewers.states.entry(Viewer::User(follower)).or_default().follows.insert(creator);
+                }
+                viewers.through_event_id = after_id;
+                viewers.loaded = true;
             }
-            // The follow graph is the store's table (follows made through the API).
-            for (follower, creator) in self.store().all_follows().await? {
-                viewers.states.entry(Viewer::User(follower)).or_default().follows.insert(creator);
-            }
-            viewers.through_event_id = after_id;
-            viewers.loaded = true;
         }
-        drop(viewers);
+        let catalog = self.store().feed_catalog().await?;
+        let now_ms = self.now_ms();
+        let model = {
+            let viewers = feed.viewers.read().await;
+            model_from_log(catalog, &viewers, now_ms)
+        };
         *feed.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
         feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())

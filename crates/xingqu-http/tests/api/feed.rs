@@ -234,6 +234,16 @@ async fn the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session(app:
     let pear = fresh_items.iter().find(|i| i["type"] == "product" && i["id"] == products[4]).expect("the pear");
     assert!(pear["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r == "similar")), "{pear}");
     assert!(!fresh_items.iter().any(|i| i["type"] == "video" && i["id"] == stranger_video), "{fresh_items:?}");
+    // Retrained from the log kept in memory (ingested events included), it still knows.
+    app.app.rebuild_feed().await.expect("rebuild");
+    let retrained = app.get("/v1/feed?limit=20", Some(&buyer)).await;
+    let pear = retrained.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["type"] == "product" && i["id"] == products[4])
+        .cloned();
+    assert!(pear.is_some_and(|p| p["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r == "similar"))));
 
     // A removed video leaves every feed at once.
     let gone = followed_videos[0];
