@@ -607,7 +607,9 @@ impl App {
                 Change { actor_user_id: None, reason: "payment received", now_ms },
             )
             .await?;
-            // The purchase is an interaction too: durable with the payment, then in the feed.
+            // The purchase is an interaction too, logged once the payment is durable (inside the
+            // payment's transaction it would take the log's ordering lock on PostgreSQL and
+            // serialise every payment behind it).
             let purchases: Vec<NewEvent> = tx
                 .lines(order.id)
                 .await?
@@ -622,10 +624,12 @@ impl App {
                     occurred_at_ms: now_ms,
                 })
                 .collect();
-            let (first_event_id, _) = tx.append_events(&purchases, now_ms).await?;
             tx.commit().await?;
             self.record_sale(&order, 1).await;
-            self.feed().observe_new(&purchases, first_event_id).await;
+            match self.store().append_events(&purchases, now_ms).await {
+                Ok((first_event_id, _)) => self.feed().observe_new(&purchases, first_event_id).await,
+                Err(error) => tracing::warn!(order_id = order.id, %error, "the purchase could not be logged"),
+            }
             return Ok(CallbackOutcome::Paid);
         }
         // Expired or cancelled before the money arrived: keep the record, send the money back.

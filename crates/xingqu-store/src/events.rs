@@ -56,8 +56,8 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
 }
 
 impl Tx {
-    /// [`Store::append_events`] inside a transaction that also changes something else (a payment
-    /// records its purchases): the events commit with it or not at all.
+    /// [`Store::append_events`] inside a caller's transaction: the events commit with it or not
+    /// at all. On PostgreSQL it holds the log's ordering lock until that commit.
     pub async fn append_events(&mut self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
         if self.backend == Backend::Postgres {
             // Identity values are taken at insert, not at commit: without this lock a batch could
