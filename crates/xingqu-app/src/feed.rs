@@ -140,6 +140,8 @@ struct Model {
     /// New items with little or no interaction yet, newest first.
     fresh: Vec<u32>,
     built_at_ms: i64,
+    /// Which build this is: a session's cached candidates are item numbers of one build.
+    generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -195,6 +197,8 @@ impl Viewers {
 
 #[derive(Debug)]
 struct Session {
+    /// Whose session it is: a cursor is worth nothing to anyone else.
+    viewer: Viewer,
     seen: Vec<Key>,
     page: u32,
     touched_ms: i64,
@@ -207,7 +211,7 @@ struct Session {
 #[derive(Debug)]
 struct Pool {
     version: u64,
-    built_at_ms: i64,
+    generation: u64,
     scored: Vec<Scored>,
 }
 
@@ -237,14 +241,14 @@ pub struct FeedService {
     /// Items taken down since the model was built (removed, banned, delisted, ended).
     blocked: Mutex<HashSet<Key>>,
     rebuilding: tokio::sync::Mutex<()>,
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl ViewerState {
     fn apply_parts(&mut self, kind: &str, item_type: &str, item_id: i64, watch_ms: i64) {
+        // Follows come from the follow graph (the API and its table), not from client events:
+        // an event cannot be taken back, an unfollow can.
         if item_type == "creator" {
-            if kind == "follow" && self.follows.insert(item_id) {
-                self.version += 1;
-            }
             return;
         }
         let Some(item_type) = ItemType::parse(item_type) else { return };
@@ -617,6 +621,11 @@ impl FeedService {
         loaded.through_event_id = 0;
         loaded.loaded = true;
         drop(loaded);
+        self.swap_in(model);
+    }
+
+    fn swap_in(&self, mut model: Model) {
+        model.generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         *self.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
     }
 
@@ -643,14 +652,15 @@ fn rules(grade_multiplier: &HashMap<u32, f32>) -> Rules {
     }
 }
 
-/// The model of `catalog` learned from the in-memory log.
-fn model_from_log(catalog: Vec<CatalogItem>, viewers: &Viewers, now_ms: i64) -> Model {
+/// The log as the model learns it from `catalog` (items it no longer shows are left out), and
+/// how many viewers it numbers.
+fn actions_from_log(catalog: &[CatalogItem], viewers: &Viewers, now_ms: i64) -> (Vec<Action>, usize) {
     let index: HashMap<Key, u32> = catalog
         .iter()
         .enumerate()
         .filter_map(|(i, c)| Some(((ItemType::parse(c.item_type)?, c.id), i as u32)))
         .collect();
-    let actions: Vec<Action> = viewers
+    let actions = viewers
         .log
         .iter()
         .filter_map(|l| {
@@ -663,7 +673,7 @@ fn model_from_log(catalog: Vec<CatalogItem>, viewers: &Viewers, now_ms: i64) -> 
             })
         })
         .collect();
-    Model::build(catalog, &actions, viewers.numbers.len(), now_ms)
+    (actions, viewers.numbers.len())
 }
 
 impl App {
@@ -672,10 +682,12 @@ impl App {
         let feed = self.feed();
         let _one_at_a_time = feed.rebuilding.lock().await;
         if !feed.viewers.read().await.loaded {
-            // The first time, the log is read from the store under the write lock: ingests wait
-            // for it, and then apply only what is newer.
+            // The first time, the log is read from the store under the write lock (ingests wait
+            // for it, then apply only what is newer) into a fresh copy that replaces the empty
+            // one only when complete: a failed load leaves nothing half-counted.
             let mut viewers = feed.viewers.write().await;
             if !viewers.loaded {
+                let mut loaded = Viewers::default();
                 let mut after_id = 0;
                 loop {
                     let page = self.store().events_after(after_id, LOAD_PAGE).await?;
@@ -684,25 +696,31 @@ impl App {
                     for event in page {
                         if let Some(viewer) = viewer_of(&event) {
                             let EventRow { kind, item_type, item_id, watch_ms, occurred_at_ms, .. } = event;
-                            viewers.learn(viewer, &kind, &item_type, item_id, watch_ms, occurred_at_ms);
+                            loaded.learn(viewer, &kind, &item_type, item_id, watch_ms, occurred_at_ms);
                         }
                     }
                 }
                 // The follow graph is the store's table (follows made through the API).
                 for (follower, creator) in self.store().all_follows().await? {
-                    viewers.states.entry(Viewer::User(follower)).or_default().follows.insert(creator);
+                    loaded.states.entry(Viewer::User(follower)).or_default().follows.insert(creator);
                 }
-                viewers.through_event_id = after_id;
-                viewers.loaded = true;
+                loaded.through_event_id = after_id;
+                loaded.loaded = true;
+                *viewers = loaded;
             }
         }
         let catalog = self.store().feed_catalog().await?;
         let now_ms = self.now_ms();
-        let model = {
+        // The log is copied out under the lock; the model is learned off the async workers, so
+        // pages and ingests go on meanwhile.
+        let (actions, n_viewers) = {
             let viewers = feed.viewers.read().await;
-            model_from_log(catalog, &viewers, now_ms)
+            actions_from_log(&catalog, &viewers, now_ms)
         };
-        *feed.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+        let model = tokio::task::spawn_blocking(move || Model::build(catalog, &actions, n_viewers, now_ms))
+            .await
+            .map_err(|e| AppError::internal(format!("learning the feed's model failed: {e}")))?;
+        feed.swap_in(model);
         feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(())
     }
@@ -740,18 +758,16 @@ impl App {
         }
         let now_ms = self.now_ms();
         let feed = self.feed();
-        let (session_id, seen, cached) = {
+        let (session_id, page, seen, cached) = {
             let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            match cursor {
-                Some((id, page)) => match sessions.get_mut(&id) {
-                    Some(session) if session.page == page => {
-                        session.touched_ms = now_ms;
-                        (id, session.seen.clone(), session.pool.clone())
-                    }
-                    // An expired or replayed cursor starts over within the same session id.
-                    _ => (id, Vec::new(), None),
-                },
-                None => (self.ids().next(now_ms) as u64, Vec::new(), None),
+            match cursor.and_then(|(id, page)| Some((id, page, sessions.get_mut(&id)?))) {
+                Some((id, page, session)) if session.page == page && session.viewer == *viewer => {
+                    session.touched_ms = now_ms;
+                    (id, page, session.seen.clone(), session.pool.clone())
+                }
+                // No cursor, or one that expired, was replayed or is someone else's: a new
+                // session, under an id nobody can guess.
+                _ => (rand::random::<u64>(), 0, Vec::new(), None),
             }
         };
         let model = feed.model();
@@ -759,11 +775,11 @@ impl App {
         let viewers = feed.viewers.read().await;
         let empty = ViewerState::default();
         let state = viewers.states.get(viewer).unwrap_or(&empty);
-        let pool = match cached.filter(|p| p.version == state.version && p.built_at_ms == model.built_at_ms) {
+        let pool = match cached.filter(|p| p.version == state.version && p.generation == model.generation) {
             Some(pool) => pool,
             None => Arc::new(Pool {
                 version: state.version,
-                built_at_ms: model.built_at_ms,
+                generation: model.generation,
                 scored: candidates_for(&model, state, session_id),
             }),
         };
@@ -819,12 +835,20 @@ impl App {
             })
             .collect();
         let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let page = cursor.map_or(0, |c| c.1) + 1;
+        let page = page.saturating_add(1);
         let mut seen = seen;
         seen.extend(items.iter().map(|i| (i.item_type, i.id)));
-        sessions.insert(session_id, Session { seen, page, touched_ms: now_ms, pool: Some(pool) });
+        let session = Session { viewer: viewer.clone(), seen, page, touched_ms: now_ms, pool: Some(pool) };
+        sessions.insert(session_id, session);
         if sessions.len() > SESSIONS_MAX {
+            // Idle sessions go first; if that is not enough, the least recently used half.
             sessions.retain(|_, s| now_ms - s.touched_ms < SESSION_IDLE_MS);
+            if sessions.len() > SESSIONS_MAX {
+                let mut touched: Vec<i64> = sessions.values().map(|s| s.touched_ms).collect();
+                let middle = touched.len() / 2;
+                let median = *touched.select_nth_unstable(middle).1;
+                sessions.retain(|_, s| s.touched_ms > median);
+            }
         }
         Ok(FeedPage { items, next_cursor: format!("{session_id:x}.{page}") })
     }

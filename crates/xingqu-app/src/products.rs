@@ -236,6 +236,10 @@ impl App {
         tx.update_product_content(product_id, current.version, &content.as_store(), status.as_str(), self.now_ms())
             .await?;
         tx.commit().await?;
+        if status != xingqu_domain::catalog::ProductStatus::Listed {
+            // Back in review: out of the feed until it is listed again.
+            self.feed().block("product", product_id);
+        }
         self.product_detail(&Some(*actor), product_id).await
     }
 
