@@ -239,7 +239,10 @@ pub struct FeedService {
     sessions: Mutex<HashMap<u64, Session>>,
     exposure: Mutex<Exposure>,
     /// Items taken down since the model was built (removed, banned, delisted, ended).
-    blocked: Mutex<HashSet<Key>>,
+    /// With the order each was placed in: a rebuild forgets only those placed before it read
+    /// the catalogue (the new model no longer has them), never one placed while it ran.
+    blocked: Mutex<HashMap<Key, u64>>,
+    blocks_placed: std::sync::atomic::AtomicU64,
     rebuilding: tokio::sync::Mutex<()>,
     generations: std::sync::atomic::AtomicU64,
 }
@@ -527,7 +530,8 @@ impl FeedService {
     /// An item taken down: never shown again, even before the next rebuild.
     pub(crate) fn block(&self, item_type: &str, id: i64) {
         if let Some(item_type) = ItemType::parse(item_type) {
-            self.blocked.lock().unwrap_or_else(|p| p.into_inner()).insert((item_type, id));
+            let order = self.blocks_placed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            self.blocked.lock().unwrap_or_else(|p| p.into_inner()).insert((item_type, id), order);
         }
     }
 
@@ -709,6 +713,7 @@ impl App {
                 *viewers = loaded;
             }
         }
+        let blocks_before = feed.blocks_placed.load(std::sync::atomic::Ordering::SeqCst);
         let catalog = self.store().feed_catalog().await?;
         let now_ms = self.now_ms();
         // The log is copied out under the lock; the model is learned off the async workers, so
@@ -721,7 +726,7 @@ impl App {
             .await
             .map_err(|e| AppError::internal(format!("learning the feed's model failed: {e}")))?;
         feed.swap_in(model);
-        feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, order| *order > blocks_before);
         Ok(())
     }
 
@@ -796,7 +801,7 @@ impl App {
                     score: c.relevance * model.value[c.item as usize],
                     author: item.author,
                     support_bits: u32::from(item.farm),
-                    blocked: watched.contains(&c.item) || (!blocked.is_empty() && blocked.contains(&item.key)),
+                    blocked: watched.contains(&c.item) || (!blocked.is_empty() && blocked.contains_key(&item.key)),
                 }
             })
             .collect();
