@@ -139,6 +139,8 @@ struct Model {
     value: Vec<f32>,
     /// New items with little or no interaction yet, newest first.
     fresh: Vec<u32>,
+    /// The newest items of all: what a page falls back on when the log knows too little.
+    newest: Vec<u32>,
     built_at_ms: i64,
     /// Which build this is: a session's cached candidates are item numbers of one build.
     generation: u64,
@@ -512,6 +514,13 @@ impl Model {
         fresh.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
         fresh.truncate(500);
         model.fresh = fresh;
+        let mut newest: Vec<u32> = (0..n as u32).collect();
+        if newest.len() > 500 {
+            newest.select_nth_unstable_by_key(500, |&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
+            newest.truncate(500);
+        }
+        newest.sort_by_key(|&i| std::cmp::Reverse(model.items[i as usize].created_at_ms));
+        model.newest = newest;
         model
     }
 }
@@ -859,6 +868,9 @@ impl App {
     }
 }
 
+/// Candidates a pool holds at least when the sources find fewer.
+const COLD_START_POOL: usize = 100;
+
 /// Every candidate source for a viewer, scored (relevance, before predicted value) with the
 /// sources that put each item there.
 fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Scored> {
@@ -921,6 +933,16 @@ fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Sc
         for _ in 0..3.min(model.fresh.len()) {
             let pick = model.fresh[(rng.next_u64() % model.fresh.len() as u64) as usize];
             add(pick, 0.25, EXPLORATION);
+        }
+    }
+    // Cold start (a new viewer, a young log): new items fill the pool so a page is never short.
+    for &i in model.fresh.iter().chain(&model.newest) {
+        if scored.len() >= COLD_START_POOL {
+            break;
+        }
+        if !at.contains_key(&i) {
+            at.insert(i, scored.len());
+            scored.push(Scored { item: i, relevance: 0.05, sources: EXPLORATION });
         }
     }
     scored

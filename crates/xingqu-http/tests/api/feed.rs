@@ -305,6 +305,9 @@ async fn the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session(app:
     // Anonymous viewers by device: trending first (nothing known about them yet).
     let anonymous = app.get("/v1/feed?limit=5&device_id=device-1", None).await;
     let reasons: Vec<&Value> = anonymous.body["items"].as_array().expect("items").iter().collect();
+    // A full page even for someone the log knows nothing about: two items from each of the shop
+    // and the two creators' content, less the removed video.
+    assert_eq!(reasons.len(), 5, "{anonymous:?}");
     assert!(reasons.iter().any(|i| i["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r == "trending"))));
     app.get("/v1/feed", None).await.assert_error(422, "missing");
     app.get("/v1/feed?device_id=bad%20id", None).await.assert_error(422, "invalid_device_id");
