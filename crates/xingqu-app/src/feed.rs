@@ -940,8 +940,8 @@ fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Sc
         if scored.len() >= COLD_START_POOL {
             break;
         }
-        if !at.contains_key(&i) {
-            at.insert(i, scored.len());
+        if let std::collections::hash_map::Entry::Vacant(slot) = at.entry(i) {
+            slot.insert(scored.len());
             scored.push(Scored { item: i, relevance: 0.05, sources: EXPLORATION });
         }
     }
