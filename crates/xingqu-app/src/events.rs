@@ -37,6 +37,15 @@ pub struct EventInput {
     pub occurred_at_ms: i64,
 }
 
+/// An anonymous viewer's device id, as events carry it and the feed is asked for it.
+pub fn parse_device_id(raw: &str) -> AppResult<String> {
+    let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(AppError::invalid("device_id", "invalid_device_id", "1-64 characters from A-Z a-z 0-9 - _"));
+    }
+    Ok(raw.to_owned())
+}
+
 fn refuse(index: usize, code: &'static str, message: impl std::fmt::Display) -> AppError {
     AppError::invalid("events", code, format!("event {index}: {message}"))
 }
@@ -57,17 +66,7 @@ impl App {
             return Err(AppError::invalid("events", "too_many", format!("at most {BATCH_MAX} events per request")));
         }
         let device_id = match device_id.map(str::trim) {
-            Some(d) if !d.is_empty() => {
-                let ok = d.len() <= 64 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !ok {
-                    return Err(AppError::invalid(
-                        "device_id",
-                        "invalid_device_id",
-                        "1-64 characters from A-Z a-z 0-9 - _",
-                    ));
-                }
-                Some(d.to_owned())
-            }
+            Some(d) if !d.is_empty() => Some(parse_device_id(d)?),
             _ if actor.is_none() => {
                 return Err(AppError::invalid("device_id", "missing", "anonymous events need a device_id"));
             }

@@ -1,6 +1,6 @@
 //! Interaction events: appended in batches, read back in arrival order for replay.
 
-use crate::{Backend, Store, StoreError, Tx};
+use crate::{Backend, Store, StoreError};
 use sqlx::Row;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,21 +55,22 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
     sql
 }
 
-impl Tx {
-    /// [`Store::append_events`] inside a caller's transaction: the events commit with it or not
-    /// at all. On PostgreSQL it holds the log's ordering lock until that commit.
-    pub async fn append_events(&mut self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
-        if self.backend == Backend::Postgres {
+impl Store {
+    /// Appends a batch in one transaction (all or nothing), in the given order; returns the ids
+    /// (arrival order) of the first and last event.
+    pub async fn append_events(&self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.begin().await?;
+        if self.backend() == Backend::Postgres {
             // Identity values are taken at insert, not at commit: without this lock a batch could
             // commit ids below another's that committed first, and a replay cursor past them would
             // skip it. (SQLite has one writer, so arrival order is commit order already.)
-            sqlx::query("SELECT pg_advisory_xact_lock(7001)").execute(self.conn()).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7001)").execute(tx.conn()).await?;
         }
         let mut first_id = None;
         let mut last_id = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sqlite = self.backend == Backend::Sqlite;
-            let sql = insert_sql(self.backend, chunk.len());
+            let sqlite = self.backend() == Backend::Sqlite;
+            let sql = insert_sql(self.backend(), chunk.len());
             let mut query = sqlx::query(&sql);
             for event in chunk {
                 query = query
@@ -85,33 +86,23 @@ impl Tx {
             if sqlite {
                 // One writer: the rows of a statement take consecutive rowids, ending at the last
                 // one inserted, so no row needs to come back.
-                query.execute(self.conn()).await?;
+                query.execute(tx.conn()).await?;
                 let last: i64 = sqlx::query("SELECT MAX(id) AS id FROM interaction_events")
-                    .fetch_one(self.conn())
+                    .fetch_one(tx.conn())
                     .await?
                     .try_get("id")?;
                 first_id.get_or_insert(last - chunk.len() as i64 + 1);
                 last_id = last;
             } else {
-                for row in query.fetch_all(self.conn()).await? {
+                for row in query.fetch_all(tx.conn()).await? {
                     let id: i64 = row.try_get("id")?;
                     first_id.get_or_insert(id);
                     last_id = last_id.max(id);
                 }
             }
         }
-        Ok((first_id.unwrap_or(0), last_id))
-    }
-}
-
-impl Store {
-    /// Appends a batch in one transaction (all or nothing), in the given order; returns the ids
-    /// (arrival order) of the first and last event.
-    pub async fn append_events(&self, events: &[NewEvent], received_at_ms: i64) -> Result<(i64, i64), StoreError> {
-        let mut tx = self.begin().await?;
-        let ids = tx.append_events(events, received_at_ms).await?;
         tx.commit().await?;
-        Ok(ids)
+        Ok((first_id.unwrap_or(0), last_id))
     }
 
     /// Events after `after_id` in arrival order, at most `limit`: the replay feed.

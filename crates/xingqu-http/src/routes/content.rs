@@ -300,16 +300,7 @@ async fn feed(
 ) -> ApiResult<Json<FeedResponse>> {
     let viewer = match (auth.actor(), query.device_id) {
         (Some(actor), _) => Viewer::User(actor.user_id),
-        (None, Some(device)) => {
-            let ok = (1..=64).contains(&device.len())
-                && device.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !ok {
-                return Err(
-                    Invalid::new("device_id", "invalid_device_id", "1-64 characters from A-Z a-z 0-9 - _").into()
-                );
-            }
-            Viewer::Device(device)
-        }
+        (None, Some(device)) => Viewer::Device(xingqu_app::events::parse_device_id(&device)?),
         (None, None) => {
             return Err(Invalid::new("device_id", "missing", "sign in, or give the device_id your events carry").into());
         }
