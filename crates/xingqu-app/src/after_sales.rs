@@ -513,15 +513,28 @@ impl App {
             .map_err(|_| AppError::conflict("units_already_refunded", "those units were refunded meanwhile"))?;
         let reference = format!("after_sale:{}", row.id);
         // What platform and creators funded of these units goes back to them.
-        let discounts = tx.order_discounts(row.order_id).await?;
+        // The line's funded parts: coupons (by their funders) and the platform's subsidies.
+        let mut line_funders: Vec<(Option<Account>, i64)> = tx
+            .order_discounts(row.order_id)
+            .await?
+            .iter()
+            .filter(|d| d.line_id == row.line_id)
+            .map(|d| (funder_account(d), d.amount_fen))
+            .collect();
+        line_funders.extend(
+            tx.order_subsidies(row.order_id)
+                .await?
+                .iter()
+                .filter(|s| s.line_id == row.line_id)
+                .map(|s| (Some(Account::PlatformSubsidyBudget), s.amount_fen)),
+        );
         let mut funded: BTreeMap<Account, i64> = BTreeMap::new();
-        let line_discounts: Vec<_> = discounts.iter().filter(|d| d.line_id == row.line_id).collect();
-        let amounts: Vec<i64> = line_discounts.iter().map(|d| d.amount_fen).collect();
+        let amounts: Vec<i64> = line_funders.iter().map(|&(_, fen)| fen).collect();
         if let Some(split) =
             prorate_refund(line.line.paid_fen, line.line.quantity, &amounts, line.line.returned_units, row.units)
         {
-            for (discount, part) in line_discounts.iter().zip(split.discount_returned_fen) {
-                if let Some(account) = funder_account(discount) {
+            for (&(account, _), part) in line_funders.iter().zip(split.discount_returned_fen) {
+                if let Some(account) = account {
                     *funded.entry(account).or_default() += part;
                 }
             }
@@ -566,7 +579,11 @@ impl App {
         let lines = tx.lines(row.order_id).await?;
         if lines.iter().all(|l| l.returned_units == l.quantity) {
             let order = tx.order(row.order_id).await?.ok_or_else(|| AppError::internal("after-sale's order"))?;
+            let discounts = tx.order_discounts(row.order_id).await?;
             released_coupons = self.release_coupons(tx, &order, &discounts).await?;
+            // A wholly returned order gives its subsidies back to their pools, as a cancel does.
+            let subsidies = tx.order_subsidies(row.order_id).await?;
+            tx.return_subsidies(&subsidies).await?;
         }
         Ok(PaidBack { fen: refund_fen, reference, released_coupons })
     }

@@ -214,6 +214,7 @@ struct Session {
 struct Pool {
     version: u64,
     generation: u64,
+    zones_generation: u64,
     scored: Vec<Scored>,
 }
 
@@ -226,12 +227,34 @@ struct Scored {
     sources: u8,
 }
 
-const SOURCES: [&str; 5] = ["followed_creator", "similar", "buy_again", "trending", "exploration"];
+const SOURCES: [&str; 6] = ["followed_creator", "similar", "buy_again", "trending", "exploration", "campaign_zone"];
 const FOLLOWED: u8 = 1;
 const SIMILAR: u8 = 2;
 const BUY_AGAIN: u8 = 4;
 const TRENDING: u8 = 8;
 const EXPLORATION: u8 = 16;
+const CAMPAIGN_ZONE: u8 = 32;
+/// Campaign zones a page samples candidates from, and how many products of each.
+const ZONE_PICKS: usize = 3;
+/// How long the feed trusts its copy of the running campaigns' zones (campaigns start and end
+/// by the clock; edits say so at once through [`FeedService::zones_changed`]).
+const ZONES_TTL_MS: i64 = 30_000;
+/// Traffic-support programmes: the farm-specialty one, then one per zone with a target (bits).
+const PROGRAMMES_MAX: usize = 32;
+
+/// The running campaigns' zones as the feed uses them: traffic-support programmes (with their
+/// targets) and a candidate source.
+#[derive(Debug, Default)]
+struct Zones {
+    /// Programmes after the farm-specialty one: (zone name, target share), bit `i + 1`.
+    programmes: Vec<(String, f64)>,
+    /// Per product, the programme bits of the zones it is in.
+    bits: HashMap<i64, u32>,
+    /// Per zone, its products (the candidate source).
+    products: Vec<Vec<i64>>,
+    loaded_at_ms: i64,
+    generation: u64,
+}
 
 /// The feed's memory, shared by every request of the process.
 #[derive(Debug, Default)]
@@ -247,6 +270,9 @@ pub struct FeedService {
     blocks_placed: std::sync::atomic::AtomicU64,
     rebuilding: tokio::sync::Mutex<()>,
     generations: std::sync::atomic::AtomicU64,
+    zones: RwLock<Arc<Zones>>,
+    /// Set when an operator or merchant changed zones: the next page reloads them.
+    zones_stale: std::sync::atomic::AtomicBool,
 }
 
 impl ViewerState {
@@ -536,6 +562,15 @@ impl FeedService {
         self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn zones(&self) -> Arc<Zones> {
+        self.zones.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A zone, its rule or target, or an approved entry changed: the next page reloads them.
+    pub(crate) fn zones_changed(&self) {
+        self.zones_stale.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// An item taken down: never shown again, even before the next rebuild.
     pub(crate) fn block(&self, item_type: &str, id: i64) {
         if let Some(item_type) = ItemType::parse(item_type) {
@@ -644,8 +679,9 @@ impl FeedService {
 
     /// The delivered share of each traffic-support programme so far: (name, target, delivered).
     pub fn exposure(&self) -> (u64, Vec<(String, f64, f64)>) {
+        let zones = self.zones();
         let exposure = self.exposure.lock().unwrap_or_else(|p| p.into_inner());
-        let programmes = rules(&HashMap::new())
+        let programmes = rules(&HashMap::new(), &zones)
             .supports
             .iter()
             .enumerate()
@@ -655,14 +691,18 @@ impl FeedService {
     }
 }
 
-/// Re-ranking rules: the farm-specialty programme, two items per author at most, creator grades
-/// (the governance work fills them in; until then every grade is 1).
-fn rules(grade_multiplier: &HashMap<u32, f32>) -> Rules {
-    Rules {
-        supports: vec![TrafficSupport { name: "farm_specialties".to_owned(), bit: 0, target_share: FARM_TARGET_SHARE }],
-        max_per_author: 2,
-        grade_multiplier: grade_multiplier.clone(),
-    }
+/// Re-ranking rules: the farm-specialty programme and one per running campaign zone with a
+/// traffic target, two items per author at most, creator grades (the governance work fills them
+/// in; until then every grade is 1).
+fn rules(grade_multiplier: &HashMap<u32, f32>, zones: &Zones) -> Rules {
+    let mut supports =
+        vec![TrafficSupport { name: "farm_specialties".to_owned(), bit: 0, target_share: FARM_TARGET_SHARE }];
+    supports.extend(zones.programmes.iter().enumerate().map(|(i, (name, target_share))| TrafficSupport {
+        name: format!("zone:{name}"),
+        bit: i as u32 + 1,
+        target_share: *target_share,
+    }));
+    Rules { supports, max_per_author: 2, grade_multiplier: grade_multiplier.clone() }
 }
 
 /// The log as the model learns it from `catalog` (items it no longer shows are left out), and
@@ -756,6 +796,43 @@ impl App {
         Ok(true)
     }
 
+    /// Reloads the running campaigns' zones when they changed or the copy is old. A new set of
+    /// programmes starts its exposure accounting afresh (shares of the old ones no longer apply).
+    async fn refresh_zones(&self, now_ms: i64) -> AppResult<Arc<Zones>> {
+        let feed = self.feed();
+        let current = feed.zones();
+        let stale = feed.zones_stale.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if !stale && current.generation > 0 && now_ms - current.loaded_at_ms < ZONES_TTL_MS {
+            return Ok(current);
+        }
+        let live = match self.store().live_zones(now_ms).await {
+            Ok(live) => live,
+            Err(error) => {
+                feed.zones_stale.store(stale, std::sync::atomic::Ordering::SeqCst);
+                return Err(error.into());
+            }
+        };
+        let mut zones = Zones { loaded_at_ms: now_ms, generation: current.generation + 1, ..Zones::default() };
+        for zone in live {
+            let bit = if zone.traffic_target_bp > 0 && zones.programmes.len() + 1 < PROGRAMMES_MAX {
+                zones.programmes.push((zone.name.clone(), zone.traffic_target_bp as f64 / 10_000.0));
+                1u32 << zones.programmes.len()
+            } else {
+                0
+            };
+            for &product_id in &zone.product_ids {
+                *zones.bits.entry(product_id).or_default() |= bit;
+            }
+            zones.products.push(zone.product_ids);
+        }
+        if zones.programmes != current.programmes {
+            *feed.exposure.lock().unwrap_or_else(|p| p.into_inner()) = Exposure::default();
+        }
+        let zones = Arc::new(zones);
+        *feed.zones.write().unwrap_or_else(|p| p.into_inner()) = zones.clone();
+        Ok(zones)
+    }
+
     /// A page of the feed for `viewer`. `cursor` continues a session (no item twice in it).
     pub async fn feed_page(&self, viewer: &Viewer, cursor: Option<&str>, limit: usize) -> AppResult<FeedPage> {
         if !(1..=PAGE_MAX).contains(&limit) {
@@ -771,6 +848,7 @@ impl App {
             self.rebuild_feed().await?;
         }
         let now_ms = self.now_ms();
+        let zones = self.refresh_zones(now_ms).await?;
         let feed = self.feed();
         let (session_id, page, seen, cached) = {
             let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -789,12 +867,15 @@ impl App {
         let viewers = feed.viewers.read().await;
         let empty = ViewerState::default();
         let state = viewers.states.get(viewer).unwrap_or(&empty);
-        let pool = match cached.filter(|p| p.version == state.version && p.generation == model.generation) {
+        let pool = match cached.filter(|p| {
+            p.version == state.version && p.generation == model.generation && p.zones_generation == zones.generation
+        }) {
             Some(pool) => pool,
             None => Arc::new(Pool {
                 version: state.version,
                 generation: model.generation,
-                scored: candidates_for(&model, state, session_id),
+                zones_generation: zones.generation,
+                scored: candidates_for(&model, &zones, state, session_id),
             }),
         };
         let mut seen_index: Vec<u32> = seen.iter().filter_map(|k| model.index.get(k).copied()).collect();
@@ -809,13 +890,18 @@ impl App {
                     item: c.item,
                     score: c.relevance * model.value[c.item as usize],
                     author: item.author,
-                    support_bits: u32::from(item.farm),
+                    support_bits: u32::from(item.farm)
+                        | if item.key.0 == ItemType::Product {
+                            zones.bits.get(&item.key.1).copied().unwrap_or(0)
+                        } else {
+                            0
+                        },
                     blocked: watched.contains(&c.item) || (!blocked.is_empty() && blocked.contains_key(&item.key)),
                 }
             })
             .collect();
         drop(viewers);
-        let rules = rules(&HashMap::new());
+        let rules = rules(&HashMap::new(), &zones);
         let ranked = {
             let mut exposure = feed.exposure.lock().unwrap_or_else(|p| p.into_inner());
             rerank(&candidates, &rules, &seen_index, limit, &mut exposure)
@@ -873,7 +959,7 @@ const COLD_START_POOL: usize = 100;
 
 /// Every candidate source for a viewer, scored (relevance, before predicted value) with the
 /// sources that put each item there.
-fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Scored> {
+fn candidates_for(model: &Model, zones: &Zones, state: &ViewerState, session_id: u64) -> Vec<Scored> {
     let mut scored: Vec<Scored> = Vec::with_capacity(512);
     let mut at: HashMap<u32, usize> = HashMap::with_capacity(512);
     let mut add = |i: u32, relevance: f32, source: u8| match at.get(&i) {
@@ -926,6 +1012,16 @@ fn candidates_for(model: &Model, state: &ViewerState, session_id: u64) -> Vec<Sc
     let trending_weight = if recent < 5 { 0.8 } else { 0.3 };
     for &(i, score) in model.trending.iter().take(100) {
         add(i, score * trending_weight, TRENDING);
+    }
+    // Campaign zones: a few products of each running zone, different ones per session.
+    let mut rng = xingqu_domain::rng::SplitMix64::new(session_id ^ 0x5a5a_5a5a);
+    for products in &zones.products {
+        for _ in 0..ZONE_PICKS.min(products.len()) {
+            let product_id = products[(rng.next_u64() % products.len() as u64) as usize];
+            if let Some(&i) = model.index.get(&(ItemType::Product, product_id)) {
+                add(i, 0.3, CAMPAIGN_ZONE);
+            }
+        }
     }
     // Exploration: a few new items, different ones per session.
     if !model.fresh.is_empty() {

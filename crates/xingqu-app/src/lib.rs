@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod after_sales;
 pub mod assurance;
+pub mod campaigns;
 pub mod catalog;
 pub mod clock;
 pub mod content;

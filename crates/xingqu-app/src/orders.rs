@@ -2,6 +2,7 @@
 //! limits, payment and its callback, shipping, delivery, completion, cancellation with refunds,
 //! and what the timers do (expiry, auto-completion, settlement).
 
+use crate::campaigns::with_subsidies;
 use crate::coupons::redeem::{CouponChoice, CouponUse, funded_entries};
 use crate::payments::PaymentCallback;
 use crate::{App, AppError, AppResult};
@@ -14,6 +15,7 @@ use xingqu_domain::ledger::{Account, Posting, PostingError, commission_fen};
 use xingqu_domain::order::{DispatchPromise, OrderEvent, OrderStatus};
 use xingqu_domain::{Invalid, text};
 use xingqu_store::StoreError;
+use xingqu_store::campaigns::OrderSubsidy;
 use xingqu_store::events::NewEvent;
 use xingqu_store::orders::{LineRow, NewCheckout, NewLine, NewOrder, OrderChanges, OrderRow, OrderScope, SkuForOrder};
 use xingqu_store::products::Change;
@@ -196,6 +198,8 @@ impl App {
                 unit_price_fen: sku.price_fen,
                 quantity,
                 flash,
+                campaign: None,
+                subsidy: None,
                 coupons: Vec::new(),
             });
             skus.insert(sku.sku_id, sku);
@@ -232,6 +236,7 @@ impl App {
         choice: &CouponChoice,
     ) -> AppResult<(Quote, CouponUse, BTreeMap<i64, SkuForOrder>)> {
         let (mut priced, skus) = self.priced_lines(lines).await?;
+        self.apply_campaigns(&mut priced).await?;
         let coupons = self.choose_coupons(buyer, &mut priced, choice).await?;
         Ok((checkout::quote(priced, &Self::shipping_rules(&skus))?, coupons, skus))
     }
@@ -271,6 +276,7 @@ impl App {
         let expires_at_ms = now_ms + self.config().order_expiry_s * 1000;
         let mut orders = Vec::new();
         let mut new_lines = Vec::new();
+        let mut subsidies = Vec::new();
         for merchant in &quote.merchants {
             let order_id = self.ids().next(now_ms);
             let promise = merchant
@@ -301,6 +307,14 @@ impl App {
                 let assurance = crate::assurance::line_assurance(sku);
                 if let Some(&index) = cart_index.get(&sku.sku_id) {
                     line_orders.insert(index, (order_id, line_id));
+                }
+                if let Some(subsidy) = line.line.subsidy {
+                    subsidies.push(OrderSubsidy {
+                        order_id,
+                        line_id,
+                        pool_id: subsidy.pool_id,
+                        amount_fen: subsidy.amount_fen,
+                    });
                 }
                 new_lines.push(NewLine {
                     id: line_id,
@@ -412,6 +426,7 @@ impl App {
         tx.insert_orders(&orders).await?;
         tx.insert_lines(&new_lines).await?;
         let spent = self.lock_coupons(&mut tx, actor, checkout_id, &coupons, &line_orders).await?;
+        self.spend_subsidies(&mut tx, &subsidies).await?;
         tx.commit().await?;
         for coupon_id in spent {
             self.claim_gate_budget(coupon_id, true);
@@ -584,7 +599,8 @@ impl App {
             // same payment is then "already paid", a different one a duplicate to refund).
             return Err(AppError::conflict("concurrent_modification", "a payment was recorded meanwhile"));
         }
-        let funded = funded_entries(&tx.order_discounts(order.id).await?);
+        let subsidies = tx.order_subsidies(order.id).await?;
+        let funded = with_subsidies(funded_entries(&tx.order_discounts(order.id).await?), &subsidies);
         match Posting::funded_payment(order.merchant_id, order.total_fen, &funded) {
             Ok(payment) => tx.post(&payment, &format!("payment:order:{}", order.id), Some(order.id), now_ms).await?,
             // A 0-yuan order moves no money.
@@ -742,8 +758,11 @@ impl App {
         let released = self.release_stock(&mut tx, &order).await?;
         // What others funded goes back to them with a full refund (a cancel refunds everything).
         let discounts = tx.order_discounts(order.id).await?;
-        let funded = if order.paid_fen > 0 { funded_entries(&discounts) } else { Vec::new() };
+        let subsidies = tx.order_subsidies(order.id).await?;
+        let funded =
+            if order.paid_fen > 0 { with_subsidies(funded_entries(&discounts), &subsidies) } else { Vec::new() };
         let coupons = self.release_coupons(&mut tx, &order, &discounts).await?;
+        tx.return_subsidies(&subsidies).await?;
         if refund_fen > 0 {
             tx.insert_refund(order.id, refund_fen, &reference, &reason, now_ms).await?;
             let refund = Posting::funded_refund(Account::MerchantReceivable(order.merchant_id), refund_fen, &funded)
@@ -901,6 +920,8 @@ impl App {
         let released = self.release_stock(&mut tx, &order).await?;
         let discounts = tx.order_discounts(order.id).await?;
         let coupons = self.release_coupons(&mut tx, &order, &discounts).await?;
+        let subsidies = tx.order_subsidies(order.id).await?;
+        tx.return_subsidies(&subsidies).await?;
         tx.commit().await?;
         self.flash_released_all(&order, &released);
         for coupon_id in coupons {

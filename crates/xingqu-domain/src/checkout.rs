@@ -80,6 +80,20 @@ pub struct FlashOffer {
     pub per_user_limit: i64,
 }
 
+/// A campaign price in force for a line: the merchant's approved zone entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CampaignOffer {
+    pub entry_id: i64,
+    pub price_fen: i64,
+}
+
+/// A platform subsidy a line takes from a pool: `amount_fen` for the whole line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubsidyOffer {
+    pub pool_id: i64,
+    pub amount_fen: i64,
+}
+
 /// A cart line with what the catalog says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PricedLine {
@@ -89,9 +103,32 @@ pub struct PricedLine {
     pub unit_price_fen: i64,
     pub quantity: Quantity,
     pub flash: Option<FlashOffer>,
+    /// A campaign price; a running flash sale prices the line instead.
+    pub campaign: Option<CampaignOffer>,
+    /// A subsidy on top of the item price (item-price lane, platform-funded).
+    pub subsidy: Option<SubsidyOffer>,
     /// This line's parts of the coupons the checkout uses (shop and platform lanes), worked out
     /// by `promo::stacking` on what the line costs after the item-price lane.
     pub coupons: Vec<Discount>,
+}
+
+impl PricedLine {
+    /// The unit price the merchant sells at now: a flash sale's, else a campaign's, else the list
+    /// price (never above it).
+    pub fn sale_unit_fen(&self) -> i64 {
+        let offer = match (self.flash, self.campaign) {
+            (Some(flash), _) => flash.price_fen,
+            (None, Some(campaign)) => campaign.price_fen,
+            (None, None) => self.unit_price_fen,
+        };
+        offer.min(self.unit_price_fen)
+    }
+
+    /// What the line costs once the item-price lane (sale price, subsidy) has applied: the base
+    /// coupons work on.
+    pub fn after_item_lane_fen(&self) -> i64 {
+        self.sale_unit_fen() * self.quantity.units() - self.subsidy.map_or(0, |s| s.amount_fen)
+    }
 }
 
 /// A merchant's shipping terms.
@@ -136,14 +173,21 @@ pub fn quote(lines: Vec<PricedLine>, rules: &BTreeMap<i64, ShippingRule>) -> Res
         let units = line.quantity.units();
         let list_total_fen = line.unit_price_fen * units;
         let mut discounts = Vec::new();
-        if let Some(flash) = line.flash
-            && flash.price_fen < line.unit_price_fen
-        {
+        let sale_unit_fen = line.sale_unit_fen();
+        if sale_unit_fen < line.unit_price_fen {
             discounts.push(Discount {
                 lane: Lane::ItemPrice,
                 funder: Funder::Merchant,
-                source: "flash_sale",
-                amount_fen: (line.unit_price_fen - flash.price_fen) * units,
+                source: if line.flash.is_some() { "flash_sale" } else { "campaign_price" },
+                amount_fen: (line.unit_price_fen - sale_unit_fen) * units,
+            });
+        }
+        if let Some(subsidy) = line.subsidy {
+            discounts.push(Discount {
+                lane: Lane::ItemPrice,
+                funder: Funder::Platform,
+                source: "subsidy",
+                amount_fen: subsidy.amount_fen,
             });
         }
         discounts.extend(line.coupons.iter().cloned());
@@ -193,8 +237,40 @@ mod tests {
             unit_price_fen,
             quantity: Quantity::parse(quantity).expect("quantity"),
             flash: flash.map(|price_fen| FlashOffer { flash_sale_id: 1, price_fen, per_user_limit: 2 }),
+            campaign: None,
+            subsidy: None,
             coupons: Vec::new(),
         }
+    }
+
+    #[test]
+    fn campaign_price_and_subsidy_price_the_item_lane_with_their_funders() {
+        let rules = BTreeMap::from([(1, ShippingRule { fee_fen: 800, free_over_fen: Some(9_000) })]);
+        let mut campaign = line(10, 1, 5_000, 2, None);
+        campaign.campaign = Some(CampaignOffer { entry_id: 3, price_fen: 4_500 });
+        campaign.subsidy = Some(SubsidyOffer { pool_id: 4, amount_fen: 600 });
+        assert_eq!(campaign.after_item_lane_fen(), 8_400);
+        let quote = quote(vec![campaign.clone()], &rules).expect("quote");
+        let priced = &quote.merchants[0].lines[0];
+        assert_eq!(
+            priced.discounts,
+            vec![
+                Discount {
+                    lane: Lane::ItemPrice,
+                    funder: Funder::Merchant,
+                    source: "campaign_price",
+                    amount_fen: 1_000
+                },
+                Discount { lane: Lane::ItemPrice, funder: Funder::Platform, source: "subsidy", amount_fen: 600 },
+            ]
+        );
+        assert_eq!(priced.paid_fen, 8_400);
+        // The platform's subsidy does not cost the buyer free shipping (9,000 received by the shop).
+        assert_eq!(quote.merchants[0].shipping_fen, 0);
+        // A running flash sale is the item's price; the campaign price waits.
+        let mut both = campaign;
+        both.flash = Some(FlashOffer { flash_sale_id: 1, price_fen: 4_800, per_user_limit: 2 });
+        assert_eq!(both.sale_unit_fen(), 4_800);
     }
 
     #[test]

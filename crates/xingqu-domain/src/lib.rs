@@ -7,6 +7,7 @@ pub mod account;
 pub mod after_sale;
 pub mod allocation;
 pub mod assurance;
+pub mod campaign;
 pub mod catalog;
 pub mod checkout;
 pub mod ledger;

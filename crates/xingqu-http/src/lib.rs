@@ -73,6 +73,7 @@ impl std::ops::Deref for AppState {
         (name = "orders", description = "Quotes, orders, payments, fulfilment, flash sales, hot lists"),
         (name = "feed", description = "Interaction events"),
         (name = "promotions", description = "Coupons, red packets, wallets, follows, live sessions, lucky bags"),
+        (name = "campaigns", description = "Campaigns, zones and their entries, theme days, the official live room, subsidy pools"),
         (name = "after-sales", description = "Price protection, after-sale requests and their audit trail"),
     )
 )]
@@ -106,6 +107,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::after_sales::routes())
         .merge(routes::price_protection::routes())
         .merge(routes::assurance::routes())
+        .merge(routes::campaigns::routes())
         .split_for_parts()
 }
 

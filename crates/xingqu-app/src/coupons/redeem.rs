@@ -104,13 +104,12 @@ impl App {
             .enumerate()
             .map(|(index, line)| {
                 let units = line.quantity.units();
-                let unit_fen = line.flash.map_or(line.unit_price_fen, |f| f.price_fen.min(line.unit_price_fen));
                 CartLine {
                     index,
                     merchant_id: line.merchant_id,
                     product_id: line.product_id,
                     units,
-                    base_fen: unit_fen * units,
+                    base_fen: line.after_item_lane_fen(),
                 }
             })
             .collect();

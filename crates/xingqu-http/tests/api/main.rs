@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod after_sales;
 mod bad_input;
+mod campaigns;
 mod catalog;
 mod coupons;
 mod demo;

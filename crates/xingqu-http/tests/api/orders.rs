@@ -1,6 +1,6 @@
 //! Checkout, orders, payments, fulfilment, timers, the ledger and flash sales, over HTTP.
 
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::{Reply, TestApp, join_all};
 use serde_json::{Value, json};
 
 crate::api_tests!(
@@ -533,25 +533,6 @@ async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
     let late = app.register("late@example.com", "consumer").await;
     assert_eq!(flash_buy(late, "h2").await, 201);
     ledger_is_consistent(app).await;
-}
-
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 async fn order_bad_input_is_refused(app: &TestApp) {

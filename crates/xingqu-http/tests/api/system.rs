@@ -82,6 +82,16 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/live-sessions/{id}/products",
         "/v1/feed",
         "/v1/feed/exposure",
+        "/v1/campaigns",
+        "/v1/campaigns/{id}",
+        "/v1/campaigns/{id}/zones",
+        "/v1/campaigns/{id}/theme-days",
+        "/v1/campaigns/{id}/live-slots",
+        "/v1/campaigns/{id}/subsidy-pools",
+        "/v1/zones/{id}",
+        "/v1/zones/{id}/entries",
+        "/v1/zone-entries/{id}/review",
+        "/v1/zone-entries/{id}/withdraw",
     ] {
         assert!(paths.contains_key(expected), "{expected} is not described");
     }
