@@ -226,6 +226,35 @@ impl HotLists {
         }
     }
 
+    /// The top `n` of `skus` (a zone's) in a window by a measure, optionally in one category.
+    pub fn top_of(
+        &self,
+        window: Window,
+        measure: Measure,
+        skus: &[i64],
+        category_id: Option<i64>,
+        n: usize,
+    ) -> Vec<(i64, i64)> {
+        let index = Window::ALL.iter().position(|w| *w == window).unwrap_or(0);
+        let totals = &self.windows[index].totals;
+        let mut top: Vec<(i64, i64)> = skus
+            .iter()
+            .filter_map(|sku| {
+                let &(units, gmv, category) = totals.get(sku)?;
+                let value = match measure {
+                    Measure::Units => units,
+                    Measure::GmvFen => gmv,
+                };
+                (value > 0 && category_id.is_none_or(|c| c == category)).then_some((*sku, value))
+            })
+            .collect();
+        // The same order as the full lists: value down, then SKU id up.
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.dedup_by_key(|e| e.0);
+        top.truncate(n);
+        top
+    }
+
     /// Events excluded as suspected brushing, most recent last.
     pub fn for_review(&self) -> impl Iterator<Item = &SaleEvent> {
         self.review.iter()
@@ -316,6 +345,15 @@ mod tests {
         // An hour later the same buyer is no longer too fast.
         hot.feed(&order(11, 7, "addr-a"), &[(1, 1, 1, 100, t + HOUR_MS + 20)], 1, t + HOUR_MS + 20);
         assert_eq!(hot.suspects().count(), 2);
+    }
+
+    #[test]
+    fn a_zone_list_ranks_its_own_skus_like_the_full_list() {
+        let mut lists = HotLists::new();
+        lists.apply(&[sale(1, 10, 5, 0), sale(2, 10, 3, 0), sale(3, 20, 4, 0), sale(4, 20, 4, 0)], 0);
+        assert_eq!(lists.top_of(Window::Hour, Measure::Units, &[4, 3, 2, 9], None, 2), vec![(3, 4), (4, 4)]);
+        assert_eq!(lists.top_of(Window::Hour, Measure::GmvFen, &[1, 2], Some(10), 5), vec![(1, 500), (2, 300)]);
+        assert!(lists.top_of(Window::Hour, Measure::Units, &[9], None, 5).is_empty());
     }
 
     #[test]
@@ -508,10 +546,20 @@ impl crate::App {
         Ok(self.hot().suspects().cloned().collect())
     }
 
-    /// Rebuilds the hot lists from the orders paid in the last day (at start-up).
+    /// Rebuilds the hot lists at start-up from the orders paid in the last day, or since the
+    /// start of the earliest campaign running now if that is earlier (campaign to date).
     pub async fn rebuild_hot_lists(&self) -> crate::AppResult<usize> {
         let now_ms = self.now_ms();
-        let lines = self.store().sold_lines(None, now_ms - 24 * 3_600_000).await?;
+        let campaign_start_ms = self
+            .store()
+            .campaigns(now_ms, crate::campaigns::LIST_LIMIT)
+            .await?
+            .iter()
+            .filter(|c| c.starts_at_ms <= now_ms && now_ms < c.ends_at_ms)
+            .map(|c| c.starts_at_ms)
+            .min();
+        let since_ms = campaign_start_ms.map_or(now_ms - 24 * HOUR_MS, |start| start.min(now_ms - 24 * HOUR_MS));
+        let lines = self.store().sold_lines(None, since_ms).await?;
         let events: Vec<SaleEvent> = lines
             .into_iter()
             .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
@@ -566,11 +614,34 @@ impl crate::App {
         category_id: Option<i64>,
         limit: usize,
     ) -> crate::AppResult<Vec<HotEntry>> {
+        self.hot_list_in(window, measure, category_id, None, limit).await
+    }
+
+    /// A hot list, optionally of one campaign zone's approved SKUs only.
+    pub async fn hot_list_in(
+        &self,
+        window: Window,
+        measure: Measure,
+        category_id: Option<i64>,
+        zone_id: Option<i64>,
+        limit: usize,
+    ) -> crate::AppResult<Vec<HotEntry>> {
+        let zone_skus = match zone_id {
+            Some(zone_id) => {
+                self.store().zone(zone_id).await?.ok_or(crate::AppError::not_found("zone"))?;
+                let entries = self.store().zone_entries(zone_id, Some("approved"), None, i64::MAX).await?;
+                Some(entries.into_iter().map(|e| e.sku_id).collect::<Vec<_>>())
+            }
+            None => None,
+        };
         let now_ms = self.now_ms();
         let top = {
             let mut hot = self.hot();
             hot.lists.apply(&[], now_ms);
-            hot.lists.top(window, measure, category_id, limit)
+            match &zone_skus {
+                Some(skus) => hot.lists.top_of(window, measure, skus, category_id, limit),
+                None => hot.lists.top(window, measure, category_id, limit),
+            }
         };
         let mut entries = Vec::with_capacity(top.len());
         for (sku_id, value) in top {

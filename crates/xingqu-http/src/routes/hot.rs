@@ -20,12 +20,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HotListQuery {
-    /// 1h (default), 24h or campaign (campaign to date: since the lists were rebuilt).
+    /// 1h (default), 24h or campaign (campaign to date: since the start of the earliest campaign
+    /// running when the lists were rebuilt at start-up, or the day before it).
     window: Option<String>,
     /// units (default, net of refunds) or gmv (net, in 分).
     measure: Option<String>,
     /// Only this category.
     category_id: Option<i64>,
+    /// Only this campaign zone's approved SKUs.
+    zone_id: Option<i64>,
     /// 1 to 100 (default 20).
     limit: Option<i64>,
 }
@@ -61,7 +64,8 @@ pub struct HotListResponse {
     items: Vec<HotEntryResponse>,
 }
 
-/// The top SKUs by net units or net GMV over a sliding window, overall or in one category.
+/// The top SKUs by net units or net GMV over a sliding window, overall, in one category or in one
+/// campaign zone.
 /// Paid orders count within a second; refunds subtract; suspected brushing is excluded.
 #[utoipa::path(get, path = "/v1/hot-lists", tag = "orders", params(HotListQuery),
     responses((status = 200, body = HotListResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -83,7 +87,7 @@ async fn hot_list(
         _ => return Err(Invalid::new("measure", "unknown_measure", "must be units or gmv").into()),
     };
     let limit = page_limit(q.limit)? as usize;
-    let entries = state.app.hot_list(window, measure, q.category_id, limit).await?;
+    let entries = state.app.hot_list_in(window, measure, q.category_id, q.zone_id, limit).await?;
     let items = ranked(entries);
     Ok(Json(HotListResponse { window: window_name, measure: measure_name, items }))
 }

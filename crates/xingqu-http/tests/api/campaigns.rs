@@ -278,6 +278,30 @@ async fn campaign_prices_and_subsidies_price_carts_and_pools_are_never_overspent
     let report = store.check_ledger().await.expect("check");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
 
+    // Another paid order puts the SKU on the zone's hot list; a SKU outside the zone is not on it.
+    let (_, outside_sku) = app.listed_product(&staff, "延边辣白菜", 3_000).await;
+    let other = placed
+        .iter()
+        .filter(|r| r.status == 201)
+        .filter_map(|r| r.body["orders"][0]["id"].as_i64())
+        .find(|&id| id != subsidised_order)
+        .expect("another order");
+    let other_owner =
+        placed.iter().position(|r| r.body["orders"][0]["id"] == other).map(|i| buyers[i].clone()).expect("its buyer");
+    assert_eq!(pay(app, &other_owner, other).await.status, 200);
+    let outside = order(app, &buyer, "outside", json!([{"sku_id": outside_sku, "quantity": 5}])).await;
+    let outside_id = outside.body["orders"][0]["id"].as_i64().expect("order");
+    assert_eq!(pay(app, &buyer, outside_id).await.status, 200);
+    let zone_list = app.get(&format!("/v1/hot-lists?zone_id={zone}&window=1h"), None).await;
+    assert_eq!(zone_list.body["items"].as_array().map(Vec::len), Some(1), "{zone_list:?}");
+    assert_eq!(
+        (zone_list.body["items"][0]["sku_id"].as_i64(), zone_list.body["items"][0]["value"].as_i64()),
+        (Some(sku), Some(2))
+    );
+    let overall = app.get("/v1/hot-lists?window=1h", None).await;
+    assert_eq!(overall.body["items"][0]["sku_id"], outside_sku, "{overall:?}");
+    app.get("/v1/hot-lists?zone_id=999999", None).await.assert_error(404, "zone_not_found");
+
     // The zone is a candidate source of the feed, and its traffic target a programme.
     let feed = app.get("/v1/feed?device_id=device-campaign-1&limit=20", None).await;
     assert_eq!(feed.status, 200, "{feed:?}");
