@@ -3,6 +3,8 @@
 
 pub mod data;
 
+mod campaign;
+
 use crate::accounts::hash_password;
 use crate::{App, AppError, AppResult};
 use std::collections::BTreeMap;
@@ -156,6 +158,7 @@ impl App {
         let mut flash_sale: Option<i64> = None;
         let mut first_shop: Option<i64> = None;
         let mut first_shop_skus = Vec::new();
+        let mut seeded = Vec::new();
         for (index, merchant) in data::MERCHANTS.iter().enumerate() {
             let owner_id = match index {
                 0 => user_ids
@@ -221,6 +224,21 @@ impl App {
                     origin_region_code: merchant.region_code,
                 };
                 let product_id = tx.insert_product(merchant_id, &content, created_ms).await?;
+                let mut tags = Vec::new();
+                for (tag, has) in [
+                    (xingqu_domain::catalog::ListingTag::FarmSpecialty, product.farm_specialty),
+                    (xingqu_domain::catalog::ListingTag::GeographicIndication, product.geographic_indication),
+                    (xingqu_domain::catalog::ListingTag::IntangibleHeritage, product.intangible_heritage),
+                    (
+                        xingqu_domain::catalog::ListingTag::DomesticBrand,
+                        merchant.brand.is_some_and(|b| b.domestic_brand),
+                    ),
+                ] {
+                    if has {
+                        tags.push(tag);
+                    }
+                }
+                let mut first_sku = None;
                 for sku in product.skus {
                     let spec: Vec<(String, String)> =
                         sku.spec.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
@@ -234,6 +252,7 @@ impl App {
                     if first_shop == Some(merchant_id) {
                         first_shop_skus.push(sku_row.id);
                     }
+                    first_sku.get_or_insert((sku_row.id, sku.price_fen));
                     // The demo's first product goes on a week-long flash sale at 70% of its price.
                     if flash_sale.is_none() {
                         let sale = NewFlashSale {
@@ -262,6 +281,18 @@ impl App {
                     change,
                 )
                 .await?;
+                if let Some((sku_id, price_fen)) = first_sku {
+                    seeded.push(campaign::Seeded {
+                        product_id,
+                        merchant_id,
+                        owner_user_id: owner_id,
+                        category_id: category(product.category)?,
+                        region_code: merchant.region_code,
+                        tags,
+                        sku_id,
+                        price_fen,
+                    });
+                }
             }
         }
         let operator = user_ids.get(&Role::Operator).copied().ok_or_else(|| AppError::internal("no demo operator"))?;
@@ -284,6 +315,8 @@ impl App {
         for sku_id in first_shop_skus {
             tx.set_protection_policy(sku_id, &policy).await?;
         }
+        let creator = user_ids.get(&Role::Creator).copied().ok_or_else(|| AppError::internal("no demo creator"))?;
+        campaign::seed_campaign(tx, operator, creator, &seeded, now_ms).await?;
         Ok(())
     }
 }

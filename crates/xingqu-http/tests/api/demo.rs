@@ -47,4 +47,30 @@ async fn demo_seeds_once_and_serves_the_prefecture(app: &TestApp) {
     assert_eq!((flash.status, flash.body["pool_units"].as_i64()), (200, Some(500)), "{flash:?}");
     let domestic = app.get("/v1/products?tag=domestic_brand&limit=5", None).await;
     assert_eq!(domestic.body["items"].as_array().map(Vec::len), Some(5));
+
+    // The festival runs: three zones with approved entries; a Yanbian entry prices a cart at its
+    // campaign price with the platform's subsidy.
+    let campaigns = app.get("/v1/campaigns", None).await;
+    let campaign_id = campaigns.body["items"][0]["id"].as_i64().expect("a demo campaign");
+    let campaign = app.get(&format!("/v1/campaigns/{campaign_id}"), None).await;
+    assert_eq!(campaign.body["zones"].as_array().map(Vec::len), Some(3), "{campaign:?}");
+    assert_eq!(campaign.body["live_slots"][0]["session_status"], "scheduled");
+    let yanbian = campaign.body["zones"][0]["id"].as_i64().expect("zone");
+    let operator =
+        app.post("/v1/auth/login", None, json!({"email": "operator@xingqu.demo", "password": DEMO_PASSWORD})).await;
+    let operator = operator.body["token"].as_str().expect("token");
+    let entries = app.get(&format!("/v1/zones/{yanbian}/entries?status=approved"), Some(operator)).await;
+    let entry = entries.body["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|e| e["sku_id"] != flash.body["sku_id"]))
+        .cloned()
+        .expect("an approved Yanbian entry");
+    let quote = app.post("/v1/quotes", None, json!({"lines": [{"sku_id": entry["sku_id"], "quantity": 1}]})).await;
+    let sources: Vec<&str> = quote.body["merchants"][0]["lines"][0]["discounts"]
+        .as_array()
+        .expect("discounts")
+        .iter()
+        .filter_map(|d| d["source"].as_str())
+        .collect();
+    assert_eq!(sources, vec!["campaign_price", "subsidy"], "{quote:?}");
 }
