@@ -330,21 +330,28 @@ mod tests {
         let t = 100 * HOUR_MS;
         // One buyer, eleven orders of SKU 1 within the hour: the eleventh is too fast.
         for i in 0..11 {
-            hot.feed(&order(i, 7, "addr-a"), &[(1, 1, 1, 100, t + i)], 1, t + i);
+            hot.feed(&order(i, 7, "addr-a"), None, &[(1, 1, 1, 100, t + i)], 1, t + i);
         }
         // Six buyers sending SKU 2 to one address: the sixth makes a cluster.
         for buyer in 0..6 {
-            hot.feed(&order(100 + buyer, 50 + buyer, "same-address"), &[(2, 1, 1, 100, t)], 1, t);
+            hot.feed(&order(100 + buyer, 50 + buyer, "same-address"), None, &[(2, 1, 1, 100, t)], 1, t);
         }
         assert_eq!(hot.lists.top(Window::Hour, Measure::Units, None, 5), vec![(1, 10), (2, 5)]);
         let rules: Vec<&str> = hot.suspects().map(|s| s.rule).collect();
         assert_eq!(rules, vec!["velocity", "address_cluster"]);
         // The refund of a suspected order does not subtract what was never added.
-        hot.feed(&order(10, 7, "addr-a"), &[(1, 1, 1, 100, t)], -1, t + 20);
+        hot.feed(&order(10, 7, "addr-a"), None, &[(1, 1, 1, 100, t)], -1, t + 20);
         assert_eq!(hot.lists.top(Window::Hour, Measure::Units, None, 1), vec![(1, 10)]);
         // An hour later the same buyer is no longer too fast.
-        hot.feed(&order(11, 7, "addr-a"), &[(1, 1, 1, 100, t + HOUR_MS + 20)], 1, t + HOUR_MS + 20);
+        hot.feed(&order(11, 7, "addr-a"), None, &[(1, 1, 1, 100, t + HOUR_MS + 20)], 1, t + HOUR_MS + 20);
         assert_eq!(hot.suspects().count(), 2);
+        // Four accounts paying from one device within the hour: the fourth is a cluster.
+        for buyer in 0..4 {
+            let address = format!("addr-{buyer}");
+            hot.feed(&order(200 + buyer, 80 + buyer, &address), Some("phone-1"), &[(3, 1, 1, 100, t)], 1, t);
+        }
+        assert_eq!(hot.suspects().last().map(|s| (s.rule, s.buyer_user_id)), Some(("device_cluster", 83)));
+        assert_eq!(hot.lists.top(Window::Day, Measure::Units, Some(1), 3), vec![(1, 11), (2, 5), (3, 3)]);
     }
 
     #[test]
@@ -385,12 +392,15 @@ mod tests {
 /// The stated brushing rules (刷单), applied to each paid order before it reaches the lists:
 /// - *velocity*: one buyer paying for more than [`VELOCITY_MAX`] orders of a SKU within an hour;
 /// - *address cluster*: more than [`CLUSTER_MAX`] distinct buyers sending a SKU to one address
-///   within an hour.
+///   within an hour;
+/// - *device cluster*: more than [`DEVICE_CLUSTER_MAX`] distinct accounts paying for orders placed
+///   from one device (the `X-Device-Id` the client sends) within an hour.
 ///
 /// Merchant staff cannot buy at all (orders are for consumer and creator accounts), which covers
-/// staff buying their own goods. Device clusters need device ids, which orders do not carry yet.
+/// staff buying their own goods.
 pub const VELOCITY_MAX: usize = 10;
 pub const CLUSTER_MAX: usize = 5;
+pub const DEVICE_CLUSTER_MAX: usize = 3;
 const HOUR_MS: i64 = 3_600_000;
 /// Buyer and address keys tracked by the brushing rules before a sweep.
 const TRACKED_MAX: usize = 1_000_000;
@@ -416,6 +426,8 @@ pub struct HotState {
     velocity: HashMap<(i64, i64), VecDeque<i64>>,
     /// (address, sku) → buyer → time of their last paid order.
     clusters: HashMap<(String, i64), HashMap<i64, i64>>,
+    /// device → buyer → time of their last paid order.
+    devices: HashMap<String, HashMap<i64, i64>>,
     /// Order lines (order, sku) kept out, so their refunds are kept out too.
     flagged: std::collections::HashSet<(i64, i64)>,
     review: VecDeque<Suspect>,
@@ -427,16 +439,23 @@ impl HotState {
         &mut self,
         order_id: i64,
         buyer_user_id: i64,
-        address: &str,
+        (address, device): (&str, Option<&str>),
         sku_id: i64,
         at_ms: i64,
     ) -> Option<&'static str> {
         // Keys seen once never come back on their own: sweep everything older than the hour
         // whenever the maps grow large.
-        if self.velocity.len() + self.clusters.len() > TRACKED_MAX {
+        if self.velocity.len() + self.clusters.len() + self.devices.len() > TRACKED_MAX {
             self.velocity.retain(|_, times| times.back().is_some_and(|&t| t > at_ms - HOUR_MS));
             self.clusters.retain(|_, buyers| buyers.values().any(|&t| t > at_ms - HOUR_MS));
+            self.devices.retain(|_, buyers| buyers.values().any(|&t| t > at_ms - HOUR_MS));
         }
+        let crowded_device = device.is_some_and(|device| {
+            let buyers = self.devices.entry(device.to_owned()).or_default();
+            buyers.retain(|_, t| *t > at_ms - HOUR_MS);
+            buyers.insert(buyer_user_id, at_ms);
+            buyers.len() > DEVICE_CLUSTER_MAX
+        });
         let recent = self.velocity.entry((buyer_user_id, sku_id)).or_default();
         while recent.front().is_some_and(|&t| t <= at_ms - HOUR_MS) {
             recent.pop_front();
@@ -451,6 +470,8 @@ impl HotState {
             Some("velocity")
         } else if cluster {
             Some("address_cluster")
+        } else if crowded_device {
+            Some("device_cluster")
         } else {
             None
         };
@@ -467,6 +488,7 @@ impl HotState {
     fn feed(
         &mut self,
         order: &xingqu_store::orders::OrderRow,
+        device: Option<&str>,
         lines: &[(i64, i64, i64, i64, i64)],
         sign: i64,
         now_ms: i64,
@@ -476,7 +498,7 @@ impl HotState {
             // A refund takes back from the window the sale counted in: it is dated at the sale.
             let at_ms = paid_at_ms;
             let suspected = if sign > 0 {
-                match self.judge(order.id, order.buyer_user_id, &order.address, sku_id, at_ms) {
+                match self.judge(order.id, order.buyer_user_id, (&order.address, device), sku_id, at_ms) {
                     Some(rule) => {
                         if self.review.len() == REVIEW_MAX {
                             self.review.pop_front();
@@ -527,12 +549,14 @@ impl crate::App {
     /// Feeds the hot lists with what an order sold (`sign` 1) or gave back (`sign` -1), through
     /// the brushing rules.
     pub(crate) async fn record_sale(&self, order: &xingqu_store::orders::OrderRow, sign: i64) {
-        match self.store().sold_lines(Some(order.id), i64::MIN).await {
-            Ok(lines) => {
+        // Only a sale is judged; a refund follows its sale's verdict.
+        let device = if sign > 0 { self.store().checkout_device(order.checkout_id).await } else { Ok(None) };
+        match (self.store().sold_lines(Some(order.id), i64::MIN).await, device) {
+            (Ok(lines), Ok(device)) => {
                 let now_ms = self.now_ms();
-                self.hot().feed(order, &lines, sign, now_ms);
+                self.hot().feed(order, device.as_deref(), &lines, sign, now_ms);
             }
-            Err(error) => {
+            (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(order_id = order.id, %error, "hot lists missed an order; they catch up at the next start")
             }
         }

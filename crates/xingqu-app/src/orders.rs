@@ -244,7 +244,9 @@ impl App {
     /// Creates one order per merchant for a cart, reserving stock, under an idempotency key: the
     /// same key and body return the same checkout; the same key with another body is refused.
     /// `confirm_unsealed_no_return`: the buyer confirmed that goods whose quality changes once
-    /// unsealed (as their products declare) have no seven-day no-reason return.
+    /// unsealed (as their products declare) have no seven-day no-reason return. `device_id`:
+    /// the device the buyer orders from, if the client says (the brushing rules use it).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_orders(
         &self,
         actor: &Actor,
@@ -253,6 +255,7 @@ impl App {
         address: &AddressInput,
         choice: &CouponChoice,
         confirm_unsealed_no_return: bool,
+        device_id: Option<&str>,
     ) -> AppResult<CheckoutView> {
         if actor.role != Role::Consumer && actor.role != Role::Creator {
             return Err(AppError::Forbidden("only buyer accounts (consumers and creators) place orders"));
@@ -260,6 +263,7 @@ impl App {
         let _in_flight = self.traffic().enter();
         let key = parse_idempotency_key(idempotency_key)?;
         let address = parse_address(address)?;
+        let device_id = device_id.map(crate::events::parse_device_id).transpose()?;
         let digest = request_digest(
             lines,
             &address,
@@ -376,6 +380,9 @@ impl App {
                     .ok_or_else(|| AppError::internal("checkout vanished"));
             }
             Err(e) => return Err(e.into()),
+        }
+        if let Some(device_id) = &device_id {
+            tx.set_checkout_device(checkout_id, device_id).await?;
         }
         let flash_limits: BTreeMap<i64, i64> = quote
             .merchants

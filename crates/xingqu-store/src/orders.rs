@@ -429,6 +429,17 @@ impl Tx {
         Ok(())
     }
 
+    /// Records the device a checkout was placed from (apart from the insert, which the flash
+    /// sale's group commit shares and keeps narrow).
+    pub async fn set_checkout_device(&mut self, checkout_id: i64, device_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE checkouts SET device_id = $1 WHERE id = $2")
+            .bind(device_id)
+            .bind(checkout_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn insert_orders(&mut self, orders: &[NewOrder]) -> Result<(), StoreError> {
         for chunk in pieces(orders) {
             let sql = multi_insert(self.backend, "orders", &ORDER_INSERT, chunk.len());
@@ -788,6 +799,15 @@ pub enum OrderScope {
 }
 
 impl Store {
+    /// The device a checkout was placed from, if the client said.
+    pub async fn checkout_device(&self, checkout_id: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT device_id FROM checkouts WHERE id = $1")
+            .bind(checkout_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>("device_id")).transpose()?.flatten())
+    }
+
     pub async fn order(&self, id: i64) -> Result<Option<OrderRow>, StoreError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;

@@ -374,7 +374,8 @@ async fn create_quote(
 /// Places a cart as one order per merchant, reserving stock. Needs an `Idempotency-Key` header:
 /// the same key and body return the same orders (200); another body under it is a 422.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])), request_body = OrderRequest,
-    params(("Idempotency-Key" = String, Header, description = "1-64 characters, unique per order request")),
+    params(("Idempotency-Key" = String, Header, description = "1-64 characters, unique per order request"),
+           ("X-Device-Id" = Option<String>, Header, description = "the buyer's device (1-64 of A-Z a-z 0-9 - _); the brushing rules use it")),
     responses((status = 201, body = CheckoutResponse), (status = 200, body = CheckoutResponse, description = "a retry"),
               (status = 409, body = ErrorBody, description = "out_of_stock, purchase_limit_exceeded"),
               (status = 422, body = ErrorBody, description = "idempotency_key_reused and invalid input")))]
@@ -386,12 +387,21 @@ async fn create_orders(
 ) -> ApiResult<(StatusCode, Json<CheckoutResponse>)> {
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
     let key = idempotency_key(&headers);
+    let device_id = headers.get("x-device-id").map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
     let choice = CouponChoice::from_request(body.coupons);
     let address = (&body.address).into();
     let actor = auth.user.actor();
     let checkout = state
         .app
-        .create_orders(&actor, key.as_deref(), &lines, &address, &choice, body.confirm_unsealed_no_return)
+        .create_orders(
+            &actor,
+            key.as_deref(),
+            &lines,
+            &address,
+            &choice,
+            body.confirm_unsealed_no_return,
+            device_id.as_deref(),
+        )
         .await?;
     let status = if checkout.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(checkout.into())))

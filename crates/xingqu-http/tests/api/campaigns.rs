@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 crate::api_tests!(
     zones_admit_entries_by_rule_price_history_and_review,
     campaign_prices_and_subsidies_price_carts_and_pools_are_never_overspent,
-    campaign_bad_input_is_refused
+    campaign_bad_input_is_refused,
+    accounts_crowding_one_device_are_kept_off_the_hot_lists
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -20,8 +21,15 @@ fn address() -> Value {
 }
 
 async fn order(app: &TestApp, token: &str, key: &str, lines: Value) -> Reply {
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/orders", app.url))
+    order_from(app, token, key, lines, None).await
+}
+
+async fn order_from(app: &TestApp, token: &str, key: &str, lines: Value, device: Option<&str>) -> Reply {
+    let mut request = reqwest::Client::new().post(format!("{}/v1/orders", app.url));
+    if let Some(device) = device {
+        request = request.header("x-device-id", device);
+    }
+    let response = request
         .bearer_auth(token)
         .header("idempotency-key", key)
         .header("content-type", "application/json")
@@ -386,4 +394,27 @@ async fn campaign_bad_input_is_refused(app: &TestApp) {
     assert_eq!(campaign.body["subsidy_pools"].as_array().map(Vec::len), Some(0));
     let entries = app.get(&format!("/v1/zones/{zone}/entries"), Some(&op)).await;
     assert_eq!(entries.body["items"].as_array().map(Vec::len), Some(0));
+}
+
+async fn accounts_crowding_one_device_are_kept_off_the_hot_lists(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5_000).await;
+    let lines = json!([{"sku_id": sku, "quantity": 1}]);
+    let buyer = app.register("b0@example.com", "consumer").await;
+    order_from(app, &buyer, "bad", lines.clone(), Some("not a device!")).await.assert_error(422, "invalid_device_id");
+    // Four accounts on one phone, each sending to their own address: the fourth is a cluster.
+    for i in 0..4 {
+        let buyer = app.register(&format!("d{i}@example.com"), "consumer").await;
+        let placed = order_from(app, &buyer, "k", lines.clone(), Some("phone-7f3a")).await;
+        assert_eq!(placed.status, 201, "{placed:?}");
+        let paid = pay(app, &buyer, placed.body["orders"][0]["id"].as_i64().expect("order")).await;
+        assert_eq!(paid.status, 200, "{paid:?}");
+    }
+    let op = app.operator().await;
+    let suspects = app.get("/v1/hot-lists/suspects", Some(&op)).await;
+    let rules: Vec<&str> =
+        suspects.body["items"].as_array().expect("items").iter().filter_map(|s| s["rule"].as_str()).collect();
+    assert_eq!(rules, vec!["device_cluster"], "{suspects:?}");
+    let list = app.get("/v1/hot-lists?window=1h", None).await;
+    assert_eq!(list.body["items"][0]["value"], 3, "{list:?}");
 }

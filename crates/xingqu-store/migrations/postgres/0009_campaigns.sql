@@ -95,3 +95,7 @@ CREATE TABLE order_subsidies (
     PRIMARY KEY (order_id, line_id, pool_id)
 );
 CREATE INDEX order_subsidies_pool ON order_subsidies (pool_id);
+
+-- The device a checkout was placed from, when the client says (the brushing rules look for many
+-- accounts buying from one device).
+ALTER TABLE checkouts ADD COLUMN device_id TEXT;

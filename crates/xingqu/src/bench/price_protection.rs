@@ -390,6 +390,7 @@ async fn place_orders(app: &App, s: &ProtectionScenario, until: Option<&AtomicBo
             &address,
             &CouponChoice::Chosen(Vec::new()),
             false,
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("placing an order: {e}"))?;
