@@ -34,6 +34,8 @@ struct TodayPrice {
     flash_sale_id: i64,
     coupon_id: i64,
     coupon_off_fen: i64,
+    /// The campaign entry whose price it is (0: none).
+    zone_entry_id: i64,
 }
 
 /// A merchant's (or operator's) protection settings for a SKU.
@@ -263,7 +265,8 @@ impl App {
         let today = tx.latest_price_change(line.line.sku_id).await?.ok_or(AppError::not_found("order_line"))?;
         let price = self.today_net_price(&mut tx, &line, today.new_price_fen, now_ms).await?;
         let due_fen = protected_line(&line).due_fen(price.unit_fen);
-        if let Some(paid) = tx.protection_for_drop(line_id, (today.id, price.flash_sale_id, price.coupon_id)).await? {
+        let key = (today.id, price.flash_sale_id, price.coupon_id, price.zone_entry_id);
+        if let Some(paid) = tx.protection_for_drop(line_id, key).await? {
             return Ok((paid, false));
         }
         if due_fen == 0 {
@@ -300,9 +303,10 @@ impl App {
     }
 
     /// Today's price of one unit of the line's SKU net of merchant-funded discounts: the list
-    /// price; a flash sale running now with units left (the merchant funds its price); or the
-    /// list price less the shop coupon anyone may claim now that takes the most off one unit,
-    /// whichever is lowest (a flash price takes no coupon).
+    /// price; a flash sale running now with units left (the merchant funds its price); the list
+    /// price or a running campaign's price (an approved zone entry, merchant-funded) less the
+    /// shop coupon anyone may claim now that takes the most off one unit; whichever is lowest (a
+    /// flash price takes no coupon). Platform subsidies are left out, as the rule says.
     async fn today_net_price(
         &self,
         tx: &mut Tx,
@@ -326,10 +330,26 @@ impl App {
                 open.push(OpenCoupon { id: coupon.id, kind: coupon_kind(&coupon)?, budget_left_fen });
             }
         }
-        if let Some((coupon_id, off_fen)) = best_coupon_off(list_fen, &open)
-            && list_fen - off_fen < price.unit_fen
-        {
-            price = TodayPrice { unit_fen: list_fen - off_fen, flash_sale_id: 0, coupon_id, coupon_off_fen: off_fen };
+        let mut bases = vec![(list_fen, 0)];
+        let offers = self.store().campaign_offers(&[line.line.sku_id], now_ms).await?;
+        if let Some(offer) = offers.first().filter(|o| o.campaign_price_fen < list_fen) {
+            bases.push((offer.campaign_price_fen, offer.entry_id));
+        }
+        for (base_fen, zone_entry_id) in bases {
+            if base_fen < price.unit_fen {
+                price = TodayPrice { unit_fen: base_fen, zone_entry_id, ..TodayPrice::default() };
+            }
+            if let Some((coupon_id, off_fen)) = best_coupon_off(base_fen, &open)
+                && base_fen - off_fen < price.unit_fen
+            {
+                price = TodayPrice {
+                    unit_fen: base_fen - off_fen,
+                    flash_sale_id: 0,
+                    coupon_id,
+                    coupon_off_fen: off_fen,
+                    zone_entry_id,
+                };
+            }
         }
         Ok(price)
     }
@@ -354,6 +374,7 @@ impl App {
             drop_id: drop.id,
             flash_sale_id,
             coupon_id: price.coupon_id,
+            zone_entry_id: price.zone_entry_id,
             coupon_off_fen: price.coupon_off_fen,
             order_id: line.line.order_id,
             buyer_user_id: line.buyer_user_id,
@@ -413,7 +434,7 @@ impl App {
             }
             let Some(lowest) = lowest else { continue };
             let due_fen = protected_line(&line).due_fen(lowest.new_price_fen);
-            if due_fen > 0 && tx.protection_for_drop(line.line.id, (lowest.id, flash_sale_id, 0)).await?.is_none() {
+            if due_fen > 0 && tx.protection_for_drop(line.line.id, (lowest.id, flash_sale_id, 0, 0)).await?.is_none() {
                 let bps = self.store().protection_policy(sku_id).await?.map_or(0, |p| p.platform_bps);
                 let price = TodayPrice { unit_fen: lowest.new_price_fen, flash_sale_id, ..TodayPrice::default() };
                 match self.pay_protection(tx, &line, (&lowest, price), due_fen, bps, None, now_ms).await {

@@ -36,6 +36,8 @@ pub struct NewProtection {
     /// what it took off a unit.
     pub coupon_id: i64,
     pub coupon_off_fen: i64,
+    /// The campaign entry whose price made today's price (0: none).
+    pub zone_entry_id: i64,
     pub order_id: i64,
     pub buyer_user_id: i64,
     pub merchant_id: i64,
@@ -56,6 +58,9 @@ pub struct ProtectionRow {
     pub flash_sale_id: i64,
     pub coupon_id: i64,
     pub coupon_off_fen: i64,
+    /// The campaign entry whose price it compared with (0: none), and that price.
+    pub zone_entry_id: i64,
+    pub campaign_price_fen: i64,
     pub order_id: i64,
     pub buyer_user_id: i64,
     pub merchant_id: i64,
@@ -83,6 +88,8 @@ impl ProtectionRow {
             flash_sale_id: row.try_get("flash_sale_id")?,
             coupon_id: row.try_get("coupon_id")?,
             coupon_off_fen: row.try_get("coupon_off_fen")?,
+            zone_entry_id: row.try_get("zone_entry_id")?,
+            campaign_price_fen: row.try_get("campaign_price_fen")?,
             order_id: row.try_get("order_id")?,
             buyer_user_id: row.try_get("buyer_user_id")?,
             merchant_id: row.try_get("merchant_id")?,
@@ -97,9 +104,10 @@ impl ProtectionRow {
     }
 }
 
-const PROTECTION_SELECT: &str = "SELECT p.id, p.line_id, p.drop_id, p.flash_sale_id, p.coupon_id, p.coupon_off_fen, p.order_id, p.buyer_user_id, p.merchant_id, p.units, \
-    p.amount_fen, p.platform_fen, h.new_price_fen, p.payout_status, p.created_by, p.created_at_ms \
-    FROM price_protections p JOIN price_history h ON h.id = p.drop_id";
+const PROTECTION_SELECT: &str = "SELECT p.id, p.line_id, p.drop_id, p.flash_sale_id, p.coupon_id, p.coupon_off_fen, \
+    p.zone_entry_id, COALESCE(e.campaign_price_fen, 0) AS campaign_price_fen, p.order_id, p.buyer_user_id, p.merchant_id, \
+    p.units, p.amount_fen, p.platform_fen, h.new_price_fen, p.payout_status, p.created_by, p.created_at_ms \
+    FROM price_protections p JOIN price_history h ON h.id = p.drop_id LEFT JOIN zone_entries e ON e.id = p.zone_entry_id";
 
 /// What one batch of a sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,8 +307,8 @@ impl Tx {
         let row = sqlx::query(
             "INSERT INTO price_protections (line_id, drop_id, flash_sale_id, order_id, buyer_user_id, merchant_id, units, \
              amount_fen, platform_fen, merchant_settled, payout_status, created_by, created_at_ms, coupon_id, \
-             coupon_off_fen) \
-             VALUES ($1, $2, $12, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $13, $14) RETURNING id",
+             coupon_off_fen, zone_entry_id) \
+             VALUES ($1, $2, $12, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $13, $14, $15) RETURNING id",
         )
         .bind(p.line_id)
         .bind(p.drop_id)
@@ -316,6 +324,7 @@ impl Tx {
         .bind(p.flash_sale_id)
         .bind(p.coupon_id)
         .bind(p.coupon_off_fen)
+        .bind(p.zone_entry_id)
         .fetch_one(self.conn())
         .await?;
         Ok(row.try_get("id")?)
@@ -419,7 +428,7 @@ impl Tx {
                          AND $8 < (CASE WHEN l.protect_from = 'placement' THEN o.created_at_ms \
                                    ELSE COALESCE(o.delivered_at_ms, $8) END) + l.protect_window_days * {DAY_MS}) d) q \
              WHERE amount_fen > 0 \
-             ON CONFLICT (line_id, drop_id, flash_sale_id, coupon_id) DO NOTHING",
+             ON CONFLICT (line_id, drop_id, flash_sale_id, coupon_id, zone_entry_id) DO NOTHING",
             net_returned = front_loaded_sql("l.merchant_net_fen"),
             taken_back = taken_back_sql(paid_fen),
         ))
@@ -563,16 +572,18 @@ impl Tx {
     pub async fn protection_for_drop(
         &mut self,
         line_id: i64,
-        (drop_id, flash_sale_id, coupon_id): (i64, i64, i64),
+        (drop_id, flash_sale_id, coupon_id, zone_entry_id): (i64, i64, i64, i64),
     ) -> Result<Option<ProtectionRow>, StoreError> {
         let sql = format!(
-            "{PROTECTION_SELECT} WHERE p.line_id = $1 AND p.drop_id = $2 AND p.flash_sale_id = $3 AND p.coupon_id = $4"
+            "{PROTECTION_SELECT} WHERE p.line_id = $1 AND p.drop_id = $2 AND p.flash_sale_id = $3 AND p.coupon_id = $4 \
+             AND p.zone_entry_id = $5"
         );
         let row = sqlx::query(&sql)
             .bind(line_id)
             .bind(drop_id)
             .bind(flash_sale_id)
             .bind(coupon_id)
+            .bind(zone_entry_id)
             .fetch_optional(self.conn())
             .await?;
         Ok(row.as_ref().map(ProtectionRow::from_row).transpose()?)

@@ -143,6 +143,15 @@ impl From<ProtectionRow> for AfterSaleResponse {
             claimed: Some(p.created_by.is_some()),
             reason: if p.flash_sale_id != 0 {
                 format!("flash sale {} sells it for less", p.flash_sale_id)
+            } else if p.zone_entry_id != 0 && p.coupon_id != 0 {
+                format!(
+                    "the campaign price {} fen less shop coupon {} brings it to {} fen",
+                    p.campaign_price_fen,
+                    p.coupon_id,
+                    p.campaign_price_fen - p.coupon_off_fen
+                )
+            } else if p.zone_entry_id != 0 {
+                format!("campaign entry {} sells it for {} fen", p.zone_entry_id, p.campaign_price_fen)
             } else if p.coupon_id != 0 {
                 format!("shop coupon {} brings it to {} fen", p.coupon_id, p.new_price_fen - p.coupon_off_fen)
             } else {

@@ -9,7 +9,8 @@ crate::api_tests!(
     zones_admit_entries_by_rule_price_history_and_review,
     campaign_prices_and_subsidies_price_carts_and_pools_are_never_overspent,
     campaign_bad_input_is_refused,
-    accounts_crowding_one_device_are_kept_off_the_hot_lists
+    accounts_crowding_one_device_are_kept_off_the_hot_lists,
+    a_campaign_price_is_owed_to_earlier_buyers_under_price_protection
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -417,4 +418,48 @@ async fn accounts_crowding_one_device_are_kept_off_the_hot_lists(app: &TestApp) 
     assert_eq!(rules, vec!["device_cluster"], "{suspects:?}");
     let list = app.get("/v1/hot-lists?window=1h", None).await;
     assert_eq!(list.body["items"][0]["value"], 3, "{list:?}");
+}
+
+async fn a_campaign_price_is_owed_to_earlier_buyers_under_price_protection(app: &TestApp) {
+    let (op, _, zone) = yanbian_campaign(app, 0).await;
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米 5kg", 5_000).await;
+    let protect = app
+        .send(
+            "PUT",
+            &format!("/v1/skus/{sku}/price-protection"),
+            Some(&staff),
+            Some(("application/json", json!({"window_days": 30}).to_string().into_bytes())),
+        )
+        .await;
+    assert_eq!(protect.status, 200, "{protect:?}");
+    // Bought at the list price before the festival's price; shipped.
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let placed = order(app, &buyer, "k1", json!([{"sku_id": sku, "quantity": 2}])).await;
+    let order_id = placed.body["orders"][0]["id"].as_i64().expect("order");
+    let line_id = placed.body["orders"][0]["lines"][0]["id"].as_i64().expect("line");
+    assert_eq!(pay(app, &buyer, order_id).await.status, 200);
+    let shipped = app
+        .post(
+            &format!("/v1/orders/{order_id}/ship"),
+            Some(&staff),
+            json!({"carrier": "顺丰", "tracking_number": "SF1"}),
+        )
+        .await;
+    assert_eq!(shipped.status, 200, "{shipped:?}");
+    let claim = |token: String| async move {
+        app.send("POST", &format!("/v1/order-lines/{line_id}/price-protection"), Some(&token), None).await
+    };
+    claim(buyer.clone()).await.assert_error(409, "no_price_drop");
+    // The campaign price (merchant-funded) is a drop: 500 a unit is owed, once. The platform's
+    // subsidy is not (like with like, as the rule says).
+    let entry = enter(app, &staff, zone, sku, 4_500).await.id();
+    app.post(&format!("/v1/zone-entries/{entry}/review"), Some(&op), json!({"approve": true})).await;
+    let paid = claim(buyer.clone()).await;
+    assert_eq!((paid.status, paid.body["amount_fen"].as_i64()), (201, Some(1_000)), "{paid:?}");
+    assert!(paid.body["reason"].as_str().is_some_and(|r| r.contains("campaign entry")), "{paid:?}");
+    let again = claim(buyer.clone()).await;
+    assert_eq!((again.status, again.body["id"].clone()), (200, paid.body["id"].clone()));
+    let report = app.app.store().check_ledger().await.expect("check");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
 }

@@ -99,3 +99,10 @@ CREATE INDEX order_subsidies_pool ON order_subsidies (pool_id);
 -- The device a checkout was placed from, when the client says (the brushing rules look for many
 -- accounts buying from one device).
 ALTER TABLE checkouts ADD COLUMN device_id TEXT;
+
+-- Price protection also compares with a campaign price (an approved zone entry): payments are
+-- once per (line, drop, flash sale, coupon, zone entry).
+ALTER TABLE price_protections ADD COLUMN zone_entry_id BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE price_protections DROP CONSTRAINT price_protections_once;
+ALTER TABLE price_protections ADD CONSTRAINT price_protections_once
+    UNIQUE (line_id, drop_id, flash_sale_id, coupon_id, zone_entry_id);

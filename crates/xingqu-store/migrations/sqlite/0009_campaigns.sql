@@ -99,3 +99,40 @@ CREATE INDEX order_subsidies_pool ON order_subsidies (pool_id);
 -- The device a checkout was placed from, when the client says (the brushing rules look for many
 -- accounts buying from one device).
 ALTER TABLE checkouts ADD COLUMN device_id TEXT;
+
+-- Price protection also compares with a campaign price (an approved zone entry): payments are
+-- once per (line, drop, flash sale, coupon, zone entry). Nothing references this table, so SQLite
+-- rebuilds it here, ids kept.
+CREATE TABLE price_protections_v3 (
+    id INTEGER PRIMARY KEY,
+    line_id BIGINT NOT NULL,
+    drop_id BIGINT NOT NULL,
+    flash_sale_id BIGINT NOT NULL DEFAULT 0,
+    coupon_id BIGINT NOT NULL DEFAULT 0,
+    coupon_off_fen BIGINT NOT NULL DEFAULT 0,
+    -- The campaign entry whose price made today's price (0: none).
+    zone_entry_id BIGINT NOT NULL DEFAULT 0,
+    order_id BIGINT NOT NULL,
+    buyer_user_id BIGINT NOT NULL,
+    merchant_id BIGINT NOT NULL,
+    units BIGINT NOT NULL,
+    amount_fen BIGINT NOT NULL,
+    platform_fen BIGINT NOT NULL,
+    sweep_batch BIGINT,
+    merchant_settled BIGINT NOT NULL,
+    payout_status TEXT NOT NULL,
+    payout_ref TEXT,
+    created_by BIGINT,
+    created_at_ms BIGINT NOT NULL,
+    UNIQUE (line_id, drop_id, flash_sale_id, coupon_id, zone_entry_id)
+);
+INSERT INTO price_protections_v3 (id, line_id, drop_id, flash_sale_id, coupon_id, coupon_off_fen, order_id,
+    buyer_user_id, merchant_id, units, amount_fen, platform_fen, sweep_batch, merchant_settled, payout_status,
+    payout_ref, created_by, created_at_ms)
+SELECT id, line_id, drop_id, flash_sale_id, coupon_id, coupon_off_fen, order_id,
+    buyer_user_id, merchant_id, units, amount_fen, platform_fen, sweep_batch, merchant_settled, payout_status,
+    payout_ref, created_by, created_at_ms
+FROM price_protections;
+DROP TABLE price_protections;
+ALTER TABLE price_protections_v3 RENAME TO price_protections;
+CREATE INDEX price_protections_payout ON price_protections (id) WHERE payout_status = 'pending';
