@@ -426,13 +426,15 @@ impl HotState {
     }
 
     /// Stored sale lines become events; suspected ones go to review instead of the lists.
+    /// Returns the lines flagged now, for the caller to persist.
     fn feed(
         &mut self,
         order: &xingqu_store::orders::OrderRow,
         lines: &[(i64, i64, i64, i64, i64)],
         sign: i64,
         now_ms: i64,
-    ) {
+    ) -> Vec<Suspect> {
+        let mut flagged = Vec::new();
         let mut events = Vec::with_capacity(lines.len());
         for &(sku_id, category_id, units, paid_fen, paid_at_ms) in lines {
             // A refund takes back from the window the sale counted in: it is dated at the sale.
@@ -443,14 +445,16 @@ impl HotState {
                         if self.review.len() == REVIEW_MAX {
                             self.review.pop_front();
                         }
-                        self.review.push_back(Suspect {
+                        let suspect = Suspect {
                             order_id: order.id,
                             buyer_user_id: order.buyer_user_id,
                             sku_id,
                             units,
                             rule,
                             at_ms,
-                        });
+                        };
+                        flagged.push(suspect.clone());
+                        self.review.push_back(suspect);
                         true
                     }
                     None => false,
@@ -468,6 +472,28 @@ impl HotState {
             });
         }
         self.lists.apply(&events, now_ms);
+        flagged
+    }
+
+    /// Puts a flagged line read back from the store under review again (at start-up), so its
+    /// refund stays out of the lists too.
+    fn restore_flag(&mut self, line: &xingqu_store::analytics::FlaggedLine) {
+        let rule = match line.rule.as_str() {
+            "velocity" => "velocity",
+            _ => "address_cluster",
+        };
+        self.flagged.insert((line.order_id, line.sku_id));
+        if self.review.len() == REVIEW_MAX {
+            self.review.pop_front();
+        }
+        self.review.push_back(Suspect {
+            order_id: line.order_id,
+            buyer_user_id: line.buyer_user_id,
+            sku_id: line.sku_id,
+            units: line.units,
+            rule,
+            at_ms: line.paid_at_ms,
+        });
     }
 
     /// Sales kept out of the lists, most recent last.
@@ -492,7 +518,16 @@ impl crate::App {
         match self.store().sold_lines(Some(order.id), i64::MIN).await {
             Ok(lines) => {
                 let now_ms = self.now_ms();
-                self.hot().feed(order, &lines, sign, now_ms);
+                let flagged = self.hot().feed(order, &lines, sign, now_ms);
+                // Persisted after the payment committed: analytics (quality GMV) and a restarted
+                // node read them. A crash in between loses the flag, never the sale.
+                for suspect in flagged {
+                    if let Err(error) =
+                        self.store().flag_brushing(suspect.order_id, suspect.sku_id, suspect.rule, suspect.at_ms).await
+                    {
+                        tracing::warn!(order_id = suspect.order_id, sku_id = suspect.sku_id, %error, "brushing flag not stored");
+                    }
+                }
             }
             Err(error) => {
                 tracing::warn!(order_id = order.id, %error, "hot lists missed an order; they catch up at the next start")
@@ -508,11 +543,14 @@ impl crate::App {
         Ok(self.hot().suspects().cloned().collect())
     }
 
-    /// Rebuilds the hot lists from the orders paid in the last day (at start-up).
+    /// Rebuilds the hot lists from the orders paid in the last day (at start-up); lines the
+    /// brushing rules flagged stay out and go back under review.
     pub async fn rebuild_hot_lists(&self) -> crate::AppResult<usize> {
         let now_ms = self.now_ms();
-        let lines = self.store().sold_lines(None, now_ms - 24 * 3_600_000).await?;
-        let events: Vec<SaleEvent> = lines
+        let since_ms = now_ms - 24 * 3_600_000;
+        let lines = self.store().sold_lines(None, since_ms).await?;
+        let flagged = self.store().flagged_lines(since_ms).await?;
+        let mut events: Vec<SaleEvent> = lines
             .into_iter()
             .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
                 sku_id,
@@ -523,10 +561,26 @@ impl crate::App {
                 suspected_brushing: false,
             })
             .collect();
-        let n = events.len();
+        // `sold_lines` counts flagged lines too: take each back out where it counted.
+        events.extend(flagged.iter().map(|line| SaleEvent {
+            sku_id: line.sku_id,
+            category_id: line.category_id,
+            units: -line.units,
+            gmv_fen: -line.paid_fen,
+            at_ms: line.paid_at_ms,
+            suspected_brushing: false,
+        }));
+        let n = events.len() - flagged.len();
         let mut fresh = HotLists::new();
         fresh.apply(&events, now_ms);
-        self.hot().lists = fresh;
+        let mut hot = self.hot();
+        hot.lists = fresh;
+        // Idempotent: the review and the flagged set are what the store says.
+        hot.review.clear();
+        hot.flagged.clear();
+        for line in &flagged {
+            hot.restore_flag(line);
+        }
         Ok(n)
     }
 
@@ -552,6 +606,25 @@ impl crate::App {
         merged.truncate(limit);
         let mut entries = Vec::with_capacity(merged.len());
         for (sku_id, value) in merged {
+            let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
+            entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
+        }
+        Ok(entries)
+    }
+
+    /// The top `limit` SKUs of `window` by `measure` as (sku, value), without their titles: what
+    /// the analytics and the live stream compare.
+    pub fn hot_top(&self, window: Window, measure: Measure, category_id: Option<i64>, limit: usize) -> Vec<(i64, i64)> {
+        let now_ms = self.now_ms();
+        let mut hot = self.hot();
+        hot.lists.apply(&[], now_ms);
+        hot.lists.top(window, measure, category_id, limit)
+    }
+
+    /// Titles for a ranking from [`crate::App::hot_top`].
+    pub async fn hot_entries(&self, top: Vec<(i64, i64)>) -> crate::AppResult<Vec<HotEntry>> {
+        let mut entries = Vec::with_capacity(top.len());
+        for (sku_id, value) in top {
             let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
             entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
         }

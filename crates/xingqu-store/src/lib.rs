@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod analytics;
 pub mod assurance;
 pub mod catalog;
 pub mod content;
@@ -120,7 +121,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 9] = [
     (
         1,
         "accounts catalog",
@@ -168,6 +169,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 8] = [
         "content: videos, live-session products",
         include_str!("../migrations/sqlite/0008_content.sql"),
         include_str!("../migrations/postgres/0008_content.sql"),
+    ),
+    (
+        10,
+        "brushing flags; analytics indexes",
+        include_str!("../migrations/sqlite/0010_brushing_flags.sql"),
+        include_str!("../migrations/postgres/0010_brushing_flags.sql"),
     ),
 ];
 
