@@ -30,11 +30,19 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request still running after this is answered with 503.
     pub request_timeout: Duration,
+    /// Turns true when the server starts shutting down: long-lived streams (server-sent events)
+    /// end then, so the graceful shutdown does not wait for them. A receiver whose sender is
+    /// gone never ends them.
+    pub streams_end: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            streams_end: tokio::sync::watch::channel(false).1,
+        }
     }
 }
 
@@ -46,6 +54,9 @@ pub struct AppState(std::sync::Arc<SharedState>);
 pub struct SharedState {
     pub app: App,
     pub metrics: metrics::Metrics,
+    /// Permits for server-sent-event streams (at most `routes::hot::STREAMS_MAX` at once).
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+    pub streams_end: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +85,7 @@ impl std::ops::Deref for AppState {
         (name = "feed", description = "Interaction events"),
         (name = "promotions", description = "Coupons, red packets, wallets, follows, live sessions, lucky bags"),
         (name = "after-sales", description = "Price protection, after-sale requests and their audit trail"),
+        (name = "analytics", description = "GMV and quality GMV, regions, shipping points, 安心购 reach (operators and shop staff)"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +118,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::after_sales::routes())
         .merge(routes::price_protection::routes())
         .merge(routes::assurance::routes())
+        .merge(routes::analytics::routes())
         .split_for_parts()
 }
 
@@ -117,7 +130,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application as an axum router, ready to serve.
 pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error> {
     let metrics = metrics::Metrics::new()?;
-    let state = AppState(std::sync::Arc::new(SharedState { app, metrics: metrics.clone() }));
+    let state = AppState(std::sync::Arc::new(SharedState {
+        app,
+        metrics: metrics.clone(),
+        streams: std::sync::Arc::new(tokio::sync::Semaphore::new(routes::hot::STREAMS_MAX)),
+        streams_end: config.streams_end.clone(),
+    }));
     let (api, document) = api();
     let document_json = document.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let request_id = HeaderName::from_static("x-request-id");

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod analytics;
 pub mod assurance;
 pub mod catalog;
 pub mod content;
