@@ -332,6 +332,44 @@ async fn analytics_are_scoped_and_checked(app: &TestApp) {
         app.get(&path, Some(&op)).await.assert_error(400, code);
     }
     app.get("/v1/analytics/overview.csv?section=regions", Some(&consumer)).await.assert_error(403, "forbidden");
+
+    // The after-sale queue: the shop's own for its staff, any shop's for operators.
+    let (_, sku) = product(app, &staff, "延边大米", 1_000, None).await;
+    let order_id = paid_order(app, &consumer, "k1", sku, 2).await;
+    let order = app.get(&format!("/v1/orders/{order_id}"), Some(&consumer)).await;
+    let line_id = order.body["lines"][0]["id"].as_i64().expect("line id");
+    let asked = app
+        .post(
+            &format!("/v1/orders/{order_id}/after-sales"),
+            Some(&consumer),
+            json!({"line_id": line_id, "kind": "return_refund", "units": 1, "reason": "不想要了"}),
+        )
+        .await;
+    assert_eq!(asked.status, 409, "not delivered yet: {asked:?}");
+    let asked = app
+        .post(
+            &format!("/v1/orders/{order_id}/after-sales"),
+            Some(&consumer),
+            json!({"line_id": line_id, "kind": "refund_before_shipment", "units": 1, "reason": "不想要了"}),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{asked:?}");
+    let ids = |reply: Reply| -> Vec<i64> {
+        reply.body["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|i| i["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    let own_queue = app.get("/v1/after-sales", Some(&staff)).await;
+    assert_eq!(ids(own_queue), vec![asked.id()]);
+    assert_eq!(
+        ids(app.get(&format!("/v1/after-sales?merchant_id={shop}&status=all"), Some(&op)).await),
+        vec![asked.id()]
+    );
+    assert_eq!(ids(app.get(&format!("/v1/after-sales?merchant_id={other}"), Some(&op)).await), Vec::<i64>::new());
+    app.get(&format!("/v1/after-sales?merchant_id={other}"), Some(&staff)).await.assert_error(403, "forbidden");
+    app.get("/v1/after-sales", Some(&consumer)).await.assert_error(403, "forbidden");
+    app.get("/v1/after-sales?status=odd", Some(&op)).await.assert_error(422, "unknown_status");
     let regions = reqwest::Client::new()
         .get(format!("{}/v1/analytics/overview.csv?section=regions", app.url))
         .bearer_auth(&op)

@@ -52,6 +52,7 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/hot-lists/stream",
         "/v1/analytics/overview",
         "/v1/analytics/overview.csv",
+        "/v1/after-sales",
         "/v1/events",
         "/v1/orders/{id}/ship",
         "/v1/orders/{id}/deliver",
