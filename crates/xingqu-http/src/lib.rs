@@ -1,6 +1,8 @@
 //! Xingqu's HTTP API: the axum router, request and response types, the error shape, auth,
-//! the OpenAPI document, metrics, and the middleware every request passes through.
+//! the OpenAPI document, metrics, the middleware every request passes through, and the
+//! operator and merchant console's pages (`console/`).
 
+mod console;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -142,6 +144,7 @@ pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error>
     let timeout = config.request_timeout;
     let router = api
         .route("/openapi.json", axum::routing::get(move || async move { ([("content-type", "application/json")], document_json) }))
+        .merge(console::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
