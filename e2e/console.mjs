@@ -9,7 +9,8 @@
 // Every wait is for a condition (with a generous cap so a broken build fails instead of
 // hanging); nothing asserts on elapsed time.
 //
-// Usage: node e2e/console.mjs   (XINGQU_BIN, CHROMIUM to override the binary and browser)
+// Usage: node e2e/console.mjs   (XINGQU_BIN, CHROMIUM to override the binary and browser;
+// E2E_SCREENSHOTS=DIR saves a picture of each page for a person to look at)
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -24,6 +25,11 @@ const BIN = process.env.XINGQU_BIN || resolve(here, "../target/debug/xingqu");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PASSWORD = "xingqu-demo";
 const WAIT_MS = 30_000;
+const SHOTS = process.env.E2E_SCREENSHOTS;
+
+async function shot(page, name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
 
 let passed = 0;
 let failed = 0;
@@ -178,7 +184,9 @@ async function main() {
     });
 
     let before;
+    let gmvBefore;
     await step("the live hot list is shown", async () => {
+      gmvBefore = await page.locator("[data-testid='gmv'] .value").textContent();
       await page.locator("#hot-status.live").waitFor({ timeout: WAIT_MS });
       await page.locator("#hot-list[data-updates]").waitFor({ timeout: WAIT_MS });
       before = await page.$$eval("#hot-list tbody tr[data-sku]", (rows) =>
@@ -214,9 +222,12 @@ async function main() {
       const expected = (before[String(other.sku)] || 0) + quantity;
       await page.locator(`#hot-list tbody tr[data-sku='${other.sku}'][data-value='${expected}']`).waitFor({ timeout: WAIT_MS });
       assert((await page.evaluate(() => window.__noReload)) === "still here", "the page was not reloaded");
+      // The figures follow the list: the GMV card moves on without a reload too.
+      await until("the GMV card to change", async () => (await page.locator("[data-testid='gmv'] .value").textContent()) !== gmvBefore);
       ownOrder = await placeAndPay(own.sku, 1, `e2e-own-${Date.now()}`);
       await page.locator(`#hot-list tbody tr[data-sku='${own.sku}']`).waitFor({ timeout: WAIT_MS });
       assert((await page.evaluate(() => window.__noReload)) === "still here", "the page was not reloaded");
+      await shot(page, "operator");
     });
 
     await step("the merchant sees only their own shop", async () => {
@@ -236,6 +247,7 @@ async function main() {
       const scope = await shopPage.locator("#cards").getAttribute("data-merchant-id");
       assert(Number(scope) === ownShop, `figures are the shop's own: ${scope}`);
       await shopPage.locator("#gmv-chart[data-rendered='true']").waitFor({ timeout: WAIT_MS });
+      await shot(shopPage, "merchant");
       // The operator's page is not theirs: they are sent back to their shop.
       await shopPage.goto(`${base}/console/operator`);
       await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });

@@ -257,6 +257,12 @@ async function operatorPage() {
       downloadCsv(link.dataset.csv);
     }),
   );
+  // A changed hot list means new sales: the figures follow a moment later (one refresh per burst).
+  let pending = null;
+  document.addEventListener("hot-list-changed", () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => refresh().catch(() => {}), 1000);
+  });
   liveHotList();
   document.getElementById("hot-window").addEventListener("change", liveHotList);
   document.getElementById("hot-measure").addEventListener("change", liveHotList);
@@ -302,7 +308,9 @@ function liveHotList() {
       (i) => el("tr", { "data-sku": i.sku_id, "data-value": i.value }, ...cells([i.rank, i.sku_id, i.title, value(i.value)])),
       "Nothing sold in this window yet",
     );
-    document.getElementById("hot-list").dataset.updates = String(Number(document.getElementById("hot-list").dataset.updates || 0) + 1);
+    const table = document.getElementById("hot-list");
+    table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);
+    document.dispatchEvent(new Event("hot-list-changed"));
   });
 }
 
