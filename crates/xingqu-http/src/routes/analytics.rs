@@ -367,3 +367,22 @@ fn csv(section: &str, o: &Overview) -> String {
     };
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        for (raw, expected) in [
+            ("222401", "222401"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+        ] {
+            assert_eq!(field(raw), expected, "{raw}");
+        }
+        assert_eq!(ratio(None), "");
+        assert_eq!(ratio(Some(2.5)), "2.5");
+    }
+}

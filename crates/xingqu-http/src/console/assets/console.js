@@ -193,6 +193,8 @@ async function loginPage() {
       const next = new URLSearchParams(location.search).get("next");
       const home = HOME[session.user.role];
       if (!home) {
+        // Not a console user: give the session back rather than leave it in the tab.
+        await api("/v1/auth/logout", { method: "POST", body: {}, noRedirect: true }).catch(() => {});
         sessionStorage.removeItem(TOKEN_KEY);
         throw new Error("the console is for operators and shop staff");
       }
