@@ -104,7 +104,6 @@ struct Fixture {
 async fn fixture(app: &TestApp) -> Fixture {
     let (staff_a, shop_a) = app.shop("延吉米铺", "222401").await;
     let (staff_b, shop_b) = app.shop("杭州茶庄", "330100").await;
-    // Products are made now; the staff of B has nothing more to do (B never ships).
     let op = app.operator().await;
     let brand = app.post("/v1/brands", Some(&op), json!({"name": "国风茶", "domestic_brand": true})).await.id();
     let (_, rice) = product(app, &staff_a, "延边大米", 1_000, None).await;
