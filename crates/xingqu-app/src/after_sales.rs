@@ -628,6 +628,30 @@ impl App {
         Ok((self.store().after_sales_of_order(order_id).await?, self.store().protections_of_order(order_id).await?))
     }
 
+    /// The after-sale queue: operators see every shop's (or one's), a shop's staff their own
+    /// shop's only (another shop's is 403); buyers use their orders' after-sales instead.
+    pub async fn after_sale_queue(
+        &self,
+        actor: &Actor,
+        merchant_id: Option<i64>,
+        open_only: bool,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> AppResult<Vec<AfterSaleRow>> {
+        let scope = match (actor.is_operator(), actor.merchant_id, merchant_id) {
+            (true, _, requested) => requested,
+            (false, Some(own), None) => Some(own),
+            (false, Some(own), Some(requested)) if requested == own => Some(own),
+            (false, Some(_), Some(_)) => {
+                return Err(AppError::Forbidden("staff see their own shop's after-sales only"));
+            }
+            (false, None, _) => {
+                return Err(AppError::Forbidden("the after-sale queue is for operators and shop staff"));
+            }
+        };
+        Ok(self.store().after_sale_queue(scope, open_only, before_id, limit).await?)
+    }
+
     /// One after-sale with its audit trail and what it paid beyond the refund: the buyer, the
     /// shop's staff, operators.
     #[allow(clippy::type_complexity)]

@@ -485,6 +485,7 @@ impl HotState {
     }
 
     /// Stored sale lines become events; suspected ones go to review instead of the lists.
+    /// Returns the lines flagged now, for the caller to persist.
     fn feed(
         &mut self,
         order: &xingqu_store::orders::OrderRow,
@@ -492,7 +493,8 @@ impl HotState {
         lines: &[(i64, i64, i64, i64, i64)],
         sign: i64,
         now_ms: i64,
-    ) {
+    ) -> Vec<Suspect> {
+        let mut flagged = Vec::new();
         let mut events = Vec::with_capacity(lines.len());
         for &(sku_id, category_id, units, paid_fen, paid_at_ms) in lines {
             // A refund takes back from the window the sale counted in: it is dated at the sale.
@@ -503,14 +505,16 @@ impl HotState {
                         if self.review.len() == REVIEW_MAX {
                             self.review.pop_front();
                         }
-                        self.review.push_back(Suspect {
+                        let suspect = Suspect {
                             order_id: order.id,
                             buyer_user_id: order.buyer_user_id,
                             sku_id,
                             units,
                             rule,
                             at_ms,
-                        });
+                        };
+                        flagged.push(suspect.clone());
+                        self.review.push_back(suspect);
                         true
                     }
                     None => false,
@@ -528,6 +532,28 @@ impl HotState {
             });
         }
         self.lists.apply(&events, now_ms);
+        flagged
+    }
+
+    /// Puts a flagged line read back from the store under review again (at start-up), so its
+    /// refund stays out of the lists too.
+    fn restore_flag(&mut self, line: &xingqu_store::analytics::FlaggedLine) {
+        let rule = match line.rule.as_str() {
+            "velocity" => "velocity",
+            _ => "address_cluster",
+        };
+        self.flagged.insert((line.order_id, line.sku_id));
+        if self.review.len() == REVIEW_MAX {
+            self.review.pop_front();
+        }
+        self.review.push_back(Suspect {
+            order_id: line.order_id,
+            buyer_user_id: line.buyer_user_id,
+            sku_id: line.sku_id,
+            units: line.units,
+            rule,
+            at_ms: line.paid_at_ms,
+        });
     }
 
     /// Sales kept out of the lists, most recent last.
@@ -554,7 +580,16 @@ impl crate::App {
         match (self.store().sold_lines(Some(order.id), i64::MIN).await, device) {
             (Ok(lines), Ok(device)) => {
                 let now_ms = self.now_ms();
-                self.hot().feed(order, device.as_deref(), &lines, sign, now_ms);
+                let flagged = self.hot().feed(order, device.as_deref(), &lines, sign, now_ms);
+                // Persisted after the payment committed: analytics (quality GMV) and a restarted
+                // node read them. A crash in between loses the flag, never the sale.
+                for suspect in flagged {
+                    if let Err(error) =
+                        self.store().flag_brushing(suspect.order_id, suspect.sku_id, suspect.rule, suspect.at_ms).await
+                    {
+                        tracing::warn!(order_id = suspect.order_id, sku_id = suspect.sku_id, %error, "brushing flag not stored");
+                    }
+                }
             }
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(order_id = order.id, %error, "hot lists missed an order; they catch up at the next start")
@@ -571,7 +606,8 @@ impl crate::App {
     }
 
     /// Rebuilds the hot lists at start-up from the orders paid in the last day, or since the
-    /// start of the earliest campaign running now if that is earlier (campaign to date).
+    /// start of the earliest campaign running now if that is earlier (campaign to date); lines the
+    /// brushing rules flagged stay out and go back under review.
     pub async fn rebuild_hot_lists(&self) -> crate::AppResult<usize> {
         let now_ms = self.now_ms();
         let campaign_start_ms = self
@@ -584,7 +620,8 @@ impl crate::App {
             .min();
         let since_ms = campaign_start_ms.map_or(now_ms - 24 * HOUR_MS, |start| start.min(now_ms - 24 * HOUR_MS));
         let lines = self.store().sold_lines(None, since_ms).await?;
-        let events: Vec<SaleEvent> = lines
+        let flagged = self.store().flagged_lines(since_ms).await?;
+        let mut events: Vec<SaleEvent> = lines
             .into_iter()
             .map(|(sku_id, category_id, units, paid_fen, paid_at_ms)| SaleEvent {
                 sku_id,
@@ -595,10 +632,26 @@ impl crate::App {
                 suspected_brushing: false,
             })
             .collect();
-        let n = events.len();
+        // `sold_lines` counts flagged lines too: take each back out where it counted.
+        events.extend(flagged.iter().map(|line| SaleEvent {
+            sku_id: line.sku_id,
+            category_id: line.category_id,
+            units: -line.units,
+            gmv_fen: -line.paid_fen,
+            at_ms: line.paid_at_ms,
+            suspected_brushing: false,
+        }));
+        let n = events.len() - flagged.len();
         let mut fresh = HotLists::new();
         fresh.apply(&events, now_ms);
-        self.hot().lists = fresh;
+        let mut hot = self.hot();
+        hot.lists = fresh;
+        // Idempotent: the review and the flagged set are what the store says.
+        hot.review.clear();
+        hot.flagged.clear();
+        for line in &flagged {
+            hot.restore_flag(line);
+        }
         Ok(n)
     }
 
@@ -630,6 +683,42 @@ impl crate::App {
         Ok(entries)
     }
 
+    /// The top `limit` SKUs of `window` by `measure` as (sku, value), without their titles: what
+    /// the analytics and the live stream compare.
+    pub fn hot_top(
+        &self,
+        window: Window,
+        measure: Measure,
+        category_id: Option<i64>,
+        zone_skus: Option<&[i64]>,
+        limit: usize,
+    ) -> Vec<(i64, i64)> {
+        let now_ms = self.now_ms();
+        let mut hot = self.hot();
+        hot.lists.apply(&[], now_ms);
+        match zone_skus {
+            Some(skus) => hot.lists.top_of(window, measure, skus, category_id, limit),
+            None => hot.lists.top(window, measure, category_id, limit),
+        }
+    }
+
+    /// The SKUs a zone's hot list ranks: its approved entries.
+    pub async fn zone_skus(&self, zone_id: i64) -> crate::AppResult<Vec<i64>> {
+        self.store().zone(zone_id).await?.ok_or(crate::AppError::not_found("zone"))?;
+        let entries = self.store().zone_entries(zone_id, Some("approved"), None, i64::MAX).await?;
+        Ok(entries.into_iter().map(|e| e.sku_id).collect())
+    }
+
+    /// Titles for a ranking from [`crate::App::hot_top`].
+    pub async fn hot_entries(&self, top: Vec<(i64, i64)>) -> crate::AppResult<Vec<HotEntry>> {
+        let mut entries = Vec::with_capacity(top.len());
+        for (sku_id, value) in top {
+            let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
+            entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
+        }
+        Ok(entries)
+    }
+
     /// A hot list: the top `limit` SKUs of `window` by `measure`, overall or in a category.
     pub async fn hot_list(
         &self,
@@ -651,27 +740,10 @@ impl crate::App {
         limit: usize,
     ) -> crate::AppResult<Vec<HotEntry>> {
         let zone_skus = match zone_id {
-            Some(zone_id) => {
-                self.store().zone(zone_id).await?.ok_or(crate::AppError::not_found("zone"))?;
-                let entries = self.store().zone_entries(zone_id, Some("approved"), None, i64::MAX).await?;
-                Some(entries.into_iter().map(|e| e.sku_id).collect::<Vec<_>>())
-            }
+            Some(zone_id) => Some(self.zone_skus(zone_id).await?),
             None => None,
         };
-        let now_ms = self.now_ms();
-        let top = {
-            let mut hot = self.hot();
-            hot.lists.apply(&[], now_ms);
-            match &zone_skus {
-                Some(skus) => hot.lists.top_of(window, measure, skus, category_id, limit),
-                None => hot.lists.top(window, measure, category_id, limit),
-            }
-        };
-        let mut entries = Vec::with_capacity(top.len());
-        for (sku_id, value) in top {
-            let Some(sku) = self.store().sku_for_order(sku_id).await? else { continue };
-            entries.push(HotEntry { sku_id, product_id: sku.product_id, title: sku.title, value });
-        }
-        Ok(entries)
+        let top = self.hot_top(window, measure, category_id, zone_skus.as_deref(), limit);
+        self.hot_entries(top).await
     }
 }

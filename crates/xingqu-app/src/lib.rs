@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod analytics;
 pub mod assurance;
 pub mod campaigns;
 pub mod catalog;

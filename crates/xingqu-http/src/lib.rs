@@ -1,6 +1,8 @@
 //! Xingqu's HTTP API: the axum router, request and response types, the error shape, auth,
-//! the OpenAPI document, metrics, and the middleware every request passes through.
+//! the OpenAPI document, metrics, the middleware every request passes through, and the
+//! operator and merchant console's pages (`console/`).
 
+mod console;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -30,11 +32,19 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request still running after this is answered with 503.
     pub request_timeout: Duration,
+    /// Turns true when the server starts shutting down: long-lived streams (server-sent events)
+    /// end then, so the graceful shutdown does not wait for them. A receiver whose sender is
+    /// gone never ends them.
+    pub streams_end: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            streams_end: tokio::sync::watch::channel(false).1,
+        }
     }
 }
 
@@ -46,6 +56,9 @@ pub struct AppState(std::sync::Arc<SharedState>);
 pub struct SharedState {
     pub app: App,
     pub metrics: metrics::Metrics,
+    /// Permits for server-sent-event streams (at most `routes::hot::STREAMS_MAX` at once).
+    pub streams: std::sync::Arc<tokio::sync::Semaphore>,
+    pub streams_end: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -75,6 +88,7 @@ impl std::ops::Deref for AppState {
         (name = "promotions", description = "Coupons, red packets, wallets, follows, live sessions, lucky bags"),
         (name = "campaigns", description = "Campaigns, zones and their entries, theme days, the official live room, subsidy pools"),
         (name = "after-sales", description = "Price protection, after-sale requests and their audit trail"),
+        (name = "analytics", description = "GMV and quality GMV, regions, shipping points, 安心购 reach (operators and shop staff)"),
     )
 )]
 struct ApiDoc;
@@ -108,6 +122,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::price_protection::routes())
         .merge(routes::assurance::routes())
         .merge(routes::campaigns::routes())
+        .merge(routes::analytics::routes())
         .split_for_parts()
 }
 
@@ -119,13 +134,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application as an axum router, ready to serve.
 pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error> {
     let metrics = metrics::Metrics::new()?;
-    let state = AppState(std::sync::Arc::new(SharedState { app, metrics: metrics.clone() }));
+    let state = AppState(std::sync::Arc::new(SharedState {
+        app,
+        metrics: metrics.clone(),
+        streams: std::sync::Arc::new(tokio::sync::Semaphore::new(routes::hot::STREAMS_MAX)),
+        streams_end: config.streams_end.clone(),
+    }));
     let (api, document) = api();
     let document_json = document.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = config.request_timeout;
     let router = api
         .route("/openapi.json", axum::routing::get(move || async move { ([("content-type", "application/json")], document_json) }))
+        .merge(console::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))

@@ -401,6 +401,30 @@ impl Store {
         Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
     }
 
+    /// The after-sale queue, newest first: every shop's (`merchant_id` `None`) or one shop's,
+    /// only the open ones (not refunded, resolved or closed: `AfterSaleStatus::is_terminal`) or
+    /// all, before `before_id` (a cursor), at most `limit`.
+    pub async fn after_sale_queue(
+        &self,
+        merchant_id: Option<i64>,
+        open_only: bool,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AfterSaleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AFTER_SALE_COLUMNS} FROM after_sales WHERE ($1 = 0 OR merchant_id = $1) \
+             AND ($2 = 0 OR status NOT IN ('refunded', 'resolved', 'closed')) AND id < $3 ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(merchant_id.unwrap_or(0))
+            .bind(crate::flag(open_only))
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.iter().map(AfterSaleRow::from_row).collect::<Result<_, _>>()?)
+    }
+
     /// After-sales whose deadline has come, soonest first.
     pub async fn due_after_sales(&self, now_ms: i64, limit: i64) -> Result<Vec<AfterSaleRow>, StoreError> {
         let sql = format!(

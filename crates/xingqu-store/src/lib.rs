@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod after_sales;
+pub mod analytics;
 pub mod assurance;
 pub mod campaigns;
 pub mod catalog;
@@ -121,7 +122,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 10] = [
     (
         1,
         "accounts catalog",
@@ -175,6 +176,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 9] = [
         "campaigns: zones, theme days, live slots, subsidy pools",
         include_str!("../migrations/sqlite/0009_campaigns.sql"),
         include_str!("../migrations/postgres/0009_campaigns.sql"),
+    ),
+    (
+        10,
+        "brushing flags; analytics indexes",
+        include_str!("../migrations/sqlite/0010_brushing_flags.sql"),
+        include_str!("../migrations/postgres/0010_brushing_flags.sql"),
     ),
 ];
 

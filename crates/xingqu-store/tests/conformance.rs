@@ -49,6 +49,7 @@ conformance!(
     concurrent_reservations_never_oversell,
     coupon_claims_hold_quantity_and_limits_in_the_store,
     protection_sweeps_pay_what_the_domain_rule_says_once,
+    analytics_class_each_line_once,
 );
 
 const NOW_MS: i64 = 1_764_000_000_000;
@@ -734,4 +735,128 @@ async fn protection_sweeps_pay_what_the_domain_rule_says_once(store: &Store) {
     }
     let report = store.check_ledger().await.expect("check");
     assert!(report.violations.iter().all(|v| !v.contains("summing")), "{:?}", report.violations);
+}
+
+/// A paid order of one line (`id` is the order's and, plus 1, the line's), in its own transaction.
+async fn paid_line(store: &Store, id: i64, merchant: i64, product: i64, buyer: i64, paid_fen: i64, paid_at_ms: i64) {
+    use xingqu_store::orders::{NewCheckout, NewLine, NewOrder, OrderChanges};
+    let sku = store.skus(product).await.expect("skus")[0].id;
+    let mut tx = store.begin().await.expect("begin");
+    let checkout = NewCheckout {
+        id,
+        buyer_user_id: buyer,
+        idempotency_key: format!("k{id}"),
+        request_sha256: String::new(),
+        total_fen: paid_fen,
+        created_at_ms: paid_at_ms,
+    };
+    tx.insert_checkouts(&[checkout]).await.expect("checkout");
+    let order = NewOrder {
+        id,
+        checkout_id: id,
+        buyer_user_id: buyer,
+        merchant_id: merchant,
+        trade_type: "normal",
+        flash_sale_id: None,
+        goods_list_fen: paid_fen,
+        discount_fen: 0,
+        shipping_fen: 0,
+        total_fen: paid_fen,
+        address: "{}".to_owned(),
+        dispatch_promise: "none",
+        created_at_ms: paid_at_ms,
+        expires_at_ms: paid_at_ms + 900_000,
+    };
+    tx.insert_orders(&[order]).await.expect("order");
+    let line = NewLine {
+        id: id + 1,
+        order_id: id,
+        sku_id: sku,
+        product_id: product,
+        product_version: 1,
+        title: "t".to_owned(),
+        spec: "{}".to_owned(),
+        unit_price_fen: paid_fen,
+        quantity: 1,
+        list_total_fen: paid_fen,
+        discount_fen: 0,
+        paid_fen,
+        discounts: "[]".to_owned(),
+        commission_bps: 500,
+        dispatch_promise: "none",
+        flash_sale_id: None,
+        merchant_net_fen: paid_fen,
+        protect_window_days: 0,
+        protect_from: "placement".to_owned(),
+        services: "[]".to_owned(),
+        insurance_premium_fen: 0,
+        insurance_cap_fen: 0,
+        unsealed_no_return_confirmed: false,
+    };
+    tx.insert_lines(&[line]).await.expect("line");
+    let paid = OrderChanges { paid_fen: Some(paid_fen), paid_at_ms: Some(paid_at_ms), ..OrderChanges::default() };
+    tx.transition_order(id, "created", "paid", &paid, change(None, "paid", paid_at_ms)).await.expect("pay");
+    tx.commit().await.expect("commit");
+}
+
+/// Quality GMV's classes: each line counts once, under the first of brushing, banned, sanctioned;
+/// an `ok` line gives back its refunds and compensation, or all of it when its order was
+/// cancelled after payment; the window is `[from, to)`.
+async fn analytics_class_each_line_once(store: &Store) {
+    use xingqu_store::analytics::GmvTotals;
+    use xingqu_store::orders::OrderChanges;
+    let (good, _, leaf) = shop(store, "好店", "222401", "approved").await;
+    let (sanctioned, _, sanctioned_leaf) = shop(store, "停业店", "330100", "rejected").await;
+    let tags = OriginTags::default();
+    let rice = listed(store, good, leaf, "大米", "222401", tags, 1_000).await;
+    let fake = listed(store, good, leaf, "假货", "222401", tags, 1_000).await;
+    let tea = listed(store, sanctioned, sanctioned_leaf, "茶", "330100", tags, 1_000).await;
+    let buyer = user(store, "buyer@analytics.test", "consumer").await;
+    let t = NOW_MS;
+    paid_line(store, 100, good, rice, buyer, 1_000, t).await; // ok, partly refunded and compensated
+    paid_line(store, 110, good, rice, buyer, 2_000, t + 1).await; // ok, cancelled after payment
+    paid_line(store, 120, good, fake, buyer, 4_000, t + 2).await; // banned (and refunded: not twice)
+    paid_line(store, 130, sanctioned, tea, buyer, 8_000, t + 3).await; // sanctioned seller
+    paid_line(store, 140, sanctioned, tea, buyer, 16_000, t + 4).await; // brushing beats sanctioned
+    paid_line(store, 150, good, rice, buyer, 32_000, t + 10).await; // paid at `to`: outside
+    paid_line(store, 160, good, rice, buyer, 64_000, t - 1).await; // before `from`: outside
+    let mut tx = store.begin().await.expect("begin");
+    tx.add_line_paid_back(101, 300, 0, 200).await.expect("refund");
+    tx.add_line_paid_back(121, 4_000, 1, 0).await.expect("refund");
+    let closed = OrderChanges { closed_at_ms: Some(t + 5), ..OrderChanges::default() };
+    tx.transition_order(110, "paid", "cancelled", &closed, change(None, "cancel", t + 5)).await.expect("cancel");
+    tx.transition_product(fake, "listed", "banned", change(None, "counterfeit", t + 6)).await.expect("ban");
+    tx.commit().await.expect("commit");
+    store.flag_brushing(140, tea_sku(store, tea).await, "velocity", t + 4).await.expect("flag");
+    store.flag_brushing(140, tea_sku(store, tea).await, "address_cluster", t + 4).await.expect("flag again");
+
+    let all = store.gmv_totals(None, t, t + 10).await.expect("totals");
+    assert_eq!(
+        all,
+        GmvTotals {
+            orders: 5,
+            gmv_fen: 31_000,
+            quality_gmv_fen: 500,
+            refunds_fen: 2_500,
+            banned_fen: 4_000,
+            sanctioned_fen: 8_000,
+            brushing_fen: 16_000,
+        }
+    );
+    assert_eq!(
+        all.gmv_fen - all.refunds_fen - all.banned_fen - all.sanctioned_fen - all.brushing_fen,
+        all.quality_gmv_fen
+    );
+    let good_only = store.gmv_totals(Some(good), t, t + 10).await.expect("totals");
+    assert_eq!((good_only.gmv_fen, good_only.quality_gmv_fen, good_only.brushing_fen), (7_000, 500, 0));
+    let series = store.gmv_series(None, t - 5, t + 10, 5).await.expect("series");
+    let buckets: Vec<(i64, i64, i64)> = series.iter().map(|b| (b.bucket, b.gmv_fen, b.quality_gmv_fen)).collect();
+    assert_eq!(buckets, vec![(0, 64_000, 64_000), (1, 31_000, 500)], "[t-5, t) holds the early order");
+    let flagged = store.flagged_lines(t).await.expect("flagged");
+    assert_eq!(flagged.len(), 1);
+    assert_eq!((flagged[0].order_id, flagged[0].paid_fen, flagged[0].rule.as_str()), (140, 16_000, "velocity"));
+}
+
+async fn tea_sku(store: &Store, product: i64) -> i64 {
+    store.skus(product).await.expect("skus")[0].id
 }

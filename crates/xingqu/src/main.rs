@@ -177,13 +177,20 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(sessions = warmed, "session cache warmed");
             let sold = app.rebuild_hot_lists().await.map_err(|e| anyhow::anyhow!("rebuild the hot lists: {e}"))?;
             tracing::info!(order_lines = sold, "hot lists rebuilt");
-            let http = HttpConfig { body_limit_bytes, request_timeout: Duration::from_secs(request_timeout_s) };
+            let (end_streams, streams_end) = tokio::sync::watch::channel(false);
+            let http =
+                HttpConfig { body_limit_bytes, request_timeout: Duration::from_secs(request_timeout_s), streams_end };
             let router = xingqu_http::router(app.clone(), http).context("build the router")?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "serving");
             let timers = tokio::spawn(run_timers(app.clone()));
-            xingqu_http::serve(listener, router, shutdown_signal()).await.context("serve")?;
+            let shutdown = async move {
+                shutdown_signal().await;
+                // Live streams end now, or the graceful shutdown would wait for them.
+                let _ = end_streams.send(true);
+            };
+            xingqu_http::serve(listener, router, shutdown).await.context("serve")?;
             timers.abort();
             app.store().close().await;
             tracing::info!("stopped");

@@ -1,9 +1,9 @@
 //! After-sale requests and their actions (answers, disputes, arbitration, returns, door pickup),
-//! and an order's after-sales.
+//! an order's after-sales, and the after-sale queue of operators and shop staff.
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Auth, Id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id};
 use crate::routes::orders::Address;
 use crate::time_format::rfc3339;
 use crate::time_format::time_field as time;
@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xingqu_app::after_sales::AfterSaleInput;
@@ -35,6 +35,45 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(book_pickup))
         .routes(routes!(pickup_collected))
         .routes(routes!(get_after_sale))
+        .routes(routes!(after_sale_queue))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QueueQuery {
+    /// Operators: one shop's queue. Staff: their own shop (another shop's id is 403).
+    merchant_id: Option<i64>,
+    /// open (default: not refunded, resolved or closed) or all.
+    status: Option<String>,
+    /// Return requests older than this id.
+    before_id: Option<i64>,
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AfterSaleQueue {
+    items: Vec<AfterSaleResponse>,
+}
+
+/// The after-sale queue, newest first: every shop's for operators (or one's with
+/// `merchant_id`), the shop's own for its staff.
+#[utoipa::path(get, path = "/v1/after-sales", tag = "after-sales", security(("bearer" = [])), params(QueueQuery),
+    responses((status = 200, body = AfterSaleQueue), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn after_sale_queue(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<QueueQuery>,
+) -> ApiResult<Json<AfterSaleQueue>> {
+    let open_only = match q.status.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(_) => return Err(xingqu_domain::Invalid::new("status", "unknown_status", "must be open or all").into()),
+    };
+    let limit = i64::from(xingqu_domain::catalog::page_limit(q.limit)?);
+    let rows = state.app.after_sale_queue(&auth.user.actor(), q.merchant_id, open_only, q.before_id, limit).await?;
+    Ok(Json(AfterSaleQueue { items: rows.into_iter().map(Into::into).collect() }))
 }
 
 /// Who bears an after-sale's amount.

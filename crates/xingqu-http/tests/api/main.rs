@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod after_sales;
+mod analytics;
 mod bad_input;
 mod campaigns;
 mod catalog;

@@ -1,0 +1,309 @@
+//! Campaign analytics for operators and merchants: GMV and quality GMV (totals and a series), the
+//! domestic-brand share of the hot list, farm-specialty sales year on year, orders by origin
+//! region, dispatch volume per shipping point against its baseline, and people served by 安心购.
+//!
+//! **Quality GMV** (有质量的GMV) over a window `[from_ms, to_ms)`: the goods value buyers paid
+//! (`order_lines.paid_fen`, shipping excluded) on lines of orders paid in the window, minus
+//! 1. what those lines paid back: the whole line when the order was cancelled or expired after
+//!    payment, else its refunds and compensation (`refunded_fen + compensation_fen`);
+//! 2. lines of products banned now;
+//! 3. lines of sanctioned sellers: shops whose qualification is not `approved` now;
+//! 4. lines the hot-list brushing rules flagged (`brushing_flags`).
+//!
+//! A line excluded by 2–4 is excluded whole (its refunds are not subtracted twice); the first of
+//! brushing, banned, sanctioned names the reason. So `gmv − refunds − banned − sanctioned −
+//! brushing = quality_gmv` exactly. Price-protection and insurance payouts are not deducted: they
+//! pay for a promise kept, not for a harmful sale.
+//!
+//! Zone figures (likes per zone, zone performance) belong here too once the campaign tables land:
+//! add a `zones` section to [`Overview`] that joins `zone_entries` (`status = 'approved'`) on
+//! `sku_id` / `merchant_id` with the same window and scope, and a store query beside
+//! `xingqu_store::analytics::Store::gmv_totals`.
+
+use crate::hotlist::{Measure, Window};
+use crate::{App, AppError, AppResult};
+use xingqu_domain::Invalid;
+use xingqu_domain::account::{Actor, Role};
+use xingqu_store::analytics::{FarmSales, GmvTotals, KeyedCount};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// The longest window one request may ask for.
+pub const WINDOW_DAYS_MAX: i64 = 400;
+/// Windows longer than this are bucketed by day, shorter ones by hour.
+const HOURLY_SPAN_MAX_MS: i64 = 3 * DAY_MS;
+/// The year-on-year comparison looks back this far (a fixed 365 days, so both windows have the
+/// same length and weekday mix within a day).
+const YEAR_MS: i64 = 365 * DAY_MS;
+/// A shipping point's baseline: its average daily volume over this many days before the window.
+pub const BASELINE_DAYS: i64 = 28;
+/// The hot list the domestic-brand share is taken over: its top this many SKUs (24 h, units).
+pub const HOT_LIST_TOP: usize = 100;
+/// Rows of the regional and shipping-point tables.
+pub const ROWS_MAX: i64 = 20;
+
+/// A valid analytics window: `from_ms < to_ms`, at most [`WINDOW_DAYS_MAX`] days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyticsWindow {
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl AnalyticsWindow {
+    /// The window asked for; an end left out is now, a start left out is a day before the end.
+    pub fn parse(from_ms: Option<i64>, to_ms: Option<i64>, now_ms: i64) -> Result<Self, Invalid> {
+        let to_ms = to_ms.unwrap_or(now_ms);
+        let from_ms = from_ms.unwrap_or(to_ms.saturating_sub(DAY_MS));
+        if from_ms < 0 || to_ms < 0 {
+            return Err(Invalid::new("from_ms", "invalid_window", "times are unix milliseconds, not negative"));
+        }
+        if from_ms >= to_ms {
+            return Err(Invalid::new("from_ms", "invalid_window", "from_ms must be before to_ms"));
+        }
+        if to_ms - from_ms > WINDOW_DAYS_MAX * DAY_MS {
+            return Err(Invalid::new(
+                "to_ms",
+                "window_too_long",
+                format!("a window spans at most {WINDOW_DAYS_MAX} days"),
+            ));
+        }
+        Ok(Self { from_ms, to_ms })
+    }
+
+    pub fn from_ms(&self) -> i64 {
+        self.from_ms
+    }
+
+    pub fn to_ms(&self) -> i64 {
+        self.to_ms
+    }
+
+    pub fn span_ms(&self) -> i64 {
+        self.to_ms - self.from_ms
+    }
+
+    /// Hourly buckets, or daily ones when the window is longer than three days.
+    pub fn bucket_ms(&self) -> i64 {
+        if self.span_ms() > HOURLY_SPAN_MAX_MS { DAY_MS } else { HOUR_MS }
+    }
+}
+
+/// One bucket of the GMV series, starting at `start_ms` (buckets are aligned to the window's start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub start_ms: i64,
+    pub gmv_fen: i64,
+    pub quality_gmv_fen: i64,
+}
+
+/// Domestic brands (国货) among the top SKUs of the 24-hour hot list by units (now, whatever the
+/// window), the shop's own SKUs among them for a merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomesticShare {
+    pub ranked_skus: i64,
+    pub domestic_skus: i64,
+    /// `domestic * 10_000 / ranked`, rounded down; `None` with nothing ranked.
+    pub share_bps: Option<i64>,
+}
+
+/// Farm-specialty sales in the window against the same window 365 days earlier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FarmYearOnYear {
+    pub current: FarmSales,
+    pub year_earlier: FarmSales,
+    /// `current.gmv_fen / year_earlier.gmv_fen`; `None` when the earlier window sold none.
+    pub gmv_ratio: Option<f64>,
+}
+
+/// Dispatch volume of one shipping point (a shop's region) against its own baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShippingPoint {
+    pub region_code: String,
+    /// Orders shipped in the window.
+    pub shipped_orders: i64,
+    pub per_day: f64,
+    /// Orders shipped in the [`BASELINE_DAYS`] before the window.
+    pub baseline_orders: i64,
+    pub baseline_per_day: f64,
+    /// `per_day / baseline_per_day`; `None` without a baseline.
+    pub ratio: Option<f64>,
+}
+
+/// Everything the overview shows, for one window and scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    pub window: AnalyticsWindow,
+    /// The shop the figures are limited to; `None`: the whole platform.
+    pub merchant_id: Option<i64>,
+    pub totals: GmvTotals,
+    pub bucket_ms: i64,
+    pub series: Vec<SeriesPoint>,
+    pub domestic_brands: DomesticShare,
+    pub farm_specialty: FarmYearOnYear,
+    pub regions: Vec<KeyedCount>,
+    pub shipping_points: Vec<ShippingPoint>,
+    /// Distinct buyers of lines that carried 安心购 services.
+    pub assured_buyers: i64,
+}
+
+/// Whose figures `actor` may see: operators any shop's or all; a shop's staff their own only.
+pub fn scope_for(actor: &Actor, requested_merchant_id: Option<i64>) -> AppResult<Option<i64>> {
+    match actor.role {
+        Role::Operator => Ok(requested_merchant_id),
+        Role::MerchantStaff => {
+            let own = actor.merchant_id.ok_or(AppError::Forbidden("analytics are for operators and shop staff"))?;
+            match requested_merchant_id {
+                Some(other) if other != own => Err(AppError::Forbidden("staff see their own shop's analytics only")),
+                _ => Ok(Some(own)),
+            }
+        }
+        _ => Err(AppError::Forbidden("analytics are for operators and shop staff")),
+    }
+}
+
+fn per_day(orders: i64, span_ms: i64) -> f64 {
+    // Counts and spans are far below 2^53: exact as f64.
+    orders as f64 * DAY_MS as f64 / span_ms as f64
+}
+
+impl App {
+    /// The analytics overview of `window` for `actor` (see [`scope_for`]).
+    pub async fn analytics_overview(
+        &self,
+        actor: &Actor,
+        requested_merchant_id: Option<i64>,
+        window: AnalyticsWindow,
+    ) -> AppResult<Overview> {
+        let merchant_id = scope_for(actor, requested_merchant_id)?;
+        if let Some(id) = merchant_id
+            && self.store().merchant(id).await?.is_none()
+        {
+            return Err(AppError::not_found("merchant"));
+        }
+        let (from_ms, to_ms) = (window.from_ms, window.to_ms);
+        let store = self.store();
+        let totals = store.gmv_totals(merchant_id, from_ms, to_ms).await?;
+        let bucket_ms = window.bucket_ms();
+        let series = self.gmv_series(merchant_id, window).await?;
+        let domestic_brands = self.domestic_share(merchant_id).await?;
+        let current = store.farm_sales(merchant_id, from_ms, to_ms).await?;
+        let year_earlier = store.farm_sales(merchant_id, from_ms - YEAR_MS, to_ms - YEAR_MS).await?;
+        let gmv_ratio = (year_earlier.gmv_fen > 0).then(|| current.gmv_fen as f64 / year_earlier.gmv_fen as f64);
+        let regions = store.orders_by_origin_region(merchant_id, from_ms, to_ms, ROWS_MAX).await?;
+        let shipping_points = self.shipping_points(merchant_id, window).await?;
+        let assured_buyers = store.assured_buyers(merchant_id, from_ms, to_ms).await?;
+        Ok(Overview {
+            window,
+            merchant_id,
+            totals,
+            bucket_ms,
+            series,
+            domestic_brands,
+            farm_specialty: FarmYearOnYear { current, year_earlier, gmv_ratio },
+            regions,
+            shipping_points,
+            assured_buyers,
+        })
+    }
+
+    /// Every bucket of the window, empty ones included, so charts need no gap handling.
+    async fn gmv_series(&self, merchant_id: Option<i64>, window: AnalyticsWindow) -> AppResult<Vec<SeriesPoint>> {
+        let bucket_ms = window.bucket_ms();
+        let stored = self.store().gmv_series(merchant_id, window.from_ms, window.to_ms, bucket_ms).await?;
+        let buckets = (window.span_ms() + bucket_ms - 1) / bucket_ms;
+        let mut series: Vec<SeriesPoint> = (0..buckets)
+            .map(|i| SeriesPoint { start_ms: window.from_ms + i * bucket_ms, gmv_fen: 0, quality_gmv_fen: 0 })
+            .collect();
+        for bucket in stored {
+            if let Some(point) = usize::try_from(bucket.bucket).ok().and_then(|i| series.get_mut(i)) {
+                point.gmv_fen = bucket.gmv_fen;
+                point.quality_gmv_fen = bucket.quality_gmv_fen;
+            }
+        }
+        Ok(series)
+    }
+
+    async fn domestic_share(&self, merchant_id: Option<i64>) -> AppResult<DomesticShare> {
+        let top = self.hot_top(Window::Day, Measure::Units, None, None, HOT_LIST_TOP);
+        let sku_ids: Vec<i64> = top.iter().map(|&(sku, _)| sku).collect();
+        let origins = self.store().sku_brand_origins(&sku_ids).await?;
+        let in_scope = origins.iter().filter(|&&(_, shop, _)| merchant_id.is_none_or(|m| m == shop));
+        let (ranked_skus, domestic_skus) = in_scope
+            .fold((0, 0), |(ranked, domestic), &(_, _, is_domestic)| (ranked + 1, domestic + i64::from(is_domestic)));
+        let share_bps = (ranked_skus > 0).then(|| domestic_skus * 10_000 / ranked_skus);
+        Ok(DomesticShare { ranked_skus, domestic_skus, share_bps })
+    }
+
+    async fn shipping_points(
+        &self,
+        merchant_id: Option<i64>,
+        window: AnalyticsWindow,
+    ) -> AppResult<Vec<ShippingPoint>> {
+        let store = self.store();
+        let shipped = store.shipped_by_point(merchant_id, window.from_ms, window.to_ms, ROWS_MAX).await?;
+        let points: Vec<String> = shipped.iter().map(|p| p.key.clone()).collect();
+        let baseline_from_ms = window.from_ms - BASELINE_DAYS * DAY_MS;
+        let baseline = store.shipped_at_points(merchant_id, baseline_from_ms, window.from_ms, &points).await?;
+        Ok(shipped
+            .into_iter()
+            .map(|point| {
+                let baseline_orders = baseline.iter().find(|b| b.key == point.key).map_or(0, |b| b.orders);
+                let per_day = per_day(point.orders, window.span_ms());
+                let baseline_per_day = per_day_of(baseline_orders, BASELINE_DAYS);
+                ShippingPoint {
+                    region_code: point.key,
+                    shipped_orders: point.orders,
+                    per_day,
+                    baseline_orders,
+                    baseline_per_day,
+                    ratio: (baseline_orders > 0).then(|| per_day / baseline_per_day),
+                }
+            })
+            .collect())
+    }
+}
+
+fn per_day_of(orders: i64, days: i64) -> f64 {
+    orders as f64 / days as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(from: Option<i64>, to: Option<i64>, expected: Result<(i64, i64), &str>) {
+        let got = AnalyticsWindow::parse(from, to, 10 * DAY_MS).map(|w| (w.from_ms(), w.to_ms())).map_err(|e| e.code);
+        assert_eq!(got, expected, "{from:?}..{to:?}");
+    }
+
+    #[test]
+    fn windows_are_checked() {
+        check(None, None, Ok((9 * DAY_MS, 10 * DAY_MS)));
+        check(Some(0), Some(DAY_MS), Ok((0, DAY_MS)));
+        check(Some(DAY_MS), Some(DAY_MS), Err("invalid_window"));
+        check(Some(2 * DAY_MS), Some(DAY_MS), Err("invalid_window"));
+        check(Some(-1), Some(DAY_MS), Err("invalid_window"));
+        check(Some(0), Some(400 * DAY_MS), Ok((0, 400 * DAY_MS)));
+        check(Some(0), Some(400 * DAY_MS + 1), Err("window_too_long"));
+        check(Some(i64::MIN), Some(i64::MAX), Err("invalid_window"));
+    }
+
+    #[test]
+    fn buckets_are_hourly_up_to_three_days() {
+        let window = |days| AnalyticsWindow::parse(Some(0), Some(days * DAY_MS), 0).expect("window");
+        assert_eq!(window(3).bucket_ms(), HOUR_MS);
+        assert_eq!(window(4).bucket_ms(), DAY_MS);
+    }
+
+    #[test]
+    fn only_operators_and_staff_see_analytics() {
+        let actor = |role, merchant_id| Actor { user_id: 1, role, merchant_id };
+        assert_eq!(scope_for(&actor(Role::Operator, None), None).ok(), Some(None));
+        assert_eq!(scope_for(&actor(Role::Operator, None), Some(4)).ok(), Some(Some(4)));
+        assert_eq!(scope_for(&actor(Role::MerchantStaff, Some(4)), None).ok(), Some(Some(4)));
+        assert_eq!(scope_for(&actor(Role::MerchantStaff, Some(4)), Some(4)).ok(), Some(Some(4)));
+        assert!(scope_for(&actor(Role::MerchantStaff, Some(4)), Some(5)).is_err());
+        assert!(scope_for(&actor(Role::Consumer, None), None).is_err());
+        assert!(scope_for(&actor(Role::Creator, None), None).is_err());
+    }
+}
