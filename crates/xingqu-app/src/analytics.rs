@@ -15,16 +15,15 @@
 //! brushing = quality_gmv` exactly. Price-protection and insurance payouts are not deducted: they
 //! pay for a promise kept, not for a harmful sale.
 //!
-//! Zone figures (likes per zone, zone performance) belong here too once the campaign tables land:
-//! add a `zones` section to [`Overview`] that joins `zone_entries` (`status = 'approved'`) on
-//! `sku_id` / `merchant_id` with the same window and scope, and a store query beside
-//! `xingqu_store::analytics::Store::gmv_totals`.
+//! Zone figures: for a campaign (the one asked for, else the earliest-ending one not over), each
+//! zone's approved entries, orders, units, GMV and quality GMV of their SKUs, and likes on their
+//! products and the videos linking them, in the same window and scope.
 
 use crate::hotlist::{Measure, Window};
 use crate::{App, AppError, AppResult};
 use xingqu_domain::Invalid;
 use xingqu_domain::account::{Actor, Role};
-use xingqu_store::analytics::{FarmSales, GmvTotals, KeyedCount};
+use xingqu_store::analytics::{FarmSales, GmvTotals, KeyedCount, ZoneFigures};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -144,6 +143,9 @@ pub struct Overview {
     pub shipping_points: Vec<ShippingPoint>,
     /// Distinct buyers of lines that carried 安心购 services.
     pub assured_buyers: i64,
+    /// The campaign whose zones are shown (none when there is no campaign), and its zones.
+    pub campaign_id: Option<i64>,
+    pub zones: Vec<ZoneFigures>,
 }
 
 /// Whose figures `actor` may see: operators any shop's or all; a shop's staff their own only.
@@ -172,6 +174,7 @@ impl App {
         &self,
         actor: &Actor,
         requested_merchant_id: Option<i64>,
+        requested_campaign_id: Option<i64>,
         window: AnalyticsWindow,
     ) -> AppResult<Overview> {
         let merchant_id = scope_for(actor, requested_merchant_id)?;
@@ -192,6 +195,14 @@ impl App {
         let regions = store.orders_by_origin_region(merchant_id, from_ms, to_ms, ROWS_MAX).await?;
         let shipping_points = self.shipping_points(merchant_id, window).await?;
         let assured_buyers = store.assured_buyers(merchant_id, from_ms, to_ms).await?;
+        let campaign_id = match requested_campaign_id {
+            Some(id) => Some(store.campaign(id).await?.ok_or(AppError::not_found("campaign"))?.id),
+            None => store.campaigns(self.now_ms(), 1).await?.first().map(|c| c.id),
+        };
+        let zones = match campaign_id {
+            Some(id) => store.zone_figures(id, merchant_id, from_ms, to_ms).await?,
+            None => Vec::new(),
+        };
         Ok(Overview {
             window,
             merchant_id,
@@ -203,6 +214,8 @@ impl App {
             regions,
             shipping_points,
             assured_buyers,
+            campaign_id,
+            zones,
         })
     }
 

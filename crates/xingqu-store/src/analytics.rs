@@ -73,6 +73,21 @@ pub struct FarmSales {
     pub gmv_fen: i64,
 }
 
+/// One campaign zone's figures over a window: its approved entries, what they sold (GMV and
+/// quality GMV as above) and the likes on its products and the videos that link them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFigures {
+    pub zone_id: i64,
+    pub name: String,
+    pub traffic_target_bp: i64,
+    pub entries: i64,
+    pub orders: i64,
+    pub units: i64,
+    pub gmv_fen: i64,
+    pub quality_gmv_fen: i64,
+    pub likes: i64,
+}
+
 /// A flagged line as the hot lists need it back at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlaggedLine {
@@ -131,6 +146,92 @@ impl Store {
                     paid_fen: get_i64(r, "paid_fen")?,
                     paid_at_ms: get_i64(r, "paid_at_ms")?,
                     rule: r.try_get("rule")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every zone of `campaign_id` with its figures over `[from_ms, to_ms)`, in zone order. A
+    /// SKU entered in two zones counts in both (each zone's own performance).
+    pub async fn zone_figures(
+        &self,
+        campaign_id: i64,
+        merchant_id: Option<i64>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<ZoneFigures>, StoreError> {
+        let scope = merchant_id.unwrap_or(0);
+        let zones = sqlx::query(
+            "SELECT z.id, z.name, z.traffic_target_bp, \
+             (SELECT COUNT(*) FROM zone_entries e WHERE e.zone_id = z.id AND e.status = 'approved' \
+               AND ($2 = 0 OR e.merchant_id = $2)) AS entries \
+             FROM campaign_zones z WHERE z.campaign_id = $1 ORDER BY z.id",
+        )
+        .bind(campaign_id)
+        .bind(scope)
+        .fetch_all(self.reader())
+        .await?;
+        let sales_sql = format!(
+            "SELECT e.zone_id, COUNT(DISTINCT o.id) AS orders, CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) AS units, \
+             CAST(COALESCE(SUM(l.paid_fen), 0) AS BIGINT) AS gmv_fen, \
+             CAST(COALESCE(SUM({quality}), 0) AS BIGINT) AS quality_gmv_fen \
+             {LINES_FROM} JOIN zone_entries e ON e.sku_id = l.sku_id AND e.status = 'approved' \
+             JOIN campaign_zones z ON z.id = e.zone_id \
+             WHERE {PAID_IN_WINDOW} AND z.campaign_id = $4 GROUP BY e.zone_id",
+            quality = quality_sql(),
+        );
+        let sales = sqlx::query(&sales_sql)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(scope)
+            .bind(campaign_id)
+            .fetch_all(self.reader())
+            .await?;
+        // Likes on a zone's products and on videos linking them; an event counts once per zone.
+        let likes = sqlx::query(
+            "SELECT zone_id, COUNT(DISTINCT event_id) AS likes FROM ( \
+               SELECT e.zone_id, ev.id AS event_id FROM interaction_events ev \
+               JOIN zone_entries e ON ev.item_type = 'product' AND ev.item_id = e.product_id \
+               JOIN campaign_zones z ON z.id = e.zone_id \
+               WHERE ev.kind = 'like' AND ev.occurred_at_ms >= $1 AND ev.occurred_at_ms < $2 AND e.status = 'approved' \
+                 AND z.campaign_id = $4 AND ($3 = 0 OR e.merchant_id = $3) \
+               UNION ALL \
+               SELECT e.zone_id, ev.id AS event_id FROM interaction_events ev \
+               JOIN video_products vp ON ev.item_type = 'video' AND ev.item_id = vp.video_id \
+               JOIN zone_entries e ON e.product_id = vp.product_id \
+               JOIN campaign_zones z ON z.id = e.zone_id \
+               WHERE ev.kind = 'like' AND ev.occurred_at_ms >= $1 AND ev.occurred_at_ms < $2 AND e.status = 'approved' \
+                 AND z.campaign_id = $4 AND ($3 = 0 OR e.merchant_id = $3) \
+             ) liked GROUP BY zone_id",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(scope)
+        .bind(campaign_id)
+        .fetch_all(self.reader())
+        .await?;
+        let find = |rows: &[sqlx::any::AnyRow], zone_id: i64, column: &str| -> Result<i64, StoreError> {
+            for row in rows {
+                if get_i64(row, "zone_id")? == zone_id {
+                    return get_i64(row, column);
+                }
+            }
+            Ok(0)
+        };
+        zones
+            .iter()
+            .map(|z| {
+                let zone_id = get_i64(z, "id")?;
+                Ok(ZoneFigures {
+                    zone_id,
+                    name: z.try_get("name")?,
+                    traffic_target_bp: get_i64(z, "traffic_target_bp")?,
+                    entries: get_i64(z, "entries")?,
+                    orders: find(&sales, zone_id, "orders")?,
+                    units: find(&sales, zone_id, "units")?,
+                    gmv_fen: find(&sales, zone_id, "gmv_fen")?,
+                    quality_gmv_fen: find(&sales, zone_id, "quality_gmv_fen")?,
+                    likes: find(&likes, zone_id, "likes")?,
                 })
             })
             .collect()

@@ -28,16 +28,19 @@ pub struct OverviewQuery {
     to_ms: Option<i64>,
     /// Operators: one shop's figures. Staff: their own shop (another shop's id is 403).
     merchant_id: Option<i64>,
+    /// The campaign whose zones to show; default the earliest-ending one not over yet.
+    campaign_id: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CsvQuery {
-    /// totals, gmv_series, regions, shipping_points or farm_specialty.
+    /// totals, gmv_series, regions, shipping_points, farm_specialty or zones.
     section: Option<String>,
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     merchant_id: Option<i64>,
+    campaign_id: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -126,6 +129,29 @@ pub struct AssuredPurchaseResponse {
     buyers_served: i64,
 }
 
+/// One campaign zone's figures in the window.
+#[derive(Serialize, ToSchema)]
+pub struct ZoneResponse {
+    zone_id: i64,
+    name: String,
+    traffic_target_bp: i64,
+    /// Approved entries (in scope).
+    entries: i64,
+    orders: i64,
+    units: i64,
+    gmv_fen: i64,
+    quality_gmv_fen: i64,
+    /// Likes on the zone's products and the videos linking them.
+    likes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ZonesResponse {
+    /// null when there is no campaign.
+    campaign_id: Option<i64>,
+    items: Vec<ZoneResponse>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OverviewResponse {
     from_ms: i64,
@@ -141,6 +167,7 @@ pub struct OverviewResponse {
     /// Top 20 shipping points by orders shipped.
     shipping_points: Vec<ShippingPointResponse>,
     assured_purchase: AssuredPurchaseResponse,
+    zones: ZonesResponse,
 }
 
 impl From<Overview> for OverviewResponse {
@@ -203,6 +230,24 @@ impl From<Overview> for OverviewResponse {
                 })
                 .collect(),
             assured_purchase: AssuredPurchaseResponse { buyers_served: o.assured_buyers },
+            zones: ZonesResponse {
+                campaign_id: o.campaign_id,
+                items: o
+                    .zones
+                    .into_iter()
+                    .map(|z| ZoneResponse {
+                        zone_id: z.zone_id,
+                        name: z.name,
+                        traffic_target_bp: z.traffic_target_bp,
+                        entries: z.entries,
+                        orders: z.orders,
+                        units: z.units,
+                        gmv_fen: z.gmv_fen,
+                        quality_gmv_fen: z.quality_gmv_fen,
+                        likes: z.likes,
+                    })
+                    .collect(),
+            },
         }
     }
 }
@@ -227,13 +272,13 @@ fn merchant(merchant_id: Option<i64>) -> ApiResult<Option<i64>> {
 async fn load(
     state: &AppState,
     auth: &Auth,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
+    (from_ms, to_ms): (Option<i64>, Option<i64>),
     merchant_id: Option<i64>,
+    campaign_id: Option<i64>,
 ) -> ApiResult<Overview> {
     let window = window(state, from_ms, to_ms)?;
     let merchant_id = merchant(merchant_id)?;
-    Ok(state.app.analytics_overview(&auth.user.actor(), merchant_id, window).await?)
+    Ok(state.app.analytics_overview(&auth.user.actor(), merchant_id, campaign_id, window).await?)
 }
 
 /// The analytics overview of a window: GMV and quality GMV (totals and an hourly or daily series),
@@ -248,12 +293,12 @@ async fn overview(
     auth: Auth,
     ApiQuery(q): ApiQuery<OverviewQuery>,
 ) -> ApiResult<Json<OverviewResponse>> {
-    let overview = load(&state, &auth, q.from_ms, q.to_ms, q.merchant_id).await?;
+    let overview = load(&state, &auth, (q.from_ms, q.to_ms), q.merchant_id, q.campaign_id).await?;
     Ok(Json(overview.into()))
 }
 
 /// One table of the overview as CSV with a header row (`section`: totals, gmv_series, regions,
-/// shipping_points, farm_specialty). Same window, scope and errors as the JSON overview.
+/// shipping_points, farm_specialty, zones). Same window, scope and errors as the JSON overview.
 #[utoipa::path(get, path = "/v1/analytics/overview.csv", tag = "analytics", security(("bearer" = [])), params(CsvQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -271,7 +316,7 @@ async fn overview_csv(
         )
         .with_field("section"));
     }
-    let overview = load(&state, &auth, q.from_ms, q.to_ms, q.merchant_id).await?;
+    let overview = load(&state, &auth, (q.from_ms, q.to_ms), q.merchant_id, q.campaign_id).await?;
     let body = csv(section, &overview);
     let (from_ms, to_ms) = (overview.window.from_ms(), overview.window.to_ms());
     let disposition = format!("attachment; filename=\"xingqu-{section}-{from_ms}-{to_ms}.csv\"");
@@ -282,7 +327,7 @@ async fn overview_csv(
         .into_response())
 }
 
-const SECTIONS: [&str; 5] = ["totals", "gmv_series", "regions", "shipping_points", "farm_specialty"];
+const SECTIONS: [&str; 6] = ["totals", "gmv_series", "regions", "shipping_points", "farm_specialty", "zones"];
 
 /// Region codes and numbers need no quoting; a field with a comma, quote or newline would.
 fn field(value: &str) -> String {
@@ -340,6 +385,24 @@ fn csv(section: &str, o: &Overview) -> String {
                         p.baseline_orders,
                         p.baseline_per_day,
                         ratio(p.ratio)
+                    )
+                })
+            }),
+        "zones" => writeln!(out, "zone_id,name,traffic_target_bp,entries,orders,units,gmv_fen,quality_gmv_fen,likes")
+            .and_then(|()| {
+                o.zones.iter().try_for_each(|z| {
+                    writeln!(
+                        out,
+                        "{},{},{},{},{},{},{},{},{}",
+                        z.zone_id,
+                        field(&z.name),
+                        z.traffic_target_bp,
+                        z.entries,
+                        z.orders,
+                        z.units,
+                        z.gmv_fen,
+                        z.quality_gmv_fen,
+                        z.likes
                     )
                 })
             }),

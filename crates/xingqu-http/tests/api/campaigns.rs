@@ -10,7 +10,8 @@ crate::api_tests!(
     campaign_prices_and_subsidies_price_carts_and_pools_are_never_overspent,
     campaign_bad_input_is_refused,
     accounts_crowding_one_device_are_kept_off_the_hot_lists,
-    a_campaign_price_is_owed_to_earlier_buyers_under_price_protection
+    a_campaign_price_is_owed_to_earlier_buyers_under_price_protection,
+    zone_figures_count_what_entries_sold_and_the_likes_they_drew
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -462,4 +463,46 @@ async fn a_campaign_price_is_owed_to_earlier_buyers_under_price_protection(app: 
     assert_eq!((again.status, again.body["id"].clone()), (200, paid.body["id"].clone()));
     let report = app.app.store().check_ledger().await.expect("check");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
+}
+
+async fn zone_figures_count_what_entries_sold_and_the_likes_they_drew(app: &TestApp) {
+    let (op, campaign_id, zone) = yanbian_campaign(app, 0).await;
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (other_staff, _) = app.shop("图们米铺", "222402").await;
+    let (product, sku) = app.listed_product(&staff, "延边大米 5kg", 5_000).await;
+    let entry = enter(app, &staff, zone, sku, 4_500).await.id();
+    app.post(&format!("/v1/zone-entries/{entry}/review"), Some(&op), json!({"approve": true})).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let placed = order(app, &buyer, "k1", json!([{"sku_id": sku, "quantity": 2}])).await;
+    assert_eq!(pay(app, &buyer, placed.body["orders"][0]["id"].as_i64().expect("order")).await.status, 200);
+    // A like on the product, one on a video that links it, and a view that is not a like.
+    let creator = app.register("zhubo@example.com", "creator").await;
+    let video = app
+        .post("/v1/videos", Some(&creator), json!({"title": "延边大米", "duration_s": 30, "product_ids": [product]}))
+        .await;
+    assert_eq!(video.status, 201, "{video:?}");
+    let at = "2025-11-26T00:00:00Z";
+    let events = json!({"events": [
+        {"kind": "like", "item_type": "product", "item_id": product, "occurred_at": at},
+        {"kind": "like", "item_type": "video", "item_id": video.id(), "occurred_at": at},
+        {"kind": "view", "item_type": "video", "item_id": video.id(), "watch_ms": 5000, "occurred_at": at}]});
+    assert_eq!(app.post("/v1/events", Some(&buyer), events).await.status, 202);
+    app.clock.advance_ms(60_000);
+
+    let overview = app.get(&format!("/v1/analytics/overview?campaign_id={campaign_id}"), Some(&op)).await;
+    assert_eq!(overview.body["zones"]["campaign_id"], campaign_id, "{overview:?}");
+    let figures = &overview.body["zones"]["items"][0];
+    assert_eq!(
+        [&figures["entries"], &figures["orders"], &figures["units"], &figures["gmv_fen"], &figures["likes"]],
+        [&json!(1), &json!(1), &json!(2), &json!(9_000), &json!(2)],
+        "{figures}"
+    );
+    assert_eq!(figures["quality_gmv_fen"], 9_000);
+    // Another shop's staff see their shop's part: nothing.
+    let theirs = app.get("/v1/analytics/overview", Some(&other_staff)).await;
+    let figures = &theirs.body["zones"]["items"][0];
+    assert_eq!([&figures["entries"], &figures["orders"], &figures["likes"]], [&json!(0), &json!(0), &json!(0)]);
+    let csv = app.send("GET", "/v1/analytics/overview.csv?section=zones", Some(&op), None).await;
+    assert_eq!(csv.status, 200);
+    app.get("/v1/analytics/overview?campaign_id=999999", Some(&op)).await.assert_error(404, "campaign_not_found");
 }
