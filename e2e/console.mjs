@@ -168,7 +168,7 @@ async function main() {
       await page.click("#login-submit");
       await page.waitForURL(/\/console\/operator$/, { timeout: WAIT_MS });
       await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
-      for (const id of ["gmv-chart", "regions-chart", "domestic-chart"]) {
+      for (const id of ["gmv-chart", "regions-chart", "domestic-chart", "zones-chart"]) {
         await page.locator(`#${id}[data-rendered='true']`).waitFor({ timeout: WAIT_MS });
         const painted = await page.evaluate((canvasId) => {
           const canvas = document.getElementById(canvasId);
@@ -179,6 +179,10 @@ async function main() {
         }, id);
         assert(painted.width > 0 && painted.height > 0 && painted.n > 0, `${id} is drawn: ${JSON.stringify(painted)}`);
       }
+      // The demo festival's zones are listed with their traffic targets.
+      await page.locator("#zones tbody tr[data-zone]").first().waitFor({ timeout: WAIT_MS });
+      const zones = await page.$$eval("#zones tbody tr[data-zone]", (rows) => rows.map((r) => r.cells[0].textContent));
+      assert(zones.includes("风味延边") && zones.length === 3, `the campaign's zones are shown: ${zones}`);
       const gmvCard = await page.locator("[data-testid='gmv'] .value").textContent();
       assert(gmvCard.startsWith("¥"), `the GMV card shows money: ${gmvCard}`);
     });

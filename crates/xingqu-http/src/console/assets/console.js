@@ -162,6 +162,38 @@ function overviewCards(o) {
   );
 }
 
+/** The running campaign's zones: quality GMV and likes per zone, and the hot list's zone filter. */
+function drawZones(zones) {
+  chart("zones-chart", {
+    type: "bar",
+    data: {
+      labels: zones.items.map((z) => z.name),
+      datasets: [
+        { label: "GMV (元)", data: zones.items.map((z) => z.gmv_fen / 100), backgroundColor: "#9ca3af" },
+        { label: "Quality GMV (元)", data: zones.items.map((z) => z.quality_gmv_fen / 100), backgroundColor: "#e8453c" },
+      ],
+    },
+    options: { scales: { y: { beginAtZero: true } } },
+  });
+  fillTable(
+    "zones",
+    zones.items,
+    (z) => el("tr", { "data-zone": z.zone_id }, ...cells([z.name, `${(z.traffic_target_bp / 100).toFixed(1)}%`, z.entries, z.orders, yuan(z.quality_gmv_fen), z.likes])),
+    "No campaign zones",
+  );
+  const select = document.getElementById("hot-zone");
+  if (select && select.options.length === 1) {
+    for (const z of zones.items) select.append(el("option", { value: z.zone_id }, z.name));
+  }
+}
+
+async function campaignName(campaignId) {
+  if (campaignId === null) return;
+  const campaign = await api(`/v1/campaigns/${campaignId}`);
+  const themes = campaign.theme_days.map((d) => `${d.day.slice(5, 10)} ${d.title}`).join(" · ");
+  document.getElementById("campaign-name").textContent = themes ? `${campaign.name} (${themes})` : campaign.name;
+}
+
 // ---- Shared tables -----------------------------------------------------------------------
 
 async function loadAfterSales(merchantId) {
@@ -237,12 +269,14 @@ async function operatorPage() {
         datasets: [{ data: d.ranked_skus ? [d.domestic_skus, d.ranked_skus - d.domestic_skus] : [0, 1], backgroundColor: ["#e8453c", "#d1d5db"] }],
       },
     });
+    drawZones(o.zones);
     fillTable(
       "shipping-points",
       o.shipping_points,
       (p) => el("tr", {}, ...cells([p.region_code, p.shipped_orders, p.per_day.toFixed(1), p.baseline_per_day.toFixed(2), p.ratio === null ? null : p.ratio.toFixed(1)])),
       "Nothing shipped in this window",
     );
+    await campaignName(o.zones.campaign_id);
     await loadAfterSales(null);
     const suspects = await api("/v1/hot-lists/suspects");
     fillTable(
@@ -268,6 +302,7 @@ async function operatorPage() {
   liveHotList();
   document.getElementById("hot-window").addEventListener("change", liveHotList);
   document.getElementById("hot-measure").addEventListener("change", liveHotList);
+  document.getElementById("hot-zone").addEventListener("change", liveHotList);
   await refresh();
   // Figures other than the live list refresh every half minute.
   setInterval(() => refresh().catch(() => {}), 30000);
@@ -291,8 +326,10 @@ function liveHotList() {
   if (hotStream) hotStream.close();
   const window_ = document.getElementById("hot-window").value;
   const measure = document.getElementById("hot-measure").value;
+  const zoneSelect = document.getElementById("hot-zone");
+  const zone = zoneSelect && zoneSelect.value ? `&zone_id=${zoneSelect.value}` : "";
   const status = document.getElementById("hot-status");
-  hotStream = new EventSource(`/v1/hot-lists/stream?window=${window_}&measure=${measure}&limit=20`);
+  hotStream = new EventSource(`/v1/hot-lists/stream?window=${window_}&measure=${measure}&limit=20${zone}`);
   hotStream.addEventListener("open", () => {
     status.textContent = "live";
     status.className = "badge live";
