@@ -423,6 +423,9 @@ impl App {
             return Ok(());
         }
         let mut pools_by_zone: BTreeMap<i64, Vec<SubsidyPoolRow>> = BTreeMap::new();
+        // What each pool has left as this cart's lines take from it: two lines never count on
+        // the same money.
+        let mut left_fen: BTreeMap<i64, i64> = BTreeMap::new();
         for line in priced.iter_mut() {
             // Offers come cheapest first for each SKU.
             let Some(offer) = offers.iter().find(|o| o.sku_id == line.sku_id) else { continue };
@@ -441,10 +444,16 @@ impl App {
                 .iter()
                 .filter_map(|pool| {
                     let rate = SubsidyRate::parse(pool.per_unit_fen, pool.percent_bp, pool.cap_per_unit_fen).ok()?;
-                    let amount_fen = line_subsidy_fen(rate, unit_fen, units, pool.budget_fen - pool.spent_fen)?;
+                    let left = *left_fen.entry(pool.id).or_insert(pool.budget_fen - pool.spent_fen);
+                    let amount_fen = line_subsidy_fen(rate, unit_fen, units, left)?;
                     Some(SubsidyOffer { pool_id: pool.id, amount_fen })
                 })
                 .max_by_key(|s| (s.amount_fen, std::cmp::Reverse(s.pool_id)));
+            if let Some(subsidy) = line.subsidy
+                && let Some(left) = left_fen.get_mut(&subsidy.pool_id)
+            {
+                *left -= subsidy.amount_fen;
+            }
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ crate::api_tests!(
     campaign_bad_input_is_refused,
     accounts_crowding_one_device_are_kept_off_the_hot_lists,
     a_campaign_price_is_owed_to_earlier_buyers_under_price_protection,
-    zone_figures_count_what_entries_sold_and_the_likes_they_drew
+    zone_figures_count_what_entries_sold_and_the_likes_they_drew,
+    lines_of_one_cart_never_count_on_the_same_pool_money
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -505,4 +506,47 @@ async fn zone_figures_count_what_entries_sold_and_the_likes_they_drew(app: &Test
     let csv = app.send("GET", "/v1/analytics/overview.csv?section=zones", Some(&op), None).await;
     assert_eq!(csv.status, 200);
     app.get("/v1/analytics/overview?campaign_id=999999", Some(&op)).await.assert_error(404, "campaign_not_found");
+}
+
+async fn lines_of_one_cart_never_count_on_the_same_pool_money(app: &TestApp) {
+    let (op, campaign_id, zone) = yanbian_campaign(app, 0).await;
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, rice) = app.listed_product(&staff, "延边大米", 5_000).await;
+    let (_, kimchi) = app.listed_product(&staff, "延边辣白菜", 3_000).await;
+    for (sku, price) in [(rice, 4_500), (kimchi, 2_500)] {
+        let entry = enter(app, &staff, zone, sku, price).await.id();
+        app.post(&format!("/v1/zone-entries/{entry}/review"), Some(&op), json!({"approve": true})).await;
+    }
+    // 10% off each unit, at most 3 元 a unit, from a pool that holds 6 元.
+    let pool = app
+        .post(
+            &format!("/v1/campaigns/{campaign_id}/subsidy-pools"),
+            Some(&op),
+            json!({"name": "延边补贴", "budget_fen": 600, "percent_bp": 1_000, "cap_per_unit_fen": 300}),
+        )
+        .await;
+    assert_eq!(pool.status, 201, "{pool:?}");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let lines = json!([{"sku_id": rice, "quantity": 2}, {"sku_id": kimchi, "quantity": 1}]);
+    let quote = app.post("/v1/quotes", Some(&buyer), json!({"lines": lines})).await;
+    let subsidies: Vec<i64> = quote.body["merchants"][0]["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            l["discounts"]
+                .as_array()
+                .expect("discounts")
+                .iter()
+                .filter(|d| d["source"] == "subsidy")
+                .map(|d| d["amount_fen"].as_i64().unwrap_or_default())
+                .sum()
+        })
+        .collect();
+    // The rice takes 2 × 3 元 (capped): the pool has nothing left for the kimchi's 2.5 元.
+    assert_eq!(subsidies, vec![600, 0], "{quote:?}");
+    let placed = order(app, &buyer, "k1", lines).await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    let campaign = app.get(&format!("/v1/campaigns/{campaign_id}"), None).await;
+    assert_eq!(campaign.body["subsidy_pools"][0]["left_fen"], 0);
 }
