@@ -41,6 +41,8 @@ const PAGE_MAX: usize = 50;
 const FRESH_MS: i64 = 7 * 86_400_000;
 /// Events read per page while loading.
 const LOAD_PAGE: u32 = 10_000;
+/// Pages of other nodes' events one tail reads at most (the next run goes on).
+const TAIL_PAGES_MAX: usize = 10;
 /// The operator's default programme: farm specialties get this share of exposure.
 pub const FARM_TARGET_SHARE: f64 = 0.15;
 
@@ -160,6 +162,9 @@ struct Viewers {
     loaded: bool,
     /// Events up to this id are in the states; an ingest applies only newer ones.
     through_event_id: i64,
+    /// Id ranges (first → last) above `through_event_id` this node appended and learned itself:
+    /// reading the log for other nodes' events skips them.
+    own: std::collections::BTreeMap<i64, i64>,
     states: HashMap<Viewer, ViewerState>,
     /// The interaction log, compact, in arrival order: what the model is retrained from, so a
     /// rebuild never reads the whole log back from the store.
@@ -179,6 +184,21 @@ struct Logged {
 }
 
 impl Viewers {
+    /// Moves `through_event_id` over this node's own ranges that now follow it directly.
+    fn skip_own(&mut self) {
+        while let Some((&first, &last)) = self.own.first_key_value() {
+            if first > self.through_event_id + 1 {
+                break;
+            }
+            self.through_event_id = self.through_event_id.max(last);
+            self.own.pop_first();
+        }
+    }
+
+    fn is_own(&self, id: i64) -> bool {
+        self.own.range(..=id).next_back().is_some_and(|(_, &last)| id <= last)
+    }
+
     /// Records an event about `item_type` in the states and the log.
     #[allow(clippy::too_many_arguments)]
     fn learn(&mut self, viewer: Viewer, kind: &str, item_type: &str, item_id: i64, watch_ms: i64, at_ms: i64) {
@@ -586,6 +606,10 @@ impl FeedService {
             return;
         }
         let through = viewers.through_event_id;
+        let last_id = first_id + events.len() as i64 - 1;
+        if last_id > through {
+            viewers.own.insert(first_id.max(through + 1), last_id);
+        }
         for (offset, event) in events.iter().enumerate() {
             if first_id + offset as i64 <= through {
                 continue;
@@ -777,6 +801,45 @@ impl App {
         feed.swap_in(model);
         feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, order| *order > blocks_before);
         Ok(())
+    }
+
+    /// Learns what other nodes appended to the log since this node last looked (each node learns
+    /// its own appends as it makes them): the timers call this every second. Returns the events
+    /// learned. The store is read outside the lock; what this node learned meanwhile is skipped.
+    pub async fn tail_feed(&self) -> AppResult<usize> {
+        let feed = self.feed();
+        let mut learned = 0;
+        for _ in 0..TAIL_PAGES_MAX {
+            let after_id = {
+                let mut viewers = feed.viewers.write().await;
+                if !viewers.loaded {
+                    return Ok(learned);
+                }
+                viewers.skip_own();
+                viewers.through_event_id
+            };
+            let page = self.store().events_after(after_id, LOAD_PAGE).await?;
+            let Some(last_id) = page.last().map(|e| e.id) else { break };
+            let full = page.len() == LOAD_PAGE as usize;
+            let mut viewers = feed.viewers.write().await;
+            for event in page {
+                if event.id <= viewers.through_event_id || viewers.is_own(event.id) {
+                    continue;
+                }
+                if let Some(viewer) = viewer_of(&event) {
+                    let EventRow { kind, item_type, item_id, watch_ms, occurred_at_ms, .. } = event;
+                    viewers.learn(viewer, &kind, &item_type, item_id, watch_ms, occurred_at_ms);
+                    learned += 1;
+                }
+            }
+            viewers.through_event_id = viewers.through_event_id.max(last_id);
+            let through = viewers.through_event_id;
+            viewers.own.retain(|_, last| *last > through);
+            if !full {
+                break;
+            }
+        }
+        Ok(learned)
     }
 
     /// Starts a rebuild in the background when the model is older than [`RETRAIN_MS`] and none

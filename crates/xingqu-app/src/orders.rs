@@ -901,6 +901,9 @@ impl App {
         if let Err(error) = self.retrain_feed_if_due().await {
             tracing::warn!(%error, "retraining the feed failed; retrying next run");
         }
+        if let Err(error) = self.tail_feed().await {
+            tracing::warn!(%error, "reading other nodes' events failed; retrying next run");
+        }
         report.protection_refunds = self.run_protection_sweeps().await?;
         report.payouts_sent = self.send_pending_payouts().await?;
         report.after_sales_moved = self.run_due_after_sales(now_ms).await?;

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 crate::api_tests!(
     videos_and_live_products_are_published_and_refused_when_wrong,
-    the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session
+    the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session,
+    a_second_node_learns_what_the_first_ingested
 );
 
 /// Registers a creator: (token, user id).
@@ -322,4 +323,42 @@ async fn the_feed_mixes_its_sources_says_why_and_never_repeats_in_a_session(app:
     assert_eq!(exposure.body["programmes"][0]["name"], "farm_specialties");
     assert_eq!(exposure.body["programmes"][0]["target_share"], 0.15);
     let _ = shop;
+}
+
+/// Two nodes over one store: events ingested through one reach the other's feed when it reads
+/// the log (the timers do every second), and each event counts once on each node.
+async fn a_second_node_learns_what_the_first_ingested(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (product, _) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let second = xingqu_app::App::new(
+        app.app.store().clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        xingqu_app::AppConfig::default(),
+    );
+    let device = xingqu_app::feed::Viewer::Device("phone-b".to_owned());
+    let buy_again = |page: &xingqu_app::feed::FeedPage| {
+        page.items.iter().any(|i| i.id == product && i.reasons.iter().any(|r| r == "buy_again"))
+    };
+    // Both nodes have loaded the log before the purchase.
+    assert!(!buy_again(&second.feed_page(&device, None, 20).await.expect("page")));
+    assert!(app.get("/v1/feed?device_id=phone-b&limit=20", None).await.status == 200);
+    let purchase = json!({"device_id": "phone-b", "events": [{"kind": "purchase", "item_type": "product",
+        "item_id": product, "occurred_at": "2025-11-26T00:00:00Z"}]});
+    assert_eq!(app.post("/v1/events", None, purchase).await.status, 202);
+    // The first node knows at once; the second once it reads the log, and only once.
+    let first = app.get("/v1/feed?device_id=phone-b&limit=20", None).await;
+    assert!(
+        first.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == product && i["reasons"].as_array().is_some_and(|r| r.iter().any(|r| r == "buy_again"))),
+        "{first:?}"
+    );
+    assert!(!buy_again(&second.feed_page(&device, None, 20).await.expect("page")));
+    assert_eq!(second.tail_feed().await.expect("tail"), 1);
+    assert_eq!(second.tail_feed().await.expect("tail"), 0);
+    assert!(buy_again(&second.feed_page(&device, None, 20).await.expect("page")));
+    // The first node does not learn its own event twice.
+    assert_eq!(app.app.tail_feed().await.expect("tail"), 0);
 }
