@@ -148,7 +148,7 @@ struct Model {
     generation: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ViewerState {
     /// Bumped by every change: a session's candidates are reused while it stays the same.
     version: u64,
@@ -927,9 +927,10 @@ impl App {
         };
         let model = feed.model();
         let blocked = feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let viewers = feed.viewers.read().await;
-        let empty = ViewerState::default();
-        let state = viewers.states.get(viewer).unwrap_or(&empty);
+        // The viewer's state is copied out (a few dozen entries) so ingests, which take the lock
+        // to write, never wait for a page's scoring, nor pages for each other's.
+        let state = feed.viewers.read().await.states.get(viewer).cloned().unwrap_or_default();
+        let state = &state;
         let pool = match cached.filter(|p| {
             p.version == state.version && p.generation == model.generation && p.zones_generation == zones.generation
         }) {
@@ -963,7 +964,6 @@ impl App {
                 }
             })
             .collect();
-        drop(viewers);
         let rules = rules(&HashMap::new(), &zones);
         let ranked = {
             let mut exposure = feed.exposure.lock().unwrap_or_else(|p| p.into_inner());
