@@ -5,7 +5,13 @@
 //   2. the operator signs in, the campaign overview draws its charts, the live hot list shows;
 //   3. an order is placed and paid through the API, and the hot list on the open page changes
 //      without a reload (server-sent events);
-//   4. the demo merchant signs in and sees only their shop's orders and figures.
+//   4. the demo merchant signs in and sees only their shop's orders and figures;
+//   5. the operator's experience-score table ranks the shops that sold, and the 安心购 queue shows;
+//   6. the operator creates a zone through the campaign form (a duplicate name shows the API's
+//      error next to the form), edits its traffic target, and sees it listed;
+//   7. the merchant enters a SKU into that zone through their form (a price not below the 30-day
+//      low shows `not_below_reference_price`), the operator approves it in the review queue, and
+//      the merchant's page shows it approved.
 // Every wait is for a condition (with a generous cap so a broken build fails instead of
 // hanging); nothing asserts on elapsed time.
 //
@@ -259,6 +265,84 @@ async function main() {
       const token = await shopPage.evaluate(() => sessionStorage.getItem("xingqu.token"));
       const refused = await call("GET", `/v1/analytics/overview?merchant_id=${other.merchant}`, { token });
       assert(refused.status === 403, `another shop's analytics are refused: ${refused.status}`);
+      await context.close();
+    });
+
+    await step("the experience scores rank the shops that sold, and the 安心购 queue shows", async () => {
+      // The figures refresh after the paid orders above: both shops are scored.
+      for (const shop of [ownShop, other.merchant]) {
+        await page.locator(`#scores tbody tr[data-merchant='${shop}']`).waitFor({ timeout: WAIT_MS });
+      }
+      const rows = await page.$$eval("#scores tbody tr[data-merchant]", (trs) => trs.map((r) => ({ rank: Number(r.cells[0].textContent), overall: r.dataset.overall })));
+      assert(rows.every((r, i) => r.rank === i + 1), `ranks run 1..n: ${JSON.stringify(rows)}`);
+      assert(rows.every((r) => r.overall !== "" && Number(r.overall) >= 0 && Number(r.overall) <= 10000), `overall scores are basis points: ${JSON.stringify(rows)}`);
+      await page.locator("#assurance-queue tbody tr").first().waitFor({ timeout: WAIT_MS });
+    });
+
+    const zoneName = "E2E 本店专区";
+    await step("the operator creates a zone through the form and sees it listed", async () => {
+      await page.click("#campaigns-link");
+      await page.waitForURL(/\/console\/campaigns$/, { timeout: WAIT_MS });
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      await page.locator("#zones tbody tr[data-zone]").first().waitFor({ timeout: WAIT_MS });
+      const form = page.locator("#zone-form");
+      await form.locator("input[name=name]").fill(zoneName);
+      await form.locator("input[name=merchant_ids]").fill(String(ownShop));
+      await form.locator("input[name=traffic_target]").fill("1");
+      await form.locator("button[type=submit]").click();
+      const row = page.locator("#zones tbody tr[data-zone]", { hasText: zoneName });
+      await row.waitFor({ timeout: WAIT_MS });
+      assert((await row.textContent()).includes(`shops ${ownShop}`), `the rule is shown: ${await row.textContent()}`);
+      // The same name again: the API's 409 is shown next to the form.
+      await form.locator("input[name=name]").fill(zoneName);
+      await form.locator("button[type=submit]").click();
+      await form.locator(".error[data-code='zone_exists']").waitFor({ timeout: WAIT_MS });
+      // Editing its traffic target (PUT /v1/zones/{id}).
+      await row.locator("button[data-action=edit]").click();
+      await form.locator("input[name=traffic_target]").fill("2.5");
+      await form.locator("button[type=submit]").click();
+      await page.locator("#zones tbody tr[data-zone]", { hasText: "2.50%" }).filter({ hasText: zoneName }).waitFor({ timeout: WAIT_MS });
+      await shot(page, "campaigns");
+    });
+
+    await step("the merchant enters a SKU, the operator approves it, the merchant sees it approved", async () => {
+      const context = await browser.newContext();
+      const shopPage = await context.newPage();
+      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
+      await shopPage.goto(`${base}/console/login`);
+      await shopPage.fill("#email", "merchant@xingqu.demo");
+      await shopPage.fill("#password", PASSWORD);
+      await shopPage.click("#login-submit");
+      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
+      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const form = shopPage.locator("#entry-form[data-ready='true']");
+      await form.waitFor({ timeout: WAIT_MS });
+      await form.locator("select[name=zone_id]").selectOption({ label: zoneName });
+      await form.locator("select[name=sku_id]").selectOption(String(own.sku));
+      const priceFen = Number(await form.locator(`select[name=sku_id] option[value='${own.sku}']`).getAttribute("data-price"));
+      // Not below the 30-day low: refused, and the refusal is shown by the form.
+      await form.locator("input[name=price]").fill((priceFen / 100).toFixed(2));
+      await form.locator("button[type=submit]").click();
+      await form.locator(".error[data-code='not_below_reference_price']").waitFor({ timeout: WAIT_MS });
+      const campaignFen = Math.max(1, Math.floor(priceFen / 2));
+      await form.locator("input[name=price]").fill((campaignFen / 100).toFixed(2));
+      await form.locator("button[type=submit]").click();
+      await shopPage.locator(`#entries tbody tr[data-sku='${own.sku}'][data-status='pending']`).waitFor({ timeout: WAIT_MS });
+      assert(await form.locator(".error").isHidden(), "the error is cleared once the entry is accepted");
+
+      // The operator's review queue shows it; approving takes it off the queue.
+      await page.reload();
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const queued = page.locator(`#review-queue tbody tr[data-sku='${own.sku}']`);
+      await queued.waitFor({ timeout: WAIT_MS });
+      await queued.locator("button[data-action=approve]").click();
+      await until("the entry to leave the review queue", async () => (await queued.count()) === 0);
+
+      await shopPage.reload();
+      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const approved = shopPage.locator(`#entries tbody tr[data-sku='${own.sku}'][data-status='approved']`, { hasText: zoneName });
+      await approved.waitFor({ timeout: WAIT_MS });
+      await shot(shopPage, "merchant-entries");
       await context.close();
     });
 
