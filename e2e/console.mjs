@@ -6,7 +6,8 @@
 //   3. an order is placed and paid through the API, and the hot list on the open page changes
 //      without a reload (server-sent events);
 //   4. the demo merchant signs in and sees only their shop's orders and figures;
-//   5. the operator's experience-score table ranks the shops that sold, and the 安心购 queue shows;
+//   5. the operator's experience-score table ranks the shops that sold; a new shop's 安心购 request
+//      is approved from the operator's queue;
 //   6. the operator creates a zone through the campaign form (a duplicate name shows the API's
 //      error next to the form), edits its traffic target, and sees it listed;
 //   7. the merchant enters a SKU into that zone through their form (a price not below the 30-day
@@ -268,7 +269,7 @@ async function main() {
       await context.close();
     });
 
-    await step("the experience scores rank the shops that sold, and the 安心购 queue shows", async () => {
+    await step("the experience scores rank the shops that sold", async () => {
       // The figures refresh after the paid orders above: both shops are scored.
       for (const shop of [ownShop, other.merchant]) {
         await page.locator(`#scores tbody tr[data-merchant='${shop}']`).waitFor({ timeout: WAIT_MS });
@@ -276,7 +277,39 @@ async function main() {
       const rows = await page.$$eval("#scores tbody tr[data-merchant]", (trs) => trs.map((r) => ({ rank: Number(r.cells[0].textContent), overall: r.dataset.overall })));
       assert(rows.every((r, i) => r.rank === i + 1), `ranks run 1..n: ${JSON.stringify(rows)}`);
       assert(rows.every((r) => r.overall !== "" && Number(r.overall) >= 0 && Number(r.overall) <= 10000), `overall scores are basis points: ${JSON.stringify(rows)}`);
-      await page.locator("#assurance-queue tbody tr").first().waitFor({ timeout: WAIT_MS });
+    });
+
+    await step("a shop's 安心购 request is approved from the operator's queue", async () => {
+      // A new shop applies through the API: registered, qualified by the operator, then asks.
+      const registered = await call("POST", "/v1/auth/register", {
+        body: { email: "e2e-shop@example.com", password: PASSWORD, display_name: "E2E 店主", role: "consumer" },
+      });
+      assert(registered.status === 201, `registered: ${registered.text}`);
+      const categories = (await call("GET", "/v1/categories")).body.items;
+      const leaf = categories.find((c) => !categories.some((d) => d.parent_id === c.id));
+      const shop = await call("POST", "/v1/merchants", {
+        token: registered.body.token,
+        body: { shop_name: "E2E 安心小店", region_code: "222401", category_ids: [leaf.id] },
+      });
+      assert(shop.status === 201, `shop applied: ${shop.text}`);
+      const operatorToken = (await login("operator@xingqu.demo")).token;
+      const qualified = await call("POST", `/v1/merchants/${shop.body.id}/qualification`, { token: operatorToken, body: { decision: "approve" } });
+      assert(qualified.status === 200, `shop qualified: ${qualified.text}`);
+      const staff = (await login("e2e-shop@example.com")).token;
+      const services = ["authenticity_guarantee", "seven_day_return", "express_refund", "return_shipping_insurance", "door_pickup"];
+      const asked = await call("PUT", `/v1/merchants/${shop.body.id}/assurance`, {
+        token: staff,
+        body: { services, insurance_premium_fen: 50, insurance_cap_fen: 1000 },
+      });
+      assert(asked.status === 200 && asked.body.status === "pending", `安心购 requested: ${asked.text}`);
+      await page.reload();
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const row = page.locator(`#assurance-queue tbody tr[data-merchant='${shop.body.id}']`);
+      await row.waitFor({ timeout: WAIT_MS });
+      await row.locator("button[data-action=approve]").click();
+      await until("the request to leave the queue", async () => (await row.count()) === 0);
+      const decided = await call("GET", `/v1/merchants/${shop.body.id}/assurance`, { token: staff });
+      assert(decided.body.status === "approved", `approved: ${decided.text}`);
     });
 
     const zoneName = "E2E 本店专区";
