@@ -5,7 +5,14 @@
 //   2. the operator signs in, the campaign overview draws its charts, the live hot list shows;
 //   3. an order is placed and paid through the API, and the hot list on the open page changes
 //      without a reload (server-sent events);
-//   4. the demo merchant signs in and sees only their shop's orders and figures.
+//   4. the demo merchant signs in and sees only their shop's orders and figures;
+//   5. the operator's experience-score table ranks the shops that sold; a new shop's 安心购 request
+//      is approved from the operator's queue;
+//   6. the operator creates a zone through the campaign form (a duplicate name shows the API's
+//      error next to the form), edits its traffic target, and sees it listed;
+//   7. the merchant enters a SKU into that zone through their form (a price not below the 30-day
+//      low shows `not_below_reference_price`), the operator approves it in the review queue, and
+//      the merchant's page shows it approved.
 // Every wait is for a condition (with a generous cap so a broken build fails instead of
 // hanging); nothing asserts on elapsed time.
 //
@@ -259,6 +266,116 @@ async function main() {
       const token = await shopPage.evaluate(() => sessionStorage.getItem("xingqu.token"));
       const refused = await call("GET", `/v1/analytics/overview?merchant_id=${other.merchant}`, { token });
       assert(refused.status === 403, `another shop's analytics are refused: ${refused.status}`);
+      await context.close();
+    });
+
+    await step("the experience scores rank the shops that sold", async () => {
+      // The figures refresh after the paid orders above: both shops are scored.
+      for (const shop of [ownShop, other.merchant]) {
+        await page.locator(`#scores tbody tr[data-merchant='${shop}']`).waitFor({ timeout: WAIT_MS });
+      }
+      const rows = await page.$$eval("#scores tbody tr[data-merchant]", (trs) => trs.map((r) => ({ rank: Number(r.cells[0].textContent), overall: r.dataset.overall })));
+      assert(rows.every((r, i) => r.rank === i + 1), `ranks run 1..n: ${JSON.stringify(rows)}`);
+      assert(rows.every((r) => r.overall !== "" && Number(r.overall) >= 0 && Number(r.overall) <= 10000), `overall scores are basis points: ${JSON.stringify(rows)}`);
+    });
+
+    await step("a shop's 安心购 request is approved from the operator's queue", async () => {
+      // A new shop applies through the API: registered, qualified by the operator, then asks.
+      const registered = await call("POST", "/v1/auth/register", {
+        body: { email: "e2e-shop@example.com", password: PASSWORD, display_name: "E2E 店主", role: "consumer" },
+      });
+      assert(registered.status === 201, `registered: ${registered.text}`);
+      const categories = (await call("GET", "/v1/categories")).body.items;
+      const leaf = categories.find((c) => !categories.some((d) => d.parent_id === c.id));
+      const shop = await call("POST", "/v1/merchants", {
+        token: registered.body.token,
+        body: { shop_name: "E2E 安心小店", region_code: "222401", category_ids: [leaf.id] },
+      });
+      assert(shop.status === 201, `shop applied: ${shop.text}`);
+      const operatorToken = (await login("operator@xingqu.demo")).token;
+      const qualified = await call("POST", `/v1/merchants/${shop.body.id}/qualification`, { token: operatorToken, body: { decision: "approve" } });
+      assert(qualified.status === 200, `shop qualified: ${qualified.text}`);
+      const staff = (await login("e2e-shop@example.com")).token;
+      const services = ["authenticity_guarantee", "seven_day_return", "express_refund", "return_shipping_insurance", "door_pickup"];
+      const asked = await call("PUT", `/v1/merchants/${shop.body.id}/assurance`, {
+        token: staff,
+        body: { services, insurance_premium_fen: 50, insurance_cap_fen: 1000 },
+      });
+      assert(asked.status === 200 && asked.body.status === "pending", `安心购 requested: ${asked.text}`);
+      await page.reload();
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const row = page.locator(`#assurance-queue tbody tr[data-merchant='${shop.body.id}']`);
+      await row.waitFor({ timeout: WAIT_MS });
+      await row.locator("button[data-action=approve]").click();
+      await until("the request to leave the queue", async () => (await row.count()) === 0);
+      const decided = await call("GET", `/v1/merchants/${shop.body.id}/assurance`, { token: staff });
+      assert(decided.body.status === "approved", `approved: ${decided.text}`);
+    });
+
+    const zoneName = "E2E 本店专区";
+    await step("the operator creates a zone through the form and sees it listed", async () => {
+      await page.click("#campaigns-link");
+      await page.waitForURL(/\/console\/campaigns$/, { timeout: WAIT_MS });
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      await page.locator("#zones tbody tr[data-zone]").first().waitFor({ timeout: WAIT_MS });
+      const form = page.locator("#zone-form");
+      await form.locator("input[name=name]").fill(zoneName);
+      await form.locator("input[name=merchant_ids]").fill(String(ownShop));
+      await form.locator("input[name=traffic_target]").fill("1");
+      await form.locator("button[type=submit]").click();
+      const row = page.locator("#zones tbody tr[data-zone]", { hasText: zoneName });
+      await row.waitFor({ timeout: WAIT_MS });
+      assert((await row.textContent()).includes(`shops ${ownShop}`), `the rule is shown: ${await row.textContent()}`);
+      // The same name again: the API's 409 is shown next to the form.
+      await form.locator("input[name=name]").fill(zoneName);
+      await form.locator("button[type=submit]").click();
+      await form.locator(".error[data-code='zone_exists']").waitFor({ timeout: WAIT_MS });
+      // Editing its traffic target (PUT /v1/zones/{id}).
+      await row.locator("button[data-action=edit]").click();
+      await form.locator("input[name=traffic_target]").fill("2.5");
+      await form.locator("button[type=submit]").click();
+      await page.locator("#zones tbody tr[data-zone]", { hasText: "2.50%" }).filter({ hasText: zoneName }).waitFor({ timeout: WAIT_MS });
+      await shot(page, "campaigns");
+    });
+
+    await step("the merchant enters a SKU, the operator approves it, the merchant sees it approved", async () => {
+      const context = await browser.newContext();
+      const shopPage = await context.newPage();
+      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
+      await shopPage.goto(`${base}/console/login`);
+      await shopPage.fill("#email", "merchant@xingqu.demo");
+      await shopPage.fill("#password", PASSWORD);
+      await shopPage.click("#login-submit");
+      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
+      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const form = shopPage.locator("#entry-form[data-ready='true']");
+      await form.waitFor({ timeout: WAIT_MS });
+      await form.locator("select[name=zone_id]").selectOption({ label: zoneName });
+      await form.locator("select[name=sku_id]").selectOption(String(own.sku));
+      const priceFen = Number(await form.locator(`select[name=sku_id] option[value='${own.sku}']`).getAttribute("data-price"));
+      // Not below the 30-day low: refused, and the refusal is shown by the form.
+      await form.locator("input[name=price]").fill((priceFen / 100).toFixed(2));
+      await form.locator("button[type=submit]").click();
+      await form.locator(".error[data-code='not_below_reference_price']").waitFor({ timeout: WAIT_MS });
+      const campaignFen = Math.max(1, Math.floor(priceFen / 2));
+      await form.locator("input[name=price]").fill((campaignFen / 100).toFixed(2));
+      await form.locator("button[type=submit]").click();
+      await shopPage.locator(`#entries tbody tr[data-sku='${own.sku}'][data-status='pending']`).waitFor({ timeout: WAIT_MS });
+      assert(await form.locator(".error").isHidden(), "the error is cleared once the entry is accepted");
+
+      // The operator's review queue shows it; approving takes it off the queue.
+      await page.reload();
+      await page.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const queued = page.locator(`#review-queue tbody tr[data-sku='${own.sku}']`);
+      await queued.waitFor({ timeout: WAIT_MS });
+      await queued.locator("button[data-action=approve]").click();
+      await until("the entry to leave the review queue", async () => (await queued.count()) === 0);
+
+      await shopPage.reload();
+      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const approved = shopPage.locator(`#entries tbody tr[data-sku='${own.sku}'][data-status='approved']`, { hasText: zoneName });
+      await approved.waitFor({ timeout: WAIT_MS });
+      await shot(shopPage, "merchant-entries");
       await context.close();
     });
 

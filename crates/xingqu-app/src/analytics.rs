@@ -18,12 +18,34 @@
 //! Zone figures: for a campaign (the one asked for, else the earliest-ending one not over), each
 //! zone's approved entries, orders, units, GMV and quality GMV of their SKUs, and likes on their
 //! products and the videos linking them, in the same window and scope.
+//!
+//! **Merchant experience score** (商家体验分), per shop over the orders paid in a window, each
+//! sub-score in basis points (0–10,000, rounded down; null when there is nothing to judge):
+//! - **product** = 10,000 × (lines − quality lines) / lines: a *quality line* has an accepted
+//!   after-sale (approved by the shop, its timer or arbitration, or done) of a kind that says the
+//!   goods were wrong — exchange, re-ship, repair, fresh damage, allergy return, counterfeit.
+//!   Return-and-refund is left out: the store does not record whether a return was a seven-day
+//!   no-reason one, so it cannot be told from a defect return.
+//! - **logistics** = 10,000 × orders shipped by their dispatch deadline / orders due: an order is
+//!   due once it shipped, or once its deadline passed unshipped (still `paid`: it counts as late).
+//!   The deadline is the promised one (当日发 / 24小时发 / 48 h), or [`DEFAULT_DISPATCH_MS`] after
+//!   payment when the shop promised nothing.
+//! - **service** = 10,000 × after-sales answered by the shop's staff within the answer deadline
+//!   (48 h from the request by default) / after-sales the shop had to answer: kinds the merchant
+//!   answers (not price protection, not counterfeit claims), counted once they left `requested`
+//!   by the shop's answer or its timer (a buyer's withdrawal before the answer is not counted).
+//! - **overall** = (4 × product + 3 × logistics + 3 × service) / 10 over the sub-scores present
+//!   (weights renormalised when one is null), rounded down.
+//!
+//! Creators are not scored: GMV through a creator's content is not attributed to orders (an
+//! order does not record the video or live session it came from), so a creator score would be a
+//! guess.
 
 use crate::hotlist::{Measure, Window};
 use crate::{App, AppError, AppResult};
 use xingqu_domain::Invalid;
 use xingqu_domain::account::{Actor, Role};
-use xingqu_store::analytics::{FarmSales, GmvTotals, KeyedCount, ZoneFigures};
+use xingqu_store::analytics::{FarmSales, GmvTotals, KeyedCount, ScoreCounts, ZoneFigures};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -40,6 +62,42 @@ pub const BASELINE_DAYS: i64 = 28;
 pub const HOT_LIST_TOP: usize = 100;
 /// Rows of the regional and shipping-point tables.
 pub const ROWS_MAX: i64 = 20;
+
+/// An order whose shop promised no dispatch time is due this long after payment (the platform's
+/// standard, the longest promise a shop can make).
+pub const DEFAULT_DISPATCH_MS: i64 = 48 * HOUR_MS;
+/// Weights of the overall score: product, logistics, service.
+pub const SCORE_WEIGHTS: [i64; 3] = [4, 3, 3];
+
+/// A shop's experience score over a window (see the module documentation), with its inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantScore {
+    pub counts: ScoreCounts,
+    pub product_bp: Option<i64>,
+    pub logistics_bp: Option<i64>,
+    pub service_bp: Option<i64>,
+    pub overall_bp: Option<i64>,
+}
+
+/// `part / whole` in basis points, rounded down; `None` without a whole.
+fn ratio_bp(part: i64, whole: i64) -> Option<i64> {
+    (whole > 0).then(|| part.clamp(0, whole) * 10_000 / whole)
+}
+
+impl MerchantScore {
+    pub fn from_counts(counts: ScoreCounts) -> Self {
+        let product_bp = ratio_bp(counts.lines - counts.quality_lines, counts.lines);
+        let logistics_bp = ratio_bp(counts.on_time_orders, counts.due_orders);
+        let service_bp = ratio_bp(counts.answered_in_time, counts.after_sales);
+        let (sum, weights) = [product_bp, logistics_bp, service_bp]
+            .iter()
+            .zip(SCORE_WEIGHTS)
+            .filter_map(|(score, weight)| score.map(|s| (s * weight, weight)))
+            .fold((0, 0), |(sum, weights), (s, w)| (sum + s, weights + w));
+        let overall_bp = (weights > 0).then(|| sum / weights);
+        Self { counts, product_bp, logistics_bp, service_bp, overall_bp }
+    }
+}
 
 /// A valid analytics window: `from_ms < to_ms`, at most [`WINDOW_DAYS_MAX`] days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +277,35 @@ impl App {
         })
     }
 
+    /// Experience scores of the shops with orders paid in `window`, best first (overall, then
+    /// orders, then shop id); operators see every shop (or one), staff their own only.
+    pub async fn merchant_scores(
+        &self,
+        actor: &Actor,
+        requested_merchant_id: Option<i64>,
+        window: AnalyticsWindow,
+    ) -> AppResult<Vec<MerchantScore>> {
+        let merchant_id = scope_for(actor, requested_merchant_id)?;
+        if let Some(id) = merchant_id
+            && self.store().merchant(id).await?.is_none()
+        {
+            return Err(AppError::not_found("merchant"));
+        }
+        let answer_ms = self.config().after_sale_deadlines.merchant_answer_ms;
+        let counts = self
+            .store()
+            .score_counts(merchant_id, (window.from_ms, window.to_ms), DEFAULT_DISPATCH_MS, answer_ms, self.now_ms())
+            .await?;
+        let mut scores: Vec<MerchantScore> = counts.into_iter().map(MerchantScore::from_counts).collect();
+        scores.sort_by(|a, b| {
+            b.overall_bp
+                .cmp(&a.overall_bp)
+                .then(b.counts.orders.cmp(&a.counts.orders))
+                .then(a.counts.merchant_id.cmp(&b.counts.merchant_id))
+        });
+        Ok(scores)
+    }
+
     /// Every bucket of the window, empty ones included, so charts need no gap handling.
     async fn gmv_series(&self, merchant_id: Option<i64>, window: AnalyticsWindow) -> AppResult<Vec<SeriesPoint>> {
         let bucket_ms = window.bucket_ms();
@@ -306,6 +393,28 @@ mod tests {
         let window = |days| AnalyticsWindow::parse(Some(0), Some(days * DAY_MS), 0).expect("window");
         assert_eq!(window(3).bucket_ms(), HOUR_MS);
         assert_eq!(window(4).bucket_ms(), DAY_MS);
+    }
+
+    #[test]
+    fn scores_are_basis_points_with_weights_over_what_is_present() {
+        let counts = ScoreCounts {
+            lines: 5,
+            quality_lines: 2,
+            due_orders: 5,
+            on_time_orders: 3,
+            after_sales: 3,
+            answered_in_time: 2,
+            ..ScoreCounts::default()
+        };
+        let score = MerchantScore::from_counts(counts.clone());
+        assert_eq!(
+            (score.product_bp, score.logistics_bp, score.service_bp, score.overall_bp),
+            (Some(6_000), Some(6_000), Some(6_666), Some(6_199))
+        );
+        let score = MerchantScore::from_counts(ScoreCounts { after_sales: 0, answered_in_time: 0, ..counts });
+        assert_eq!((score.service_bp, score.overall_bp), (None, Some(6_000)));
+        let nothing = MerchantScore::from_counts(ScoreCounts::default());
+        assert_eq!(nothing.overall_bp, None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ const INSURANCE_FEN_MAX: i64 = 100_000;
 const EXPRESS_REFUND_LOOK_BACK_MS: i64 = 90 * 86_400_000;
 /// Orders the dispatch-compensation timer handles per run.
 const DISPATCH_BATCH: i64 = 500;
+/// Rows of the operator's 安心购 queue by default, and at most.
+const ENROLMENT_PAGE_DEFAULT: i64 = 50;
+const ENROLMENT_PAGE_MAX: i64 = 200;
 
 /// What a line is promised under 安心购 at purchase.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +114,28 @@ impl App {
         }
         tx.commit().await?;
         self.store().enrolment(merchant_id).await?.ok_or_else(|| AppError::internal("enrolment vanished"))
+    }
+
+    /// The operator's 安心购 queue: enrolments in `status` (default `pending`: waiting for a
+    /// decision), oldest request first, each with its shop's name.
+    pub async fn enrolment_requests(
+        &self,
+        actor: &Actor,
+        status: Option<&str>,
+        limit: Option<i64>,
+    ) -> AppResult<Vec<(EnrolmentRow, String)>> {
+        if !actor.is_operator() {
+            return Err(AppError::Forbidden("only operators see the 安心购 queue"));
+        }
+        let status = status.unwrap_or("pending");
+        if !["pending", "approved", "rejected"].contains(&status) {
+            return Err(AppError::invalid("status", "unknown_status", "one of pending, approved, rejected"));
+        }
+        let limit = limit.unwrap_or(ENROLMENT_PAGE_DEFAULT);
+        if !(1..=ENROLMENT_PAGE_MAX).contains(&limit) {
+            return Err(AppError::invalid("limit", "out_of_range", format!("1 to {ENROLMENT_PAGE_MAX}")));
+        }
+        Ok(self.store().enrolments_by_status(status, limit).await?)
     }
 
     /// A shop's enrolment: its staff and operators.

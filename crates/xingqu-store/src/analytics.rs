@@ -431,6 +431,129 @@ impl Store {
     }
 }
 
+/// After-sale kinds that say the goods themselves were wrong (broken, defective, spoiled, a
+/// reaction, fake). `return_refund` is not among them: the store does not record whether a
+/// return was a seven-day no-reason one, so it cannot be told from a defect return.
+const QUALITY_KINDS: &str = "'exchange', 'reship', 'repair', 'fresh_damage', 'allergy_return', 'counterfeit'";
+
+/// Statuses of an after-sale that was accepted (by the merchant, a timer or arbitration), or done.
+const ACCEPTED_STATUSES: &str =
+    "'awaiting_return', 'return_shipped', 'return_received', 'awaiting_replacement', 'refunded', 'resolved'";
+
+/// What one shop's experience score is computed from, over orders paid in a window (see
+/// `xingqu_app::analytics::MerchantScore` for the formulas).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScoreCounts {
+    pub merchant_id: i64,
+    pub shop_name: String,
+    /// Orders paid in the window.
+    pub orders: i64,
+    /// Their lines, and those with an accepted quality after-sale (`QUALITY_KINDS`).
+    pub lines: i64,
+    pub quality_lines: i64,
+    /// Orders that had to ship by now (shipped, or paid and past their deadline unshipped), and
+    /// those shipped by the deadline.
+    pub due_orders: i64,
+    pub on_time_orders: i64,
+    /// After-sales the merchant had to answer that left `requested` other than by the buyer's
+    /// withdrawal, and those the shop's staff answered by the answer deadline.
+    pub after_sales: i64,
+    pub answered_in_time: i64,
+}
+
+impl Store {
+    /// Score inputs for every shop with orders paid in `[from_ms, to_ms)` (or only `merchant_id`),
+    /// by shop id. An order without a dispatch promise is due `default_dispatch_ms` after
+    /// payment; a merchant answers within `answer_ms` of the request; `now_ms` decides which
+    /// unshipped orders are overdue.
+    pub async fn score_counts(
+        &self,
+        merchant_id: Option<i64>,
+        (from_ms, to_ms): (i64, i64),
+        default_dispatch_ms: i64,
+        answer_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<ScoreCounts>, StoreError> {
+        let scope = merchant_id.unwrap_or(0);
+        let shops = sqlx::query(&format!(
+            "SELECT o.merchant_id, m.shop_name, COUNT(*) AS orders FROM orders o JOIN merchants m ON m.id = o.merchant_id \
+             WHERE {PAID_IN_WINDOW} GROUP BY o.merchant_id, m.shop_name ORDER BY o.merchant_id"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(scope)
+        .fetch_all(self.reader())
+        .await?;
+        let product = sqlx::query(&format!(
+            "SELECT o.merchant_id, COUNT(*) AS line_count, CAST(COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM after_sales a \
+             WHERE a.line_id = l.id AND a.kind IN ({QUALITY_KINDS}) AND a.status IN ({ACCEPTED_STATUSES})) \
+             THEN 1 ELSE 0 END), 0) AS BIGINT) AS quality_lines \
+             FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE {PAID_IN_WINDOW} GROUP BY o.merchant_id"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(scope)
+        .fetch_all(self.reader())
+        .await?;
+        let deadline = "COALESCE(o.dispatch_deadline_ms, o.paid_at_ms + $4)";
+        let logistics = sqlx::query(&format!(
+            "SELECT o.merchant_id, COUNT(*) AS due_orders, CAST(COALESCE(SUM(CASE WHEN o.shipped_at_ms IS NOT NULL \
+             AND o.shipped_at_ms <= {deadline} THEN 1 ELSE 0 END), 0) AS BIGINT) AS on_time_orders \
+             FROM orders o WHERE {PAID_IN_WINDOW} \
+             AND (o.shipped_at_ms IS NOT NULL OR (o.status = 'paid' AND {deadline} < $5)) GROUP BY o.merchant_id"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(scope)
+        .bind(default_dispatch_ms)
+        .bind(now_ms)
+        .fetch_all(self.reader())
+        .await?;
+        // The one event that took each request out of `requested`: the shop's answer, the
+        // answer timer (no actor), or the buyer's withdrawal (not counted).
+        let service = sqlx::query(&format!(
+            "SELECT a.merchant_id, COUNT(*) AS after_sales, CAST(COALESCE(SUM(CASE WHEN ev.at_ms <= a.created_at_ms + $4 \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = ev.actor_user_id AND u.merchant_id = a.merchant_id) \
+             THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered_in_time \
+             FROM after_sales a JOIN orders o ON o.id = a.order_id \
+             JOIN after_sale_events ev ON ev.after_sale_id = a.id AND ev.from_status = 'requested' \
+             WHERE {PAID_IN_WINDOW} AND a.kind NOT IN ('price_protection', 'counterfeit') \
+             AND (ev.actor_user_id IS NULL OR ev.actor_user_id <> a.buyer_user_id) GROUP BY a.merchant_id"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(scope)
+        .bind(answer_ms)
+        .fetch_all(self.reader())
+        .await?;
+        let find = |rows: &[sqlx::any::AnyRow], merchant_id: i64, column: &str| -> Result<i64, StoreError> {
+            for row in rows {
+                if get_i64(row, "merchant_id")? == merchant_id {
+                    return get_i64(row, column);
+                }
+            }
+            Ok(0)
+        };
+        shops
+            .iter()
+            .map(|shop| {
+                let id = get_i64(shop, "merchant_id")?;
+                Ok(ScoreCounts {
+                    merchant_id: id,
+                    shop_name: shop.try_get("shop_name")?,
+                    orders: get_i64(shop, "orders")?,
+                    lines: find(&product, id, "line_count")?,
+                    quality_lines: find(&product, id, "quality_lines")?,
+                    due_orders: find(&logistics, id, "due_orders")?,
+                    on_time_orders: find(&logistics, id, "on_time_orders")?,
+                    after_sales: find(&service, id, "after_sales")?,
+                    answered_in_time: find(&service, id, "answered_in_time")?,
+                })
+            })
+            .collect()
+    }
+}
+
 fn keyed(rows: &[sqlx::any::AnyRow]) -> Result<Vec<KeyedCount>, StoreError> {
     rows.iter()
         .map(|r| {

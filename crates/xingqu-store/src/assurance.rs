@@ -245,13 +245,21 @@ impl Store {
         Ok(row.as_ref().map(EnrolmentRow::from_row).transpose()?)
     }
 
-    /// Enrolments waiting for an operator, oldest first.
-    pub async fn pending_enrolments(&self, limit: i64) -> Result<Vec<EnrolmentRow>, StoreError> {
+    /// Enrolments in `status` (pending, approved or rejected) with their shop's name, oldest
+    /// request first: the operator's 安心购 queue.
+    pub async fn enrolments_by_status(
+        &self,
+        status: &str,
+        limit: i64,
+    ) -> Result<Vec<(EnrolmentRow, String)>, StoreError> {
+        let columns: Vec<String> = ENROLMENT_COLUMNS.split(", ").map(|c| format!("e.{}", c.trim())).collect();
         let sql = format!(
-            "SELECT {ENROLMENT_COLUMNS} FROM assurance_enrolments WHERE status = 'pending' ORDER BY requested_at_ms LIMIT $1"
+            "SELECT {}, m.shop_name FROM assurance_enrolments e JOIN merchants m ON m.id = e.merchant_id \
+             WHERE e.status = $1 ORDER BY e.requested_at_ms, e.merchant_id LIMIT $2",
+            columns.join(", ")
         );
-        let rows = sqlx::query(&sql).bind(limit).fetch_all(self.reader()).await?;
-        Ok(rows.iter().map(EnrolmentRow::from_row).collect::<Result<_, _>>()?)
+        let rows = sqlx::query(&sql).bind(status).bind(limit).fetch_all(self.reader()).await?;
+        rows.iter().map(|r| Ok((EnrolmentRow::from_row(r)?, r.try_get::<String, _>("shop_name")?))).collect()
     }
 
     pub async fn pending_payouts(&self, limit: i64) -> Result<Vec<PayoutRow>, StoreError> {

@@ -26,6 +26,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/console/login", page(include_str!("assets/login.html")))
         .route("/console/operator", page(include_str!("assets/operator.html")))
         .route("/console/merchant", page(include_str!("assets/merchant.html")))
+        .route("/console/campaigns", page(include_str!("assets/campaigns.html")))
         .route("/console/assets/console.js", asset("text/javascript; charset=utf-8", include_str!("assets/console.js")))
         .route("/console/assets/console.css", asset("text/css; charset=utf-8", include_str!("assets/console.css")))
         .route(
@@ -95,6 +96,7 @@ mod tests {
             ("/console/login", HTML, "login-form"),
             ("/console/operator", HTML, "gmv-chart"),
             ("/console/merchant", HTML, "orders"),
+            ("/console/campaigns", HTML, "review-queue"),
             ("/console/assets/console.js", "text/javascript; charset=utf-8", "EventSource"),
             ("/console/assets/console.css", "text/css; charset=utf-8", "--accent"),
             ("/console/assets/vendor/chart.umd.min.js", "text/javascript; charset=utf-8", "Chart.js v4"),
@@ -111,11 +113,18 @@ mod tests {
     /// script, which the CSP would block).
     #[tokio::test]
     async fn pages_load_only_served_assets() {
-        for page in ["assets/index.html", "assets/login.html", "assets/operator.html", "assets/merchant.html"] {
+        for page in [
+            "assets/index.html",
+            "assets/login.html",
+            "assets/operator.html",
+            "assets/merchant.html",
+            "assets/campaigns.html",
+        ] {
             let html = match page {
                 "assets/index.html" => include_str!("assets/index.html"),
                 "assets/login.html" => include_str!("assets/login.html"),
                 "assets/operator.html" => include_str!("assets/operator.html"),
+                "assets/campaigns.html" => include_str!("assets/campaigns.html"),
                 _ => include_str!("assets/merchant.html"),
             };
             assert!(!html.contains("<script>"), "{page} has an inline script");

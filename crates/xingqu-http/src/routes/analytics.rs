@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use xingqu_app::analytics::{AnalyticsWindow, Overview};
+use xingqu_app::analytics::{AnalyticsWindow, MerchantScore, Overview};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(overview)).routes(routes!(overview_csv))
+    OpenApiRouter::new().routes(routes!(overview)).routes(routes!(overview_csv)).routes(routes!(scores))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -325,6 +325,97 @@ async fn overview_csv(
         body,
     )
         .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScoresQuery {
+    /// Start of the window (unix ms, inclusive); default a day before `to_ms`.
+    from_ms: Option<i64>,
+    /// End of the window (unix ms, exclusive); default now. At most 400 days after `from_ms`.
+    to_ms: Option<i64>,
+    /// Operators: one shop. Staff: their own shop (another shop's id is 403).
+    merchant_id: Option<i64>,
+}
+
+/// One shop's experience score: sub-scores in basis points (0–10,000; null: nothing to judge)
+/// and the counts they come from.
+#[derive(Serialize, ToSchema)]
+pub struct MerchantScoreResponse {
+    /// 1 for the best shop in the list.
+    rank: i64,
+    merchant_id: i64,
+    shop_name: String,
+    /// Orders paid in the window.
+    orders: i64,
+    /// `(4 × product + 3 × logistics + 3 × service) / 10` over the sub-scores present.
+    overall_bp: Option<i64>,
+    /// `10000 × (lines − quality_lines) / lines`.
+    product_bp: Option<i64>,
+    /// `10000 × on_time_orders / due_orders`.
+    logistics_bp: Option<i64>,
+    /// `10000 × answered_in_time / after_sales`.
+    service_bp: Option<i64>,
+    lines: i64,
+    /// Lines with an accepted exchange, re-ship, repair, fresh-damage, allergy or counterfeit claim.
+    quality_lines: i64,
+    /// Orders shipped, or past their dispatch deadline unshipped.
+    due_orders: i64,
+    on_time_orders: i64,
+    /// After-sales the shop had to answer (answered, or approved by the timer).
+    after_sales: i64,
+    answered_in_time: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScoresResponse {
+    from_ms: i64,
+    to_ms: i64,
+    /// The shop the list is limited to; null: every shop with orders paid in the window.
+    merchant_id: Option<i64>,
+    /// Best first.
+    items: Vec<MerchantScoreResponse>,
+}
+
+fn score_item(rank: i64, s: MerchantScore) -> MerchantScoreResponse {
+    let c = s.counts;
+    MerchantScoreResponse {
+        rank,
+        merchant_id: c.merchant_id,
+        shop_name: c.shop_name,
+        orders: c.orders,
+        overall_bp: s.overall_bp,
+        product_bp: s.product_bp,
+        logistics_bp: s.logistics_bp,
+        service_bp: s.service_bp,
+        lines: c.lines,
+        quality_lines: c.quality_lines,
+        due_orders: c.due_orders,
+        on_time_orders: c.on_time_orders,
+        after_sales: c.after_sales,
+        answered_in_time: c.answered_in_time,
+    }
+}
+
+/// Merchant experience scores (商家体验分) over the orders paid in a window: product, logistics
+/// and service sub-scores and their weighted mean (see `xingqu_app::analytics` for the
+/// definitions). Operators see every shop ranked (or one with `merchant_id`); shop staff their
+/// own shop only; others 403. Creators are not scored.
+#[utoipa::path(get, path = "/v1/analytics/scores", tag = "analytics", security(("bearer" = [])), params(ScoresQuery),
+    responses((status = 200, body = ScoresResponse), (status = 400, body = ErrorBody, description = "invalid_window, window_too_long, invalid_id"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn scores(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ScoresQuery>,
+) -> ApiResult<Json<ScoresResponse>> {
+    let window = window(&state, q.from_ms, q.to_ms)?;
+    let requested = merchant(q.merchant_id)?;
+    let actor = auth.user.actor();
+    let merchant_id = xingqu_app::analytics::scope_for(&actor, requested)?;
+    let scores = state.app.merchant_scores(&actor, requested, window).await?;
+    let items = (1..).zip(scores).map(|(rank, s)| score_item(rank, s)).collect();
+    Ok(Json(ScoresResponse { from_ms: window.from_ms(), to_ms: window.to_ms(), merchant_id, items }))
 }
 
 const SECTIONS: [&str; 6] = ["totals", "gmv_series", "regions", "shipping_points", "farm_specialty", "zones"];

@@ -2,12 +2,12 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Auth, Id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id};
 use crate::time_format::rfc3339;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xingqu_store::assurance::EnrolmentRow;
@@ -16,6 +16,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_enrolment, request_enrolment))
         .routes(routes!(decide_enrolment))
+        .routes(routes!(enrolment_requests))
         .routes(routes!(set_return_policy))
 }
 
@@ -93,6 +94,42 @@ pub struct EnrolmentDecision {
     decision: String,
     #[serde(default)]
     reason: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestsQuery {
+    /// pending (default: waiting for a decision), approved or rejected.
+    status: Option<String>,
+    /// 1 to 200; default 50.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnrolmentRequestItem {
+    shop_name: String,
+    #[serde(flatten)]
+    enrolment: EnrolmentResponse,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnrolmentRequestList {
+    items: Vec<EnrolmentRequestItem>,
+}
+
+/// The 安心购 queue (operators): shops' enrolments in a status, oldest request first.
+#[utoipa::path(get, path = "/v1/assurance/requests", tag = "after-sales", security(("bearer" = [])), params(RequestsQuery),
+    responses((status = 200, body = EnrolmentRequestList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "unknown_status, out_of_range")))]
+async fn enrolment_requests(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<RequestsQuery>,
+) -> ApiResult<Json<EnrolmentRequestList>> {
+    let rows = state.app.enrolment_requests(&auth.user.actor(), q.status.as_deref(), q.limit).await?;
+    let items =
+        rows.into_iter().map(|(row, shop_name)| EnrolmentRequestItem { shop_name, enrolment: row.into() }).collect();
+    Ok(Json(EnrolmentRequestList { items }))
 }
 
 /// An operator approves or rejects a pending 安心购 enrolment.

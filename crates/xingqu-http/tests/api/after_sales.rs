@@ -15,7 +15,8 @@ crate::api_tests!(
     after_sale_requests_refuse_bad_input_and_strangers,
     price_protection_claims_pay_the_drop_once,
     automatic_protection_sweeps_eligible_lines_only,
-    price_protection_bad_input_and_strangers_are_refused
+    price_protection_bad_input_and_strangers_are_refused,
+    the_assurance_queue_lists_requests_for_operators_only
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -941,4 +942,70 @@ async fn fresh_damage_and_allergy_claims_end_to_the_second(app: &TestApp) {
     app.clock.advance_ms(2_000);
     request(app, &buyer, cream_order, allergy(photo)).await.assert_error(409, "claim_window_closed");
     ledger_is_clean(app).await;
+}
+
+/// The operator's 安心购 queue: pending requests oldest first with their shop's name, decided
+/// ones under their status; everyone else is refused, bad filters are 422.
+async fn the_assurance_queue_lists_requests_for_operators_only(app: &TestApp) {
+    let five = json!([
+        "authenticity_guarantee",
+        "seven_day_return",
+        "express_refund",
+        "return_shipping_insurance",
+        "door_pickup"
+    ]);
+    let (staff_a, shop_a) = app.shop("延吉米铺", "222401").await;
+    let (staff_b, shop_b) = app.shop("杭州茶庄", "330100").await;
+    let body = json!({"services": five, "insurance_premium_fen": 50, "insurance_cap_fen": 1_000});
+    assert_eq!(put(app, &format!("/v1/merchants/{shop_a}/assurance"), &staff_a, body.clone()).await.status, 200);
+    app.clock.advance_ms(1_000);
+    assert_eq!(put(app, &format!("/v1/merchants/{shop_b}/assurance"), &staff_b, body).await.status, 200);
+    let op = app.operator().await;
+
+    let queue = app.get("/v1/assurance/requests?status=pending", Some(&op)).await;
+    assert_eq!(queue.status, 200, "{queue:?}");
+    let pending: Vec<(i64, &str, &str)> = queue.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["merchant_id"].as_i64().unwrap_or(0),
+                i["shop_name"].as_str().unwrap_or(""),
+                i["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(pending, vec![(shop_a, "延吉米铺", "pending"), (shop_b, "杭州茶庄", "pending")]);
+    let stored = json!([
+        "authenticity_guarantee",
+        "door_pickup",
+        "express_refund",
+        "return_shipping_insurance",
+        "seven_day_return"
+    ]);
+    assert_eq!(queue.body["items"][0]["services"], stored, "services come back in name order");
+
+    let decided = app
+        .post(
+            &format!("/v1/merchants/{shop_a}/assurance/decision"),
+            Some(&op),
+            json!({"decision": "reject", "reason": "资质不全"}),
+        )
+        .await;
+    assert_eq!(decided.body["status"], "rejected", "{decided:?}");
+    let queue = app.get("/v1/assurance/requests", Some(&op)).await;
+    assert_eq!(queue.body["items"].as_array().map(Vec::len), Some(1), "{queue:?}");
+    assert_eq!(queue.body["items"][0]["merchant_id"], shop_b);
+    let rejected = app.get("/v1/assurance/requests?status=rejected", Some(&op)).await;
+    assert_eq!(rejected.body["items"][0]["decision_reason"], "资质不全", "{rejected:?}");
+    assert_eq!(app.get("/v1/assurance/requests?status=approved", Some(&op)).await.body["items"], json!([]));
+
+    app.get("/v1/assurance/requests", Some(&staff_b)).await.assert_error(403, "forbidden");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    app.get("/v1/assurance/requests", Some(&buyer)).await.assert_error(403, "forbidden");
+    assert_eq!(app.get("/v1/assurance/requests", None).await.status, 401);
+    app.get("/v1/assurance/requests?status=maybe", Some(&op)).await.assert_error(422, "unknown_status");
+    app.get("/v1/assurance/requests?limit=0", Some(&op)).await.assert_error(422, "out_of_range");
+    app.get("/v1/assurance/requests?limit=x", Some(&op)).await.assert_error(400, "invalid_query");
 }

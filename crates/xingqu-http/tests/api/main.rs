@@ -16,6 +16,7 @@ mod feed;
 mod lucky_bags;
 mod orders;
 mod products;
+mod scores;
 mod system;
 
 /// Generates `sqlite::case` and `postgres::case` for each case `async fn case(app: &TestApp)`.

@@ -79,6 +79,8 @@ async fn openapi_describes_every_route(app: &TestApp) {
         "/v1/price-protections/{id}",
         "/v1/after-sales/{id}/pickup",
         "/v1/merchants/{id}/assurance",
+        "/v1/assurance/requests",
+        "/v1/analytics/scores",
         "/v1/videos",
         "/v1/videos/{id}",
         "/v1/creators/{id}/videos",

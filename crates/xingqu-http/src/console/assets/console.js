@@ -1,4 +1,6 @@
-// The Xingqu console: sign-in, the operator's campaign overview and the merchant's shop page.
+// The Xingqu console: sign-in, the operator's campaign overview (with experience scores and the
+// 安心购 queue), the operator's campaign editor and entry review, and the merchant's shop page
+// (with its campaign entries).
 // Plain JavaScript over the JSON API with `Authorization: Bearer`; the token lives in
 // sessionStorage (this tab only, gone when it closes). Charts are Chart.js, served with the page.
 "use strict";
@@ -17,6 +19,7 @@ class ApiError extends Error {
     super((body && body.error && body.error.message) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.error && body.error.code;
+    this.field = body && body.error && body.error.field;
   }
 }
 
@@ -104,6 +107,90 @@ function cells(values) {
 
 function card(label, value, testId) {
   return el("div", { class: "card", "data-testid": testId }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
+}
+
+/** A score in basis points (0–10,000) as points out of 100. */
+function points(bp) {
+  return bp === null || bp === undefined ? "—" : (bp / 100).toFixed(2);
+}
+
+/** An RFC 3339 time as China local time, minutes only ("2026-11-11 20:00"). */
+function chinaTime(rfc3339) {
+  if (!rfc3339) return null;
+  const d = new Date(Date.parse(rfc3339) + 8 * 3600000);
+  return d.toISOString().slice(0, 16).replace("T", " ");
+}
+
+function button(text, onClick, attrs = {}) {
+  const b = el("button", Object.assign({ type: "button", class: "small" }, attrs), text);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// ---- Forms: what the API refused is shown next to the form, never swallowed ---------------
+
+/** Shows an error in `target` (a form's `.error`, or an element): the API's code, message and field. */
+function showError(target, e) {
+  const box = target.tagName === "FORM" ? target.querySelector(".error") : target;
+  const field = e.field ? ` (${e.field})` : "";
+  box.textContent = e.code ? `${e.code}: ${e.message}${field}` : e.message;
+  box.dataset.code = e.code || "client";
+  box.hidden = false;
+}
+
+function clearError(target) {
+  const box = target.tagName === "FORM" ? target.querySelector(".error") : target;
+  box.hidden = true;
+  box.textContent = "";
+  delete box.dataset.code;
+}
+
+/** Runs `submit(form)` on submit; a rejection (API or input) is shown by the form. */
+function onSubmit(form, submit) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(form);
+    const sent = form.querySelector("button[type=submit]");
+    sent.disabled = true;
+    try {
+      await submit(form);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return;
+      showError(form, e);
+    } finally {
+      sent.disabled = false;
+    }
+  });
+}
+
+/** An input the user typed wrongly: shown like the API's errors, never sent. */
+function inputError(field, message) {
+  const e = new Error(message);
+  e.code = "invalid_input";
+  e.field = field;
+  return e;
+}
+
+/** 元 typed in a form as integer 分 (null when empty). */
+function fenOf(form, name) {
+  const raw = form.elements[name].value.trim();
+  if (raw === "") return null;
+  if (!/^\d+(\.\d{1,2})?$/.test(raw)) throw inputError(name, "an amount in 元 with at most two decimals");
+  const [whole, cents = ""] = raw.split(".");
+  return Number(whole) * 100 + Number(cents.padEnd(2, "0"));
+}
+
+/** A list of ids typed as "3, 7". */
+function idsOf(form, name) {
+  const parts = form.elements[name].value.split(/[\s,，]+/).filter(Boolean);
+  return parts.map((p) => {
+    if (!/^\d+$/.test(p)) throw inputError(name, `"${p}" is not an id`);
+    return Number(p);
+  });
+}
+
+function wordsOf(form, name) {
+  return form.elements[name].value.split(/[\s,，]+/).filter(Boolean);
 }
 
 function windowParams() {
@@ -207,6 +294,47 @@ async function loadAfterSales(merchantId) {
   );
 }
 
+/** Experience scores of the shops with orders in the window, best first. */
+async function loadScores() {
+  const scores = await api(`/v1/analytics/scores?${windowParams()}`);
+  fillTable(
+    "scores",
+    scores.items,
+    (s) =>
+      el("tr", { "data-merchant": s.merchant_id, "data-overall": s.overall_bp === null ? "" : s.overall_bp },
+        ...cells([s.rank, s.shop_name, s.orders, points(s.overall_bp), points(s.product_bp), points(s.logistics_bp), points(s.service_bp)])),
+    "No orders in this window",
+  );
+  document.getElementById("scores").dataset.loaded = "true";
+}
+
+/** Shops' 安心购 requests waiting for a decision, with approve and reject (a reason) buttons. */
+async function loadAssurance() {
+  const box = document.getElementById("assurance-error");
+  const queue = await api("/v1/assurance/requests?status=pending");
+  const decide = async (merchantId, decision, reason) => {
+    clearError(box);
+    try {
+      await api(`/v1/merchants/${merchantId}/assurance/decision`, { method: "POST", body: { decision, reason } });
+      await loadAssurance();
+    } catch (e) {
+      showError(box, e);
+    }
+  };
+  fillTable(
+    "assurance-queue",
+    queue.items,
+    (r) => {
+      const reason = el("input", { class: "reason", placeholder: "reason to reject" });
+      return el("tr", { "data-merchant": r.merchant_id },
+        ...cells([r.shop_name, r.services.join(", "), `${yuan(r.insurance_premium_fen)} / ${yuan(r.insurance_cap_fen)}`, chinaTime(r.requested_at)]),
+        el("td", {}, button("Approve", () => decide(r.merchant_id, "approve", ""), { "data-action": "approve" }), " ", reason, " ",
+          button("Reject", () => decide(r.merchant_id, "reject", reason.value), { "data-action": "reject", class: "small secondary" })));
+    },
+    "No requests waiting",
+  );
+}
+
 // ---- Pages -------------------------------------------------------------------------------
 
 async function loginPage() {
@@ -277,6 +405,7 @@ async function operatorPage() {
       "Nothing shipped in this window",
     );
     await campaignName(o.zones.campaign_id);
+    await loadScores();
     await loadAfterSales(null);
     const suspects = await api("/v1/hot-lists/suspects");
     fillTable(
@@ -300,6 +429,8 @@ async function operatorPage() {
     pending = setTimeout(() => refresh().catch(() => {}), 1000);
   });
   liveHotList();
+  // The 安心购 queue reloads after each decision, not with the figures (a half-typed reason stays).
+  await loadAssurance();
   document.getElementById("hot-window").addEventListener("change", liveHotList);
   document.getElementById("hot-measure").addEventListener("change", liveHotList);
   document.getElementById("hot-zone").addEventListener("change", liveHotList);
@@ -353,6 +484,263 @@ function liveHotList() {
   });
 }
 
+// ---- Campaigns: the operator's editor and entry review ------------------------------------
+
+const TAG_NAMES = { farm_specialty: "农特产", geographic_indication: "地理标志", intangible_heritage: "非遗", domestic_brand: "国货" };
+
+/** A zone's eligibility rule in words: every criterion given must hold, any item of a list will do. */
+function ruleText(rule) {
+  const parts = [];
+  if (rule.tags.length) parts.push(`tags ${rule.tags.map((t) => TAG_NAMES[t] || t).join("/")}`);
+  if (rule.category_ids.length) parts.push(`categories ${rule.category_ids.join("/")}`);
+  if (rule.region_prefixes.length) parts.push(`from ${rule.region_prefixes.join("/")}`);
+  if (rule.merchant_ids.length) parts.push(`shops ${rule.merchant_ids.join("/")}`);
+  if (rule.min_price_fen !== null || rule.max_price_fen !== null) {
+    parts.push(`price ${rule.min_price_fen === null ? "0" : yuan(rule.min_price_fen)}–${rule.max_price_fen === null ? "any" : yuan(rule.max_price_fen)}`);
+  }
+  return parts.length ? parts.join("; ") : "any listed product";
+}
+
+/** The rule and traffic target typed in the zone form, as the API takes them. */
+function zoneBody(form) {
+  const percent = form.elements.traffic_target.value.trim();
+  if (!/^\d+(\.\d{1,2})?$/.test(percent || "0")) throw inputError("traffic_target", "a percentage with at most two decimals");
+  const rule = {
+    tags: [...form.querySelectorAll("input[name=tags]:checked")].map((c) => c.value),
+    category_ids: idsOf(form, "category_ids"),
+    region_prefixes: wordsOf(form, "region_prefixes"),
+    merchant_ids: idsOf(form, "merchant_ids"),
+    min_price_fen: fenOf(form, "min_price"),
+    max_price_fen: fenOf(form, "max_price"),
+  };
+  return { rule, traffic_target_bp: Math.round(Number(percent || "0") * 100) };
+}
+
+function fillZoneForm(form, zone) {
+  form.reset();
+  clearError(form);
+  form.elements.zone_id.value = zone ? zone.id : "";
+  form.elements.name.value = zone ? zone.name : "";
+  form.elements.name.disabled = Boolean(zone);
+  if (zone) {
+    const r = zone.rule;
+    form.querySelectorAll("input[name=tags]").forEach((c) => {
+      c.checked = r.tags.includes(c.value);
+    });
+    form.elements.category_ids.value = r.category_ids.join(", ");
+    form.elements.region_prefixes.value = r.region_prefixes.join(", ");
+    form.elements.merchant_ids.value = r.merchant_ids.join(", ");
+    form.elements.min_price.value = r.min_price_fen === null ? "" : (r.min_price_fen / 100).toFixed(2);
+    form.elements.max_price.value = r.max_price_fen === null ? "" : (r.max_price_fen / 100).toFixed(2);
+    form.elements.traffic_target.value = (zone.traffic_target_bp / 100).toFixed(2);
+  }
+  document.getElementById("zone-form-title").textContent = zone ? `Edit zone ${zone.name}` : "Add a zone";
+  document.getElementById("zone-submit").textContent = zone ? "Save zone" : "Add zone";
+  document.getElementById("zone-cancel").hidden = !zone;
+}
+
+async function campaignsPage() {
+  const me = await requireUser("operator");
+  if (!me) return;
+  let current = null;
+  const zoneForm = document.getElementById("zone-form");
+
+  const loadList = async () => {
+    const list = await api("/v1/campaigns");
+    if (current === null && list.items.length) current = list.items[0].id;
+    fillTable(
+      "campaigns",
+      list.items,
+      (c) =>
+        el("tr", { "data-campaign": c.id, class: c.id === current ? "chosen" : "" },
+          ...cells([c.id, c.name, chinaTime(c.starts_at), chinaTime(c.ends_at)]),
+          el("td", {}, button("Open", () => choose(c.id)))),
+      "No campaigns yet",
+    );
+  };
+
+  const loadCampaign = async () => {
+    if (current === null) return;
+    const c = await api(`/v1/campaigns/${current}`);
+    document.getElementById("campaign-title").textContent = `${c.name} (${chinaTime(c.starts_at)} – ${chinaTime(c.ends_at)})`;
+    document.body.dataset.campaignId = c.id;
+    const zoneName = (id) => (c.zones.find((z) => z.id === id) || { name: id === null ? "—" : `#${id}` }).name;
+    fillTable(
+      "zones",
+      c.zones,
+      (z) =>
+        el("tr", { "data-zone": z.id },
+          ...cells([z.id, z.name, ruleText(z.rule), `${(z.traffic_target_bp / 100).toFixed(2)}%`]),
+          el("td", {}, button("Edit", () => fillZoneForm(zoneForm, z), { "data-action": "edit" }))),
+      "No zones yet",
+    );
+    document.querySelectorAll("select[data-zone-select]").forEach((select) => {
+      const keep = select.value;
+      select.replaceChildren(select.options[0], ...c.zones.map((z) => el("option", { value: z.id }, z.name)));
+      select.value = keep;
+    });
+    fillTable("theme-days", c.theme_days, (d) => el("tr", {}, ...cells([d.day.slice(0, 10), d.title, d.zone_id === null ? "—" : zoneName(d.zone_id)])), "No theme days");
+    fillTable(
+      "pools",
+      c.subsidy_pools,
+      (p) => {
+        const rate = p.per_unit_fen !== null ? `${yuan(p.per_unit_fen)} / unit` : `${(p.percent_bp / 100).toFixed(2)}%${p.cap_per_unit_fen === null ? "" : ` ≤ ${yuan(p.cap_per_unit_fen)}`}`;
+        return el("tr", { "data-pool": p.id }, ...cells([p.name, p.zone_id === null ? "every zone" : zoneName(p.zone_id), rate, yuan(p.budget_fen), yuan(p.spent_fen), yuan(p.left_fen)]));
+      },
+      "No subsidy pools",
+    );
+    await loadReviewQueue(c);
+  };
+
+  const loadReviewQueue = async (c) => {
+    const box = document.getElementById("review-error");
+    const pending = [];
+    for (const z of c.zones) {
+      const entries = await api(`/v1/zones/${z.id}/entries?status=pending`);
+      for (const e of entries.items) pending.push({ zone: z.name, entry: e });
+    }
+    const review = async (id, approve, reason) => {
+      clearError(box);
+      try {
+        await api(`/v1/zone-entries/${id}/review`, { method: "POST", body: { approve, reason } });
+        await loadReviewQueue(c);
+      } catch (e) {
+        showError(box, e);
+      }
+    };
+    fillTable(
+      "review-queue",
+      pending,
+      ({ zone, entry: e }) => {
+        const reason = el("input", { class: "reason", placeholder: "reason to reject" });
+        return el("tr", { "data-entry": e.id, "data-sku": e.sku_id },
+          ...cells([e.id, zone, e.merchant_id, e.sku_id, yuan(e.campaign_price_fen), yuan(e.reference_price_fen), chinaTime(e.applied_at)]),
+          el("td", {}, button("Approve", () => review(e.id, true, ""), { "data-action": "approve" }), " ", reason, " ",
+            button("Reject", () => review(e.id, false, reason.value), { "data-action": "reject", class: "small secondary" })));
+      },
+      "Nothing waiting for review",
+    );
+    document.getElementById("review-queue").dataset.loaded = "true";
+  };
+
+  const choose = async (id) => {
+    current = id;
+    fillZoneForm(zoneForm, null);
+    await loadList();
+    await loadCampaign();
+  };
+
+  onSubmit(document.getElementById("campaign-form"), async (form) => {
+    const at = (name) => {
+      const v = form.elements[name].value;
+      if (!v) throw inputError(name, "a date and time");
+      return `${v.length === 16 ? `${v}:00` : v}+08:00`;
+    };
+    const created = await api("/v1/campaigns", { method: "POST", body: { name: form.elements.name.value, starts_at: at("starts_at"), ends_at: at("ends_at") } });
+    form.reset();
+    await choose(created.id);
+  });
+
+  onSubmit(zoneForm, async (form) => {
+    if (current === null) throw inputError("campaign", "create or open a campaign first");
+    const body = zoneBody(form);
+    const editing = form.elements.zone_id.value;
+    if (editing) {
+      await api(`/v1/zones/${editing}`, { method: "PUT", body });
+    } else {
+      await api(`/v1/campaigns/${current}/zones`, { method: "POST", body: Object.assign({ name: form.elements.name.value }, body) });
+    }
+    fillZoneForm(form, null);
+    await loadCampaign();
+  });
+  document.getElementById("zone-cancel").addEventListener("click", () => fillZoneForm(zoneForm, null));
+
+  onSubmit(document.getElementById("theme-form"), async (form) => {
+    if (current === null) throw inputError("campaign", "create or open a campaign first");
+    const zone = form.elements.zone_id.value;
+    const body = { day: `${form.elements.day.value}T00:00:00+08:00`, title: form.elements.title.value, zone_id: zone ? Number(zone) : null };
+    await api(`/v1/campaigns/${current}/theme-days`, { method: "POST", body });
+    form.reset();
+    await loadCampaign();
+  });
+
+  onSubmit(document.getElementById("pool-form"), async (form) => {
+    if (current === null) throw inputError("campaign", "create or open a campaign first");
+    const zone = form.elements.zone_id.value;
+    const percent = form.elements.percent.value.trim();
+    if (percent && !/^\d+(\.\d{1,2})?$/.test(percent)) throw inputError("percent", "a percentage with at most two decimals");
+    const body = {
+      name: form.elements.name.value,
+      zone_id: zone ? Number(zone) : null,
+      budget_fen: fenOf(form, "budget"),
+      per_unit_fen: fenOf(form, "per_unit"),
+      percent_bp: percent ? Math.round(Number(percent) * 100) : null,
+      cap_per_unit_fen: fenOf(form, "cap"),
+    };
+    await api(`/v1/campaigns/${current}/subsidy-pools`, { method: "POST", body });
+    form.reset();
+    await loadCampaign();
+  });
+
+  await loadList();
+  await loadCampaign();
+}
+
+// ---- The merchant's campaign entries -------------------------------------------------------
+
+/** The campaign running now, else the next one (the list puts running and coming ones first). */
+async function runningCampaign() {
+  const list = await api("/v1/campaigns");
+  const now = Date.now();
+  const summary = list.items.find((c) => Date.parse(c.starts_at) <= now && now < Date.parse(c.ends_at)) || list.items[0];
+  return summary ? api(`/v1/campaigns/${summary.id}`) : null;
+}
+
+/** The shop's entries in every zone of the campaign, with their status and the review's reason. */
+async function loadEntries(campaign) {
+  const rows = [];
+  for (const z of campaign ? campaign.zones : []) {
+    const entries = await api(`/v1/zones/${z.id}/entries`);
+    for (const e of entries.items) rows.push({ zone: z.name, entry: e });
+  }
+  rows.sort((a, b) => b.entry.id - a.entry.id);
+  fillTable(
+    "entries",
+    rows,
+    ({ zone, entry: e }) =>
+      el("tr", { "data-entry": e.id, "data-sku": e.sku_id, "data-status": e.status },
+        ...cells([e.id, zone, e.sku_id, yuan(e.campaign_price_fen), yuan(e.reference_price_fen), e.status, e.review_reason || null])),
+    campaign ? "No entries yet" : "No campaign running",
+  );
+  document.getElementById("entries").dataset.loaded = "true";
+}
+
+/** The form's choices: the campaign's zones and the shop's SKUs (with their list price). */
+async function entryForm(me, campaign) {
+  const form = document.getElementById("entry-form");
+  document.getElementById("entry-campaign").textContent = campaign ? campaign.name : "no campaign running";
+  form.elements.zone_id.replaceChildren(...(campaign ? campaign.zones : []).map((z) => el("option", { value: z.id }, z.name)));
+  const products = await api(`/v1/products?merchant_id=${me.merchant_id}&limit=100`);
+  const options = [];
+  for (const summary of products.items) {
+    const product = await api(`/v1/products/${summary.id}`);
+    for (const sku of product.skus || []) {
+      const spec = Object.values(sku.spec || {}).join("/");
+      options.push(el("option", { value: sku.id, "data-price": sku.price_fen }, `${product.title} ${spec} · ${yuan(sku.price_fen)} (SKU ${sku.id})`));
+    }
+  }
+  form.elements.sku_id.replaceChildren(...options);
+  form.dataset.ready = "true";
+  onSubmit(form, async (f) => {
+    if (!campaign) throw inputError("zone_id", "no campaign is running");
+    const price = fenOf(f, "price");
+    if (price === null) throw inputError("price", "a campaign price");
+    await api(`/v1/zones/${f.elements.zone_id.value}/entries`, { method: "POST", body: { sku_id: Number(f.elements.sku_id.value), campaign_price_fen: price } });
+    f.elements.price.value = "";
+    await loadEntries(campaign);
+  });
+}
+
 async function merchantPage() {
   const me = await requireUser("merchant_staff");
   if (!me) return;
@@ -376,13 +764,16 @@ async function merchantPage() {
       "No orders yet",
     );
     await loadAfterSales(me.merchant_id);
+    await loadEntries(campaign);
   };
+  const campaign = await runningCampaign();
+  await entryForm(me, campaign);
   document.getElementById("window-select").addEventListener("change", refresh);
   await refresh();
   setInterval(() => refresh().catch(() => {}), 30000);
 }
 
-const PAGES = { login: loginPage, index: indexPage, operator: operatorPage, merchant: merchantPage };
+const PAGES = { login: loginPage, index: indexPage, operator: operatorPage, merchant: merchantPage, campaigns: campaignsPage };
 
 document.addEventListener("DOMContentLoaded", () => {
   const page = PAGES[document.body.dataset.page];
