@@ -168,9 +168,50 @@ struct Viewers {
     states: HashMap<Viewer, ViewerState>,
     /// The interaction log, compact, in arrival order: what the model is retrained from, so a
     /// rebuild never reads the whole log back from the store.
-    log: Vec<Logged>,
+    log: Log,
     /// Viewers numbered as they first appear in the log.
     numbers: HashMap<Viewer, u32>,
+}
+
+/// Entries per chunk of the log (about 10 MB).
+const LOG_CHUNK: usize = 1 << 18;
+
+/// The interaction log in fixed-size chunks. Appending never moves what is logged (one `Vec` of
+/// ten million entries copies itself whole when it grows, under the lock pages wait on), and a
+/// retrain takes the full chunks as shared references instead of copying them under the lock.
+#[derive(Debug, Default)]
+struct Log {
+    full: Vec<Arc<Vec<Logged>>>,
+    open: Vec<Logged>,
+}
+
+impl Log {
+    fn push(&mut self, entry: Logged) {
+        if self.open.capacity() == 0 {
+            self.open.reserve_exact(LOG_CHUNK);
+        }
+        self.open.push(entry);
+        if self.open.len() == LOG_CHUNK {
+            self.full.push(Arc::new(std::mem::take(&mut self.open)));
+        }
+    }
+
+    /// The log as it is now: the full chunks shared, the open one copied (at most one chunk).
+    fn snapshot(&self) -> Vec<Arc<Vec<Logged>>> {
+        let mut chunks = self.full.clone();
+        chunks.push(Arc::new(self.open.clone()));
+        chunks
+    }
+}
+
+impl FromIterator<Logged> for Log {
+    fn from_iter<I: IntoIterator<Item = Logged>>(entries: I) -> Self {
+        let mut log = Log::default();
+        for entry in entries {
+            log.push(entry);
+        }
+        log
+    }
 }
 
 /// One logged interaction with an item the feed can show.
@@ -731,15 +772,14 @@ fn rules(grade_multiplier: &HashMap<u32, f32>, zones: &Zones) -> Rules {
 
 /// The log as the model learns it from `catalog` (items it no longer shows are left out), and
 /// how many viewers it numbers.
-fn actions_from_log(catalog: &[CatalogItem], viewers: &Viewers, now_ms: i64) -> (Vec<Action>, usize) {
+fn actions_from_log(catalog: &[CatalogItem], log: &[Arc<Vec<Logged>>], now_ms: i64) -> Vec<Action> {
     let index: HashMap<Key, u32> = catalog
         .iter()
         .enumerate()
         .filter_map(|(i, c)| Some(((ItemType::parse(c.item_type)?, c.id), i as u32)))
         .collect();
-    let actions = viewers
-        .log
-        .iter()
+    log.iter()
+        .flat_map(|chunk| chunk.iter())
         .filter_map(|l| {
             Some(Action {
                 viewer: l.viewer,
@@ -749,8 +789,7 @@ fn actions_from_log(catalog: &[CatalogItem], viewers: &Viewers, now_ms: i64) -> 
                 age_days: (now_ms - l.at_ms) as f32 / 86_400_000.0,
             })
         })
-        .collect();
-    (actions, viewers.numbers.len())
+        .collect()
 }
 
 impl App {
@@ -789,15 +828,18 @@ impl App {
         let blocks_before = feed.blocks_placed.load(std::sync::atomic::Ordering::SeqCst);
         let catalog = self.store().feed_catalog().await?;
         let now_ms = self.now_ms();
-        // The log is copied out under the lock; the model is learned off the async workers, so
-        // pages and ingests go on meanwhile.
-        let (actions, n_viewers) = {
+        // Under the lock the log's full chunks are only shared (the open one is copied); the
+        // actions and the model are worked out off the async workers, so pages and ingests go on.
+        let (log, n_viewers) = {
             let viewers = feed.viewers.read().await;
-            actions_from_log(&catalog, &viewers, now_ms)
+            (viewers.log.snapshot(), viewers.numbers.len())
         };
-        let model = tokio::task::spawn_blocking(move || Model::build(catalog, &actions, n_viewers, now_ms))
-            .await
-            .map_err(|e| AppError::internal(format!("learning the feed's model failed: {e}")))?;
+        let model = tokio::task::spawn_blocking(move || {
+            let actions = actions_from_log(&catalog, &log, now_ms);
+            Model::build(catalog, &actions, n_viewers, now_ms)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("learning the feed's model failed: {e}")))?;
         feed.swap_in(model);
         feed.blocked.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, order| *order > blocks_before);
         Ok(())
