@@ -2,8 +2,8 @@
 //! flash sales, and the queries the timers use to find due orders.
 
 use crate::{Backend, Store, StoreError, Tx};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Executor, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
@@ -456,65 +456,23 @@ impl Tx {
         Ok(())
     }
 
-    /// Writes a group of flash-sale orders: their checkouts, orders and lines, the units they take
-    /// from each pool (`takes`: sale, units) and what each buyer now holds (`holdings`: sale,
-    /// buyer, units). A pool that would go below zero fails the whole group
-    /// ([`StoreError::Constraint`]). On SQLite the group is one multi-statement round trip to the
-    /// database thread; PostgreSQL's extended protocol takes one statement at a time.
-    pub async fn insert_flash_group(
-        &mut self,
-        checkouts: &[NewCheckout],
-        orders: &[NewOrder],
-        lines: &[NewLine],
-        takes: &[(i64, i64)],
-        holdings: &[(i64, i64, i64, i64)],
-    ) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres || checkouts.is_empty() {
-            self.insert_checkouts(checkouts).await?;
-            self.insert_orders(orders).await?;
-            self.insert_lines(lines).await?;
-            for &(flash_sale_id, units) in takes {
-                if !self.take_flash_units(flash_sale_id, units).await? {
-                    return Err(StoreError::Constraint);
-                }
+    /// Writes a group of flash-sale orders inside this transaction (PostgreSQL, or a group that
+    /// SQLite's one-shot path could not take): their checkouts, orders and lines, the units they
+    /// take from each pool (`takes`: sale, units) and what each buyer now holds (`holdings`: sale,
+    /// buyer, units, limit). A pool that would go below zero fails the whole group
+    /// ([`StoreError::Constraint`]).
+    pub async fn insert_flash_group(&mut self, group: &FlashGroup<'_>) -> Result<(), StoreError> {
+        self.insert_checkouts(group.checkouts).await?;
+        self.insert_orders(group.orders).await?;
+        self.insert_lines(group.lines).await?;
+        for &(flash_sale_id, units) in group.takes {
+            if !self.take_flash_units(flash_sale_id, units).await? {
+                return Err(StoreError::Constraint);
             }
-            for &(flash_sale_id, user_id, units, limit_units) in holdings {
-                self.add_flash_purchase(flash_sale_id, user_id, units, limit_units).await?;
-            }
-            return Ok(());
         }
-        let mut sql = multi_insert(Backend::Sqlite, "checkouts", &CHECKOUT_INSERT, checkouts.len());
-        sql.push_str(";\n");
-        sql.push_str(&multi_insert(Backend::Sqlite, "orders", &ORDER_INSERT, orders.len()));
-        sql.push_str(";\n");
-        sql.push_str(&multi_insert(Backend::Sqlite, "order_lines", &LINE_INSERT, lines.len()));
-        sql.push_str(";\n");
-        for _ in takes {
-            // The CHECK (remaining_units >= 0) refuses an oversell; the statement is unguarded.
-            sql.push_str("UPDATE flash_sales SET remaining_units = remaining_units - ? WHERE id = ?;\n");
+        for &(flash_sale_id, user_id, units, limit_units) in group.holdings {
+            self.add_flash_purchase(flash_sale_id, user_id, units, limit_units).await?;
         }
-        if !holdings.is_empty() {
-            sql.push_str(&multi_insert(
-                Backend::Sqlite,
-                "flash_purchases",
-                &["flash_sale_id", "user_id", "units", "limit_units"],
-                holdings.len(),
-            ));
-            sql.push_str(
-                " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units;",
-            );
-        }
-        let mut query = sqlx::query(&sql).persistent(false);
-        query = checkouts.iter().fold(query, bind_checkout);
-        query = orders.iter().fold(query, bind_order);
-        query = lines.iter().fold(query, bind_line);
-        for &(flash_sale_id, units) in takes {
-            query = query.bind(units).bind(flash_sale_id);
-        }
-        for &(flash_sale_id, user_id, units, limit_units) in holdings {
-            query = query.bind(flash_sale_id).bind(user_id).bind(units).bind(limit_units);
-        }
-        query.execute(self.conn()).await?;
         Ok(())
     }
 
@@ -798,7 +756,78 @@ pub enum OrderScope {
     Checkout(i64),
 }
 
+/// A group of flash-sale orders to commit together (see [`Store::commit_flash_group`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FlashGroup<'a> {
+    pub checkouts: &'a [NewCheckout],
+    pub orders: &'a [NewOrder],
+    pub lines: &'a [NewLine],
+    /// (flash sale, units taken from its pool).
+    pub takes: &'a [(i64, i64)],
+    /// (flash sale, buyer, units bought now, the sale's per-buyer limit).
+    pub holdings: &'a [(i64, i64, i64, i64)],
+}
+
 impl Store {
+    /// Commits a group of flash-sale orders in one transaction: all of them or none. A pool that
+    /// would go below zero, or a buyer past the limit, fails the group ([`StoreError::Constraint`]);
+    /// an idempotency key taken fails it with [`StoreError::Conflict`].
+    ///
+    /// On SQLite the whole transaction (`BEGIN IMMEDIATE`, the multi-row inserts, the updates,
+    /// `COMMIT`) is one multi-statement call: one hand-over to the database thread instead of four,
+    /// each of which waited for that thread to be scheduled on a busy machine. A statement that
+    /// fails stops the call before `COMMIT`, and the transaction is rolled back.
+    pub async fn commit_flash_group(&self, group: &FlashGroup<'_>) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres || group.checkouts.is_empty() {
+            let mut tx = self.begin().await?;
+            tx.insert_flash_group(group).await?;
+            return tx.commit().await;
+        }
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        sql.push_str(&multi_insert(Backend::Sqlite, "checkouts", &CHECKOUT_INSERT, group.checkouts.len()));
+        sql.push_str(";\n");
+        sql.push_str(&multi_insert(Backend::Sqlite, "orders", &ORDER_INSERT, group.orders.len()));
+        sql.push_str(";\n");
+        sql.push_str(&multi_insert(Backend::Sqlite, "order_lines", &LINE_INSERT, group.lines.len()));
+        sql.push_str(";\n");
+        for _ in group.takes {
+            // The CHECK (remaining_units >= 0) refuses an oversell; the statement is unguarded.
+            sql.push_str("UPDATE flash_sales SET remaining_units = remaining_units - ? WHERE id = ?;\n");
+        }
+        if !group.holdings.is_empty() {
+            sql.push_str(&multi_insert(
+                Backend::Sqlite,
+                "flash_purchases",
+                &["flash_sale_id", "user_id", "units", "limit_units"],
+                group.holdings.len(),
+            ));
+            sql.push_str(
+                " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units;\n",
+            );
+        }
+        sql.push_str("COMMIT;");
+        let mut query = sqlx::query(&sql).persistent(false);
+        query = group.checkouts.iter().fold(query, bind_checkout);
+        query = group.orders.iter().fold(query, bind_order);
+        query = group.lines.iter().fold(query, bind_line);
+        for &(flash_sale_id, units) in group.takes {
+            query = query.bind(units).bind(flash_sale_id);
+        }
+        for &(flash_sale_id, user_id, units, limit_units) in group.holdings {
+            query = query.bind(flash_sale_id).bind(user_id).bind(units).bind(limit_units);
+        }
+        let mut conn = self.write.acquire().await?;
+        match query.execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // Stopped before COMMIT: undo what ran. When BEGIN itself failed there is nothing to
+                // roll back, and SQLite says so; that answer is not an error here.
+                let _ = conn.execute("ROLLBACK").await;
+                Err(error.into())
+            }
+        }
+    }
+
     /// The device a checkout was placed from, if the client said.
     pub async fn checkout_device(&self, checkout_id: i64) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT device_id FROM checkouts WHERE id = $1")

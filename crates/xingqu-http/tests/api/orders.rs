@@ -14,6 +14,7 @@ crate::api_tests!(
     pay_and_expire_race_to_one_outcome,
     flash_sales_admit_exactly_the_pool,
     carts_buy_flash_sales_at_the_flash_price,
+    a_node_whose_gate_is_wrong_is_refused_by_the_store,
     order_bad_input_is_refused
 );
 
@@ -470,6 +471,63 @@ async fn flash_sales_admit_exactly_the_pool(app: &TestApp) {
     assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 24);
     let again = buy(app.register("late@example.com", "consumer").await, "x".into(), 2).await;
     assert_eq!(again.status, 201, "{again:?}");
+}
+
+/// Two nodes over one store: the second node's gate still believes in units the first sold. Its
+/// group is refused by the store (the pool's CHECK), retried order by order, and each buyer is
+/// told the sale is over; nothing of the refused group is kept, and the writer goes on working.
+async fn a_node_whose_gate_is_wrong_is_refused_by_the_store(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let sale = json!({"sku_id": sku, "price_fen": 2990, "starts_at": "2025-11-26T00:00:00Z",
+        "ends_at": "2025-11-27T00:00:00Z", "pool_units": 3, "per_user_limit": 2});
+    let id = app.post("/v1/flash-sales", Some(&staff), sale).await.id();
+    // Nodes writing to one database have distinct node ids (the ids of their orders).
+    let second = xingqu_app::App::new(
+        app.app.store().clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        xingqu_app::AppConfig { node_id: 1, ..xingqu_app::AppConfig::default() },
+    );
+    let address = xingqu_app::orders::AddressInput {
+        name: "金顺姬".into(),
+        phone: "13800000000".into(),
+        region_code: "222401".into(),
+        detail: "延吉市光明街 1 号".into(),
+    };
+    let mut buyers = Vec::new();
+    for i in 0..5 {
+        app.register(&format!("b{i}@example.com"), "consumer").await;
+        let user = app.app.store().user_by_email(&format!("b{i}@example.com")).await.expect("user").expect("row");
+        buyers.push(xingqu_domain::account::Actor {
+            user_id: user.id,
+            role: xingqu_domain::account::Role::Consumer,
+            merchant_id: None,
+        });
+    }
+    // The second node loads its gate (a first, good purchase), then the first node sells the rest.
+    let first_sale = second.flash_purchase(&buyers[0], id, Some("k0"), 1, &address).await;
+    assert!(first_sale.is_ok(), "{first_sale:?}");
+    let rest = app.app.flash_purchase(&buyers[1], id, Some("k1"), 2, &address).await;
+    assert!(rest.is_ok(), "{rest:?}");
+    // Now the second node's gate admits two buyers the store has no units for.
+    let late: Vec<_> = buyers[2..4]
+        .iter()
+        .enumerate()
+        .map(|(i, buyer)| {
+            let (second, address) = (&second, &address);
+            async move { second.flash_purchase(buyer, id, Some(&format!("late{i}")), 1, address).await }
+        })
+        .collect();
+    for refused in join_all(late).await {
+        assert!(matches!(&refused, Err(xingqu_app::AppError::Conflict { code: "not_admitted", .. })), "{refused:?}");
+    }
+    let state = app.get(&format!("/v1/flash-sales/{id}"), None).await;
+    assert_eq!(state.body["remaining_units"], 0);
+    let held: i64 = app.app.store().flash_state(id).await.expect("state").0.iter().map(|h| h.1).sum();
+    assert_eq!(held, 3, "nothing of the refused orders was kept");
+    // The writer still works: a replay of a stored order answers as before.
+    let replay = second.flash_purchase(&buyers[0], id, Some("k0"), 1, &address).await;
+    assert_eq!(replay.ok().map(|o| o.order_id), first_sale.ok().map(|o| o.order_id));
 }
 
 async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
