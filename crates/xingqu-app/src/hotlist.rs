@@ -540,6 +540,7 @@ impl HotState {
     fn restore_flag(&mut self, line: &xingqu_store::analytics::FlaggedLine) {
         let rule = match line.rule.as_str() {
             "velocity" => "velocity",
+            "device_cluster" => "device_cluster",
             _ => "address_cluster",
         };
         self.flagged.insert((line.order_id, line.sku_id));

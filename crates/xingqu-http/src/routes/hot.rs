@@ -198,7 +198,7 @@ pub struct SuspectResponse {
     buyer_user_id: i64,
     sku_id: i64,
     units: i64,
-    /// velocity or address_cluster.
+    /// velocity, address_cluster or device_cluster.
     rule: &'static str,
     at: String,
 }

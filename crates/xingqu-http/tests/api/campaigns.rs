@@ -418,6 +418,9 @@ async fn accounts_crowding_one_device_are_kept_off_the_hot_lists(app: &TestApp) 
     let rules: Vec<&str> =
         suspects.body["items"].as_array().expect("items").iter().filter_map(|s| s["rule"].as_str()).collect();
     assert_eq!(rules, vec!["device_cluster"], "{suspects:?}");
+    // The flag is kept in the store too (analytics and a restarted node see it).
+    let flagged = app.app.store().flagged_lines(0).await.expect("flags");
+    assert_eq!(flagged.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(), vec!["device_cluster"]);
     let list = app.get("/v1/hot-lists?window=1h", None).await;
     assert_eq!(list.body["items"][0]["value"], 3, "{list:?}");
 }
