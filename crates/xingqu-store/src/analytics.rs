@@ -105,6 +105,17 @@ fn get_i64(row: &sqlx::any::AnyRow, column: &str) -> Result<i64, StoreError> {
     Ok(row.try_get::<i64, _>(column)?)
 }
 
+/// `column` of the row of `rows` whose `key_column` is `key`; 0 when no row has it (a grouped
+/// count with nothing in the group).
+fn column_for(rows: &[sqlx::any::AnyRow], key_column: &str, key: i64, column: &str) -> Result<i64, StoreError> {
+    for row in rows {
+        if get_i64(row, key_column)? == key {
+            return get_i64(row, column);
+        }
+    }
+    Ok(0)
+}
+
 impl Store {
     /// Records that the brushing rules flagged the lines of `sku_id` in `order_id`. A line
     /// flagged before keeps its first rule.
@@ -210,14 +221,8 @@ impl Store {
         .bind(campaign_id)
         .fetch_all(self.reader())
         .await?;
-        let find = |rows: &[sqlx::any::AnyRow], zone_id: i64, column: &str| -> Result<i64, StoreError> {
-            for row in rows {
-                if get_i64(row, "zone_id")? == zone_id {
-                    return get_i64(row, column);
-                }
-            }
-            Ok(0)
-        };
+        let find =
+            |rows: &[sqlx::any::AnyRow], zone_id: i64, column: &str| column_for(rows, "zone_id", zone_id, column);
         zones
             .iter()
             .map(|z| {
@@ -526,13 +531,8 @@ impl Store {
         .bind(answer_ms)
         .fetch_all(self.reader())
         .await?;
-        let find = |rows: &[sqlx::any::AnyRow], merchant_id: i64, column: &str| -> Result<i64, StoreError> {
-            for row in rows {
-                if get_i64(row, "merchant_id")? == merchant_id {
-                    return get_i64(row, column);
-                }
-            }
-            Ok(0)
+        let find = |rows: &[sqlx::any::AnyRow], merchant_id: i64, column: &str| {
+            column_for(rows, "merchant_id", merchant_id, column)
         };
         shops
             .iter()
