@@ -31,6 +31,9 @@ const TIMER_RETRY_MS: i64 = 3_600_000;
 pub(crate) struct PaidBack {
     pub fen: i64,
     pub reference: String,
+    /// The SKU and units paid back (the hot lists take them off after commit).
+    pub sku_id: i64,
+    pub units: i64,
     /// Coupons whose budgets came back (the claim gates learn it after commit).
     pub released_coupons: Vec<i64>,
 }
@@ -484,6 +487,7 @@ impl App {
             }
             if paid.fen > 0 {
                 self.send_refund(&paid.reference, row.order_id, paid.fen).await;
+                self.record_units_refunded(row.order_id, paid.sku_id, paid.units, paid.fen).await;
             }
         }
         if extra {
@@ -585,7 +589,7 @@ impl App {
             let subsidies = tx.order_subsidies(row.order_id).await?;
             tx.return_subsidies(&subsidies).await?;
         }
-        Ok(PaidBack { fen: refund_fen, reference, released_coupons })
+        Ok(PaidBack { fen: refund_fen, reference, sku_id: line.line.sku_id, units: row.units, released_coupons })
     }
 
     /// Acts on every request whose deadline has come: the merchant did not answer (approved),

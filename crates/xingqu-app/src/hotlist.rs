@@ -598,6 +598,35 @@ impl crate::App {
         }
     }
 
+    /// Units of one SKU an after-sale paid back (`refund_fen`): taken off the lists in the window
+    /// the sale counted in, unless the sale was kept out as brushing. (Lines are read net of what
+    /// they paid back, so a later cancel or a rebuild does not take them off twice.)
+    pub(crate) async fn record_units_refunded(&self, order_id: i64, sku_id: i64, units: i64, refund_fen: i64) {
+        let order = match self.store().order(order_id).await {
+            Ok(Some(order)) => order,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(order_id, %error, "hot lists missed a refund; they catch up at the next start");
+                return;
+            }
+        };
+        match self.store().sold_lines(Some(order_id), i64::MIN).await {
+            Ok(lines) => {
+                let refunded: Vec<_> = lines
+                    .into_iter()
+                    .filter(|line| line.0 == sku_id)
+                    .take(1)
+                    .map(|(sku, category, _, _, paid_at_ms)| (sku, category, units, refund_fen, paid_at_ms))
+                    .collect();
+                let now_ms = self.now_ms();
+                self.hot().feed(&order, None, &refunded, -1, now_ms);
+            }
+            Err(error) => {
+                tracing::warn!(order_id, %error, "hot lists missed a refund; they catch up at the next start")
+            }
+        }
+    }
+
     /// Sales kept out of the hot lists as suspected brushing, for operators.
     pub fn brushing_suspects(&self, actor: &xingqu_domain::account::Actor) -> crate::AppResult<Vec<Suspect>> {
         if !actor.is_operator() {

@@ -137,7 +137,8 @@ impl Store {
     /// Flagged lines of orders paid since `since_ms` (not cancelled), oldest first.
     pub async fn flagged_lines(&self, since_ms: i64) -> Result<Vec<FlaggedLine>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id AS order_id, o.buyer_user_id, l.sku_id, p.category_id, l.quantity, l.paid_fen, \
+            "SELECT o.id AS order_id, o.buyer_user_id, l.sku_id, p.category_id, \
+             l.quantity - l.returned_units AS quantity, l.paid_fen - l.refunded_fen AS paid_fen, \
              o.paid_at_ms, bf.rule FROM brushing_flags bf JOIN order_lines l ON l.id = bf.line_id \
              JOIN orders o ON o.id = l.order_id JOIN products p ON p.id = l.product_id \
              WHERE o.paid_at_ms IS NOT NULL AND o.paid_at_ms >= $1 AND o.status <> 'cancelled' \

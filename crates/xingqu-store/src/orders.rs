@@ -892,7 +892,8 @@ impl Store {
         since_ms: i64,
     ) -> Result<Vec<(i64, i64, i64, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT l.sku_id, p.category_id, l.quantity, l.paid_fen, o.paid_at_ms FROM order_lines l \
+            "SELECT l.sku_id, p.category_id, l.quantity - l.returned_units AS quantity, \
+             l.paid_fen - l.refunded_fen AS paid_fen, o.paid_at_ms FROM order_lines l \
              JOIN orders o ON o.id = l.order_id JOIN products p ON p.id = l.product_id \
              WHERE o.paid_at_ms IS NOT NULL AND ($1 = 0 OR o.id = $1) AND o.paid_at_ms >= $2 \
              AND ($1 <> 0 OR o.status <> 'cancelled')",

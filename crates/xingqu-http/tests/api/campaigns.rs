@@ -12,7 +12,8 @@ crate::api_tests!(
     accounts_crowding_one_device_are_kept_off_the_hot_lists,
     a_campaign_price_is_owed_to_earlier_buyers_under_price_protection,
     zone_figures_count_what_entries_sold_and_the_likes_they_drew,
-    lines_of_one_cart_never_count_on_the_same_pool_money
+    lines_of_one_cart_never_count_on_the_same_pool_money,
+    refunds_of_some_units_take_them_off_the_hot_lists_once
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -552,4 +553,47 @@ async fn lines_of_one_cart_never_count_on_the_same_pool_money(app: &TestApp) {
     assert_eq!(placed.status, 201, "{placed:?}");
     let campaign = app.get(&format!("/v1/campaigns/{campaign_id}"), None).await;
     assert_eq!(campaign.body["subsidy_pools"][0]["left_fen"], 0);
+}
+
+/// A refund of some units takes them off the hot lists, a refund of the rest the rest, and a
+/// rebuild from the store agrees at every step.
+async fn refunds_of_some_units_take_them_off_the_hot_lists_once(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5_000).await;
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let placed = order(app, &buyer, "k1", json!([{"sku_id": sku, "quantity": 3}])).await;
+    let order_id = placed.body["orders"][0]["id"].as_i64().expect("order");
+    let line_id = placed.body["orders"][0]["lines"][0]["id"].as_i64().expect("line");
+    assert_eq!(pay(app, &buyer, order_id).await.status, 200);
+    let units = || async {
+        let list = app.get("/v1/hot-lists?window=1h", None).await;
+        list.body["items"].as_array().and_then(|items| items.first()).and_then(|i| i["value"].as_i64()).unwrap_or(0)
+    };
+    assert_eq!(units().await, 3);
+    let asked = app
+        .post(
+            &format!("/v1/orders/{order_id}/after-sales"),
+            Some(&buyer),
+            json!({"line_id": line_id, "kind": "refund_before_shipment", "units": 1, "reason": "拍多了"}),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{asked:?}");
+    let approved = app.post(&format!("/v1/after-sales/{}/approve", asked.id()), Some(&staff), json!({})).await;
+    assert_eq!(approved.body["status"], "refunded", "{approved:?}");
+    assert_eq!(units().await, 2);
+    app.app.rebuild_hot_lists().await.expect("rebuild");
+    assert_eq!(units().await, 2, "a rebuild reads lines net of what they paid back");
+    // A cancel is refused once part of the order is refunded; the rest is refunded instead.
+    let rest = app
+        .post(
+            &format!("/v1/orders/{order_id}/after-sales"),
+            Some(&buyer),
+            json!({"line_id": line_id, "kind": "refund_before_shipment", "units": 2, "reason": "不要了"}),
+        )
+        .await;
+    let approved = app.post(&format!("/v1/after-sales/{}/approve", rest.id()), Some(&staff), json!({})).await;
+    assert_eq!(approved.body["status"], "refunded", "{approved:?}");
+    assert_eq!(units().await, 0);
+    app.app.rebuild_hot_lists().await.expect("rebuild");
+    assert_eq!(units().await, 0);
 }
