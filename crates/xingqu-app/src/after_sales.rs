@@ -17,6 +17,7 @@ use xingqu_domain::ledger::{Account, Posting};
 use xingqu_domain::promo::refund::prorate_refund;
 use xingqu_domain::text;
 use xingqu_store::after_sales::{AfterSaleChanges, AfterSaleEventRow, AfterSaleRow, LineForAfterSale, NewAfterSale};
+use xingqu_store::campaigns::OrderSubsidy;
 use xingqu_store::price_protection::ProtectionRow;
 use xingqu_store::{StoreError, Tx};
 
@@ -517,32 +518,47 @@ impl App {
             .map_err(|_| AppError::conflict("units_already_refunded", "those units were refunded meanwhile"))?;
         let reference = format!("after_sale:{}", row.id);
         // What platform and creators funded of these units goes back to them.
-        // The line's funded parts: coupons (by their funders) and the platform's subsidies.
-        let mut line_funders: Vec<(Option<Account>, i64)> = tx
+        // The line's funded parts: coupons (by their funders) and the platform's subsidies (with
+        // their pools).
+        let mut line_funders: Vec<(Option<Account>, Option<i64>, i64)> = tx
             .order_discounts(row.order_id)
             .await?
             .iter()
             .filter(|d| d.line_id == row.line_id)
-            .map(|d| (funder_account(d), d.amount_fen))
+            .map(|d| (funder_account(d), None, d.amount_fen))
             .collect();
         line_funders.extend(
             tx.order_subsidies(row.order_id)
                 .await?
                 .iter()
                 .filter(|s| s.line_id == row.line_id)
-                .map(|s| (Some(Account::PlatformSubsidyBudget), s.amount_fen)),
+                .map(|s| (Some(Account::PlatformSubsidyBudget), Some(s.pool_id), s.amount_fen)),
         );
         let mut funded: BTreeMap<Account, i64> = BTreeMap::new();
-        let amounts: Vec<i64> = line_funders.iter().map(|&(_, fen)| fen).collect();
+        // What goes back to each subsidy pool: the parts prorated over the units refunded, so all
+        // of a line's refunds together give back exactly what it took.
+        let mut to_pools: Vec<OrderSubsidy> = Vec::new();
+        let amounts: Vec<i64> = line_funders.iter().map(|&(_, _, fen)| fen).collect();
         if let Some(split) =
             prorate_refund(line.line.paid_fen, line.line.quantity, &amounts, line.line.returned_units, row.units)
         {
-            for (&(account, _), part) in line_funders.iter().zip(split.discount_returned_fen) {
+            for (&(account, pool_id, _), part) in line_funders.iter().zip(split.discount_returned_fen) {
                 if let Some(account) = account {
                     *funded.entry(account).or_default() += part;
                 }
+                if let Some(pool_id) = pool_id
+                    && part > 0
+                {
+                    to_pools.push(OrderSubsidy {
+                        order_id: row.order_id,
+                        line_id: row.line_id,
+                        pool_id,
+                        amount_fen: part,
+                    });
+                }
             }
         }
+        tx.return_subsidies(&to_pools).await?;
         let funded: Vec<(Account, i64)> = funded.into_iter().filter(|&(_, fen)| fen > 0).collect();
         if refund_fen > 0 || !funded.is_empty() {
             // Once settled, the merchant was paid the funders' parts too: its settlement account
@@ -585,9 +601,6 @@ impl App {
             let order = tx.order(row.order_id).await?.ok_or_else(|| AppError::internal("after-sale's order"))?;
             let discounts = tx.order_discounts(row.order_id).await?;
             released_coupons = self.release_coupons(tx, &order, &discounts).await?;
-            // A wholly returned order gives its subsidies back to their pools, as a cancel does.
-            let subsidies = tx.order_subsidies(row.order_id).await?;
-            tx.return_subsidies(&subsidies).await?;
         }
         Ok(PaidBack { fen: refund_fen, reference, sku_id: line.line.sku_id, units: row.units, released_coupons })
     }

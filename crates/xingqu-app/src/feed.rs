@@ -903,18 +903,20 @@ impl App {
 
     /// Reloads the running campaigns' zones when they changed or the copy is old. A new set of
     /// programmes starts its exposure accounting afresh (shares of the old ones no longer apply).
-    async fn refresh_zones(&self, now_ms: i64) -> AppResult<Arc<Zones>> {
+    async fn refresh_zones(&self, now_ms: i64) -> Arc<Zones> {
         let feed = self.feed();
         let current = feed.zones();
         let stale = feed.zones_stale.swap(false, std::sync::atomic::Ordering::SeqCst);
         if !stale && current.generation > 0 && now_ms - current.loaded_at_ms < ZONES_TTL_MS {
-            return Ok(current);
+            return current;
         }
         let live = match self.store().live_zones(now_ms).await {
             Ok(live) => live,
             Err(error) => {
-                feed.zones_stale.store(stale, std::sync::atomic::Ordering::SeqCst);
-                return Err(error.into());
+                // A page is still served, with the zones last read; the next page tries again.
+                tracing::warn!(%error, "the feed could not read the campaign zones; it keeps the last ones");
+                feed.zones_stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                return current;
             }
         };
         let mut zones = Zones { loaded_at_ms: now_ms, generation: current.generation + 1, ..Zones::default() };
@@ -935,7 +937,7 @@ impl App {
         }
         let zones = Arc::new(zones);
         *feed.zones.write().unwrap_or_else(|p| p.into_inner()) = zones.clone();
-        Ok(zones)
+        zones
     }
 
     /// A page of the feed for `viewer`. `cursor` continues a session (no item twice in it).
@@ -953,7 +955,7 @@ impl App {
             self.rebuild_feed().await?;
         }
         let now_ms = self.now_ms();
-        let zones = self.refresh_zones(now_ms).await?;
+        let zones = self.refresh_zones(now_ms).await;
         let feed = self.feed();
         let (session_id, page, seen, cached) = {
             let mut sessions = feed.sessions.lock().unwrap_or_else(|p| p.into_inner());

@@ -162,20 +162,31 @@ async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
 /// Runs the writer on a thread of its own with its own small runtime. On the shared runtime each
 /// of its awaits (begin, insert, commit) waited behind hundreds of request tasks to be polled
 /// again, about a millisecond each; on its own thread the OS wakes it as soon as the database
-/// answers. Falls back to the shared runtime if the thread cannot start.
+/// answers. Falls back to the shared runtime if the thread or its runtime cannot start.
 fn spawn_writer_thread(store: Store, queue: mpsc::Receiver<Job>) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    match runtime {
-        Ok(runtime) => {
-            let started = std::thread::Builder::new()
-                .name("xingqu-flash-writer".to_owned())
-                .spawn(move || runtime.block_on(run_writer(store, queue)));
-            if let Err(error) = started {
-                tracing::error!(%error, "the flash-sale writer thread did not start");
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "no runtime for the flash-sale writer; it shares the request runtime");
+            tokio::spawn(run_writer(store, queue));
+            return;
+        }
+    };
+    // The queue goes to the thread only once it runs, so it is not lost if the thread cannot start.
+    let (hand_over, handed) = std::sync::mpsc::channel::<(Store, mpsc::Receiver<Job>)>();
+    let started = std::thread::Builder::new().name("xingqu-flash-writer".to_owned()).spawn(move || {
+        if let Ok((store, queue)) = handed.recv() {
+            runtime.block_on(run_writer(store, queue));
+        }
+    });
+    match started {
+        Ok(_) => {
+            if let Err(std::sync::mpsc::SendError((store, queue))) = hand_over.send((store, queue)) {
+                tokio::spawn(run_writer(store, queue));
             }
         }
         Err(error) => {
-            tracing::warn!(%error, "no runtime for the flash-sale writer; it shares the request runtime");
+            tracing::warn!(%error, "the flash-sale writer thread did not start; it shares the request runtime");
             tokio::spawn(run_writer(store, queue));
         }
     }

@@ -660,8 +660,10 @@ impl App {
         let reference = format!("late-payment:order:{}", order.id);
         tx.insert_refund(order.id, order.total_fen, &reference, "payment arrived after the order closed", now_ms)
             .await?;
-        let refund =
-            Posting::refund(order.merchant_id, order.total_fen).map_err(|e| AppError::internal(e.to_string()))?;
+        // The payment posting above counted the funders' parts (coupons, subsidies) too; the
+        // closed order gave them back to their budgets, so the ledger gives them back as well.
+        let refund = Posting::funded_refund(Account::MerchantReceivable(order.merchant_id), order.total_fen, &funded)
+            .map_err(|e| AppError::internal(e.to_string()))?;
         tx.post(&refund, &reference, Some(order.id), now_ms).await?;
         tx.commit().await?;
         self.send_refund(&reference, order.id, order.total_fen).await;

@@ -331,9 +331,13 @@ impl App {
             }
         }
         let mut bases = vec![(list_fen, 0)];
-        let offers = self.store().campaign_offers(&[line.line.sku_id], now_ms).await?;
-        if let Some(offer) = offers.first().filter(|o| o.campaign_price_fen < list_fen) {
-            bases.push((offer.campaign_price_fen, offer.entry_id));
+        // A running flash sale prices carts instead of the campaign (as the cart does), so the
+        // campaign price counts only while no flash sale does.
+        if price.flash_sale_id == 0 {
+            let offers = self.store().campaign_offers(&[line.line.sku_id], now_ms).await?;
+            if let Some(offer) = offers.first().filter(|o| o.campaign_price_fen < list_fen) {
+                bases.push((offer.campaign_price_fen, offer.entry_id));
+            }
         }
         for (base_fen, zone_entry_id) in bases {
             if base_fen < price.unit_fen {

@@ -44,11 +44,12 @@ impl CampaignWindow {
 
     /// A theme day must be a whole local day (from midnight, China time) that overlaps the window.
     pub fn theme_day(&self, day_starts_at_ms: i64) -> Result<i64, Invalid> {
+        // The window is checked first: past it, the arithmetic below could overflow.
+        if day_starts_at_ms <= self.starts_at_ms - DAY_MS || day_starts_at_ms >= self.ends_at_ms {
+            return Err(Invalid::new("day", "outside_campaign", "the day is outside the campaign"));
+        }
         if (day_starts_at_ms + CHINA_OFFSET_MS).rem_euclid(DAY_MS) != 0 {
             return Err(Invalid::new("day", "not_a_day_start", "a theme day starts at midnight, China time"));
-        }
-        if day_starts_at_ms + DAY_MS <= self.starts_at_ms || day_starts_at_ms >= self.ends_at_ms {
-            return Err(Invalid::new("day", "outside_campaign", "the day is outside the campaign"));
         }
         Ok(day_starts_at_ms)
     }
@@ -365,6 +366,8 @@ mod tests {
         assert_eq!(window.theme_day(start + 16 * day).map_err(|e| e.code), Err("outside_campaign"));
         assert!(window.slot(start, start + 3_600_000).is_ok());
         assert_eq!(window.slot(start - 1, start + 1).map_err(|e| e.code), Err("outside_campaign"));
+        assert_eq!(window.theme_day(i64::MAX).map_err(|e| e.code), Err("outside_campaign"));
+        assert_eq!(window.theme_day(i64::MIN).map_err(|e| e.code), Err("outside_campaign"));
         assert!(CampaignWindow::parse(start, start).is_err());
         assert!(CampaignWindow::parse(start, start + 93 * day).is_err());
     }

@@ -428,12 +428,18 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Gives a closed order's subsidies back to their pools.
+    /// Gives subsidies back to their pools (a closed order's, or what a refund prorated). Pools
+    /// are updated in id order, as orders spend them, so PostgreSQL transactions never wait on
+    /// each other's pool rows in a cycle.
     pub async fn return_subsidies(&mut self, subsidies: &[OrderSubsidy]) -> Result<(), StoreError> {
+        let mut by_pool: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
         for subsidy in subsidies {
+            *by_pool.entry(subsidy.pool_id).or_default() += subsidy.amount_fen;
+        }
+        for (pool_id, amount_fen) in by_pool {
             sqlx::query("UPDATE subsidy_pools SET spent_fen = spent_fen - $1 WHERE id = $2")
-                .bind(subsidy.amount_fen)
-                .bind(subsidy.pool_id)
+                .bind(amount_fen)
+                .bind(pool_id)
                 .execute(self.conn())
                 .await?;
         }

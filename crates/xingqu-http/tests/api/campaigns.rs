@@ -13,7 +13,8 @@ crate::api_tests!(
     a_campaign_price_is_owed_to_earlier_buyers_under_price_protection,
     zone_figures_count_what_entries_sold_and_the_likes_they_drew,
     lines_of_one_cart_never_count_on_the_same_pool_money,
-    refunds_of_some_units_take_them_off_the_hot_lists_once
+    refunds_of_some_units_take_them_off_the_hot_lists_once,
+    refunds_and_late_payments_give_subsidies_back_exactly
 );
 
 // The test clock starts at 2025-11-26T00:00:00Z; the campaign runs around it.
@@ -596,4 +597,63 @@ async fn refunds_of_some_units_take_them_off_the_hot_lists_once(app: &TestApp) {
     assert_eq!(units().await, 0);
     app.app.rebuild_hot_lists().await.expect("rebuild");
     assert_eq!(units().await, 0);
+}
+
+/// A refund of some units gives their share of the subsidy back to the pool and the budget; the
+/// rest comes back with the last unit. A payment that arrives after the order expired is refunded
+/// with the funders' parts reversed too.
+async fn refunds_and_late_payments_give_subsidies_back_exactly(app: &TestApp) {
+    let (op, campaign_id, zone) = yanbian_campaign(app, 0).await;
+    let (staff, shop) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5_000).await;
+    let entry = enter(app, &staff, zone, sku, 4_500).await.id();
+    app.post(&format!("/v1/zone-entries/{entry}/review"), Some(&op), json!({"approve": true})).await;
+    let pool = app
+        .post(
+            &format!("/v1/campaigns/{campaign_id}/subsidy-pools"),
+            Some(&op),
+            json!({"name": "延边补贴", "budget_fen": 10_000, "per_unit_fen": 500}),
+        )
+        .await;
+    assert_eq!(pool.status, 201, "{pool:?}");
+    let spent = || async {
+        let campaign = app.get(&format!("/v1/campaigns/{campaign_id}"), None).await;
+        campaign.body["subsidy_pools"][0]["spent_fen"].as_i64().expect("spent")
+    };
+    let store = app.app.store();
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let placed = order(app, &buyer, "k1", json!([{"sku_id": sku, "quantity": 2}])).await;
+    let order_id = placed.body["orders"][0]["id"].as_i64().expect("order");
+    let line_id = placed.body["orders"][0]["lines"][0]["id"].as_i64().expect("line");
+    assert_eq!(pay(app, &buyer, order_id).await.status, 200);
+    assert_eq!(spent().await, 1_000);
+    for (units, left) in [(1, 500), (1, 0)] {
+        let asked = app
+            .post(
+                &format!("/v1/orders/{order_id}/after-sales"),
+                Some(&buyer),
+                json!({"line_id": line_id, "kind": "refund_before_shipment", "units": units, "reason": "不要了"}),
+            )
+            .await;
+        let approved = app.post(&format!("/v1/after-sales/{}/approve", asked.id()), Some(&staff), json!({})).await;
+        assert_eq!(approved.body["status"], "refunded", "{approved:?}");
+        assert_eq!(spent().await, left);
+        assert_eq!(store.account_balance("platform_subsidy_budget").await.expect("balance"), left);
+    }
+    assert_eq!(store.account_balance(&format!("merchant_receivable:{shop}")).await.expect("balance"), 0);
+
+    // Placed, left unpaid until it expired (its subsidy back in the pool), then paid late.
+    let late = order(app, &buyer, "k2", json!([{"sku_id": sku, "quantity": 1}])).await;
+    let late_id = late.body["orders"][0]["id"].as_i64().expect("order");
+    let payment = app.send("POST", &format!("/v1/orders/{late_id}/pay"), Some(&buyer), None).await;
+    assert_eq!(spent().await, 500);
+    app.clock.advance_ms(16 * 60 * 1000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").expired, 1);
+    assert_eq!(spent().await, 0);
+    let paid = app.post("/v1/payments/simulated/callback", None, payment.body["simulated_callback"].clone()).await;
+    assert_eq!(paid.body["outcome"], "refunded_late", "{paid:?}");
+    assert_eq!(store.account_balance("platform_subsidy_budget").await.expect("balance"), 0);
+    assert_eq!(store.account_balance(&format!("merchant_receivable:{shop}")).await.expect("balance"), 0);
+    let report = store.check_ledger().await.expect("check");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
 }
