@@ -282,17 +282,7 @@ impl App {
         if product.status != ProductStatus::Listed.as_str() {
             return Err(AppError::conflict("not_listed", "only listed products enter a zone"));
         }
-        let mut tags = Vec::new();
-        for (tag, has) in [
-            (ListingTag::FarmSpecialty, product.tags.farm_specialty),
-            (ListingTag::GeographicIndication, product.tags.geographic_indication),
-            (ListingTag::IntangibleHeritage, product.tags.intangible_heritage),
-            (ListingTag::DomesticBrand, product.domestic_brand),
-        ] {
-            if has {
-                tags.push(tag);
-            }
-        }
+        let tags = ListingTag::of(product.tags, product.domestic_brand);
         let facts = ProductFacts {
             merchant_id,
             category_id: product.category_id,

@@ -906,7 +906,9 @@ impl App {
     async fn refresh_zones(&self, now_ms: i64) -> Arc<Zones> {
         let feed = self.feed();
         let current = feed.zones();
-        let stale = feed.zones_stale.swap(false, std::sync::atomic::Ordering::SeqCst);
+        // Read first: pages mostly find nothing changed, and a read does not contend like a swap.
+        let stale = feed.zones_stale.load(std::sync::atomic::Ordering::SeqCst)
+            && feed.zones_stale.swap(false, std::sync::atomic::Ordering::SeqCst);
         if !stale && current.generation > 0 && now_ms - current.loaded_at_ms < ZONES_TTL_MS {
             return current;
         }

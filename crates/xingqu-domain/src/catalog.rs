@@ -168,6 +168,19 @@ impl ListingTag {
         }
     }
 
+    /// The tags a product carries: its origin tags, and `domestic_brand` when its brand is one.
+    pub fn of(origin: OriginTags, domestic_brand: bool) -> Vec<ListingTag> {
+        [
+            (ListingTag::FarmSpecialty, origin.farm_specialty),
+            (ListingTag::GeographicIndication, origin.geographic_indication),
+            (ListingTag::IntangibleHeritage, origin.intangible_heritage),
+            (ListingTag::DomesticBrand, domestic_brand),
+        ]
+        .into_iter()
+        .filter_map(|(tag, has)| has.then_some(tag))
+        .collect()
+    }
+
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         Self::ALL.into_iter().find(|t| t.as_str() == raw).ok_or_else(|| {
             Invalid::new(
@@ -330,6 +343,13 @@ pub fn page_limit(raw: Option<i64>) -> Result<u32, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_product_carries_its_origin_tags_and_its_brand_tag() {
+        let origin = OriginTags { farm_specialty: true, geographic_indication: false, intangible_heritage: true };
+        assert_eq!(ListingTag::of(origin, false), vec![ListingTag::FarmSpecialty, ListingTag::IntangibleHeritage]);
+        assert_eq!(ListingTag::of(OriginTags::default(), true), vec![ListingTag::DomesticBrand]);
+    }
     use ProductEvent as E;
     use ProductStatus as S;
 

@@ -224,20 +224,10 @@ impl App {
                     origin_region_code: merchant.region_code,
                 };
                 let product_id = tx.insert_product(merchant_id, &content, created_ms).await?;
-                let mut tags = Vec::new();
-                for (tag, has) in [
-                    (xingqu_domain::catalog::ListingTag::FarmSpecialty, product.farm_specialty),
-                    (xingqu_domain::catalog::ListingTag::GeographicIndication, product.geographic_indication),
-                    (xingqu_domain::catalog::ListingTag::IntangibleHeritage, product.intangible_heritage),
-                    (
-                        xingqu_domain::catalog::ListingTag::DomesticBrand,
-                        merchant.brand.is_some_and(|b| b.domestic_brand),
-                    ),
-                ] {
-                    if has {
-                        tags.push(tag);
-                    }
-                }
+                let tags = xingqu_domain::catalog::ListingTag::of(
+                    content.tags,
+                    merchant.brand.is_some_and(|b| b.domestic_brand),
+                );
                 let mut first_sku = None;
                 for sku in product.skus {
                     let spec: Vec<(String, String)> =
