@@ -66,6 +66,10 @@ impl From<StoreError> for AppError {
             StoreError::Concurrent => {
                 AppError::conflict("concurrent_modification", "changed by someone else meanwhile; reload and retry")
             }
+            StoreError::FlashPoolsElsewhere => AppError::conflict(
+                "flash_pools_elsewhere",
+                "flash sales of this database are sold by another server process; buy through that one",
+            ),
             other => AppError::Internal(Box::new(other)),
         }
     }

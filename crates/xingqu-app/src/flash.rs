@@ -33,6 +33,8 @@ enum Failure {
     /// The store refused the order: the pool is empty or the buyer is at the per-buyer limit
     /// (the gate in memory thought otherwise: another node sold, or it was loaded mid-release).
     NotAdmitted,
+    /// Another process owns this SQLite database's flash-sale pools.
+    Elsewhere,
     Internal(String),
 }
 
@@ -49,6 +51,7 @@ impl From<Failure> for AppError {
                 "not_admitted",
                 "the flash sale is sold out, or this buyer reached the per-buyer limit",
             ),
+            Failure::Elsewhere => StoreError::FlashPoolsElsewhere.into(),
             Failure::Internal(message) => AppError::internal(message),
         }
     }
@@ -124,6 +127,20 @@ pub struct FlashSaleInput {
     pub per_user_limit: i64,
 }
 
+/// The key a flash purchase's checkout is stored under. A flash sale's keys are its own: a client
+/// may use one key for a cart order and for a purchase in a flash sale, as for two flash sales.
+/// `/` cannot occur in a client's key, so these never meet a cart checkout's key, and the
+/// flash-sale journal can know every key its pools' orders hold.
+fn flash_checkout_key(flash_sale_id: i64, key: &str) -> String {
+    format!("flash/{flash_sale_id}/{key}")
+}
+
+/// The client's key of a stored flash checkout key (orders stored before keys had their sale's
+/// prefix are under the client's key itself).
+fn client_key(flash_sale_id: i64, stored_key: &str) -> &str {
+    stored_key.strip_prefix(&format!("flash/{flash_sale_id}/")).unwrap_or(stored_key)
+}
+
 fn digest(quantity: i64, address: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("flash|{quantity}|{address}").as_bytes());
@@ -135,6 +152,7 @@ async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
     let failure = |e: StoreError| match e {
         StoreError::Conflict { .. } => Failure::KeyReused,
         StoreError::Constraint => Failure::NotAdmitted,
+        StoreError::FlashPoolsElsewhere => Failure::Elsewhere,
         other => Failure::Internal(other.to_string()),
     };
     let checkouts: Vec<NewCheckout> = jobs.iter().map(|j| j.checkout.clone()).collect();
@@ -314,19 +332,24 @@ impl App {
         if let Some(gate) = engine.gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id) {
             return Ok(gate.clone());
         }
+        // What buyers hold first: it waits for journalled orders to reach the tables, so the pool's
+        // figure read next includes them.
+        let (holdings, keys) = self.store().flash_state(flash_sale_id).await?;
         let sale = self.store().flash_sale(flash_sale_id).await?.ok_or(AppError::not_found("flash_sale"))?;
         let sku = self
             .store()
             .sku_for_order(sale.sku_id)
             .await?
             .ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
-        let (holdings, keys) = self.store().flash_state(flash_sale_id).await?;
         let state = GateState {
             remaining_units: sale.remaining_units,
             held_units: holdings.into_iter().collect(),
             keys: keys
                 .into_iter()
-                .map(|(user_id, key, digest, order_id)| ((user_id, key), KeySlot::Done { order_id, digest }))
+                .map(|(user_id, stored_key, digest, order_id)| {
+                    let key = client_key(flash_sale_id, &stored_key).to_owned();
+                    ((user_id, key), KeySlot::Done { order_id, digest })
+                })
                 .collect(),
         };
         let gate = Arc::new(Gate { sale, sku, state: Mutex::new(state) });
@@ -491,7 +514,7 @@ impl App {
             checkout: NewCheckout {
                 id: checkout_id,
                 buyer_user_id,
-                idempotency_key: key.to_owned(),
+                idempotency_key: flash_checkout_key(sale.id, key),
                 request_sha256: request_digest.to_owned(),
                 total_fen: paid_fen + shipping_fen,
                 created_at_ms: now_ms,

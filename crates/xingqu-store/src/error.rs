@@ -19,6 +19,13 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another process owns this SQLite database's flash-sale journal, so this one cannot sell
+    /// from flash-sale pools.
+    #[error("flash-sale pools of this database are sold by another process")]
+    FlashPoolsElsewhere,
+    /// The flash-sale journal could not be read or written.
+    #[error("flash-sale journal: {0}")]
+    Journal(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
 }

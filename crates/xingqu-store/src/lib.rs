@@ -14,6 +14,7 @@ pub mod content;
 pub mod coupons;
 mod error;
 pub mod events;
+pub mod journal;
 pub mod ledger;
 pub mod lucky_bags;
 pub mod orders;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database a [`Store`] talks to.
@@ -74,6 +76,11 @@ pub struct Store {
     /// Writes. On SQLite exactly one connection, because SQLite admits one writer at a time and a
     /// queue in the pool is fairer and faster than writers retrying on `SQLITE_BUSY`.
     write: AnyPool,
+    /// Where a SQLite file's flash-sale journal lives (see [`journal`]); none otherwise.
+    journal_path: Option<std::path::PathBuf>,
+    /// The journal, once [`Store::migrate`] has opened it.
+    journal: Arc<std::sync::OnceLock<journal::JournalMode>>,
+    journal_opening: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if
@@ -86,12 +93,12 @@ pub async fn connect(url: &str) -> Result<Store, StoreError> {
             let url = sqlite_url_creating(url);
             let write = sqlite_pool(1).connect(&url).await?;
             let read = sqlite_pool(8).connect(&url).await?;
-            Ok(Store { backend, read, write })
+            Ok(Store::new(backend, read, write, journal::journal_path(&url)))
         }
         Backend::Postgres => {
             let pool =
                 AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-            Ok(Store { backend, read: pool.clone(), write: pool })
+            Ok(Store::new(backend, pool.clone(), pool, None))
         }
     }
 }
@@ -122,7 +129,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 10] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 11] = [
     (
         1,
         "accounts catalog",
@@ -183,6 +190,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 10] = [
         include_str!("../migrations/sqlite/0010_brushing_flags.sql"),
         include_str!("../migrations/postgres/0010_brushing_flags.sql"),
     ),
+    (
+        11,
+        "flash-sale order journal",
+        include_str!("../migrations/sqlite/0011_flash_journal.sql"),
+        include_str!("../migrations/postgres/0011_flash_journal.sql"),
+    ),
 ];
 
 /// SQLite table rebuilds (see [`Store::migrate`]): after which migration each runs, the query
@@ -221,8 +234,59 @@ fn migrator(backend: Backend, up_to_version: i64) -> Migrator {
 }
 
 impl Store {
+    fn new(backend: Backend, read: AnyPool, write: AnyPool, journal_path: Option<std::path::PathBuf>) -> Store {
+        Store { backend, read, write, journal_path, journal: Arc::default(), journal_opening: Arc::default() }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    pub(crate) fn journal(&self) -> Option<&Arc<journal::Journal>> {
+        match self.journal.get() {
+            Some(journal::JournalMode::Local(journal)) => Some(journal),
+            _ => None,
+        }
+    }
+
+    /// True when another process owns this database's flash-sale journal: this one cannot sell
+    /// from flash-sale pools.
+    pub fn flash_pools_elsewhere(&self) -> bool {
+        matches!(self.journal.get(), Some(journal::JournalMode::Elsewhere))
+    }
+
+    /// Waits until the flash-sale orders `pending` names are in the tables (at once on PostgreSQL,
+    /// or when the journal holds none of them).
+    pub async fn settle(&self, pending: journal::Pending) {
+        if let Some(journal) = self.journal() {
+            journal.settle(pending).await;
+        }
+    }
+
+    /// Waits until every journalled flash-sale order is in the tables.
+    pub async fn settle_all(&self) {
+        if let Some(journal) = self.journal() {
+            journal.settle_all().await;
+        }
+    }
+
+    /// Opens a SQLite file's flash-sale journal, applying what it holds (once per store).
+    async fn open_journal(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.journal_path else { return Ok(()) };
+        let _opening = self.journal_opening.lock().await;
+        if self.journal.get().is_none() {
+            let mode = journal::Journal::open(self, path).await?;
+            let _ = self.journal.set(mode);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn journal_applied_seq(&self) -> Result<u64, StoreError> {
+        let seq: i64 = sqlx::query("SELECT applied_seq FROM flash_journal WHERE id = 1")
+            .fetch_one(&self.write)
+            .await?
+            .try_get("applied_seq")?;
+        Ok(u64::try_from(seq).unwrap_or(0))
     }
 
     /// Applies every migration not yet applied. Safe to run concurrently and repeatedly.
@@ -236,7 +300,7 @@ impl Store {
             }
         }
         migrator(self.backend, i64::MAX).run(&self.write).await?;
-        Ok(())
+        self.open_journal().await
     }
 
     /// Table rebuilds SQLite needs for changes ALTER TABLE cannot make (a wider CHECK), done
@@ -280,7 +344,11 @@ impl Store {
         Ok(())
     }
 
+    /// Applies what the flash-sale journal holds, then closes the connections.
     pub async fn close(&self) {
+        if let Some(journal) = self.journal() {
+            journal.close().await;
+        }
         self.write.close().await;
         self.read.close().await;
     }
@@ -294,7 +362,15 @@ impl Store {
     /// Starts a write transaction; on SQLite it holds the single writer until commit or drop.
     /// Dropping a [`Tx`] without [`Tx::commit`] rolls it back.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(Tx { inner: self.write.begin().await?, backend: self.backend })
+        let effects = journal::Effects::new(self.journal().cloned());
+        let flash_elsewhere = self.flash_pools_elsewhere();
+        Ok(Tx { inner: self.write.begin().await?, backend: self.backend, effects, flash_elsewhere })
+    }
+
+    /// A transaction outside the journal's bookkeeping: the journal's own applier.
+    pub(crate) async fn begin_unjournalled(&self) -> Result<Tx, StoreError> {
+        let effects = journal::Effects::new(None);
+        Ok(Tx { inner: self.write.begin().await?, backend: self.backend, effects, flash_elsewhere: false })
     }
 
     pub(crate) fn reader(&self) -> &AnyPool {
@@ -306,11 +382,16 @@ impl Store {
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
     pub(crate) backend: Backend,
+    /// What this transaction reserved from, or gave back to, the flash-sale journal's pools.
+    pub(crate) effects: journal::Effects,
+    pub(crate) flash_elsewhere: bool,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let _loading = self.effects.before_commit().await;
         self.inner.commit().await?;
+        self.effects.committed();
         Ok(())
     }
 

@@ -1,29 +1,37 @@
 //! Checkouts, orders and their lines, stock reservations and purchase limits, payments, refunds,
 //! flash sales, and the queries the timers use to find due orders.
 
+use crate::journal::Pending;
 use crate::{Backend, Store, StoreError, Tx};
 use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One of a few fixed words. Named, not written `&'static str` in the fields: serde borrows
+/// fields spelled `&str` from its input, which a word read back with [`known_str`] is not.
+pub type Word = &'static str;
+
+/// A new order as written, also into the flash-sale journal (hence serde).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewOrder {
     pub id: i64,
     pub checkout_id: i64,
     pub buyer_user_id: i64,
     pub merchant_id: i64,
-    pub trade_type: &'static str,
+    #[serde(deserialize_with = "known_str")]
+    pub trade_type: Word,
     pub flash_sale_id: Option<i64>,
     pub goods_list_fen: i64,
     pub discount_fen: i64,
     pub shipping_fen: i64,
     pub total_fen: i64,
     pub address: String,
-    pub dispatch_promise: &'static str,
+    #[serde(deserialize_with = "known_str")]
+    pub dispatch_promise: Word,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewLine {
     pub id: i64,
     pub order_id: i64,
@@ -39,7 +47,8 @@ pub struct NewLine {
     pub paid_fen: i64,
     pub discounts: String,
     pub commission_bps: i64,
-    pub dispatch_promise: &'static str,
+    #[serde(deserialize_with = "known_str")]
+    pub dispatch_promise: Word,
     pub flash_sale_id: Option<i64>,
     /// List total less merchant-funded discounts: what price protection compares with.
     pub merchant_net_fen: i64,
@@ -55,7 +64,7 @@ pub struct NewLine {
     pub unsealed_no_return_confirmed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewCheckout {
     pub id: i64,
     pub buyer_user_id: i64,
@@ -272,6 +281,19 @@ pub struct NewFlashSale {
     pub per_user_limit: i64,
     pub created_by: i64,
     pub now_ms: i64,
+}
+
+/// The fixed words a new order's `&'static str` fields hold (trade types, dispatch promises),
+/// read back from the flash-sale journal as the same static strings.
+const KNOWN_WORDS: [&str; 7] = ["normal", "flash_sale", "lucky_bag", "none", "within_48h", "within_24h", "same_day"];
+
+fn known_str<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Word, D::Error> {
+    let word = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+    KNOWN_WORDS
+        .iter()
+        .copied()
+        .find(|known| *known == word)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown word {word:?}")))
 }
 
 /// A multi-row `INSERT … VALUES (…), (…)` for `rows` rows of `columns`. SQLite gets anonymous
@@ -509,8 +531,19 @@ impl Tx {
         Ok(row.try_get("units")?)
     }
 
-    /// Takes `units` from a flash sale's pool if that many remain.
+    /// Takes `units` from a flash sale's pool if that many remain (reserved first in the
+    /// flash-sale journal's pool, which decides on SQLite).
     pub async fn take_flash_units(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
+        if self.flash_elsewhere {
+            return Err(StoreError::FlashPoolsElsewhere);
+        }
+        if !self.effects.reserve_units(&mut self.inner, flash_sale_id, units).await? {
+            return Ok(false);
+        }
+        self.take_flash_units_row(flash_sale_id, units).await
+    }
+
+    async fn take_flash_units_row(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1",
         )
@@ -527,6 +560,7 @@ impl Tx {
             .bind(flash_sale_id)
             .execute(self.conn())
             .await?;
+        self.effects.returned_units(flash_sale_id, units);
         Ok(())
     }
 
@@ -539,6 +573,10 @@ impl Tx {
         units: i64,
         limit_units: i64,
     ) -> Result<i64, StoreError> {
+        if self.flash_elsewhere {
+            return Err(StoreError::FlashPoolsElsewhere);
+        }
+        self.effects.reserve_holding(&mut self.inner, flash_sale_id, user_id, units, limit_units).await?;
         let row = sqlx::query(
             "INSERT INTO flash_purchases (flash_sale_id, user_id, units, limit_units) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units RETURNING units",
@@ -563,6 +601,52 @@ impl Tx {
             .bind(flash_sale_id)
             .bind(user_id)
             .bind(units)
+            .execute(self.conn())
+            .await?;
+        self.effects.released_holding(flash_sale_id, user_id, units);
+        Ok(())
+    }
+
+    /// Writes journalled flash-sale orders to the tables (the journal's applier; SQLite): rows,
+    /// the units each pool gave (`takes`: sale, units) and what each buyer holds now (`holdings`:
+    /// sale, buyer, units, limit; one per sale and buyer). The pools' guards still apply.
+    pub(crate) async fn apply_flash_rows(
+        &mut self,
+        checkouts: &[NewCheckout],
+        orders: &[NewOrder],
+        lines: &[NewLine],
+        takes: &[(i64, i64)],
+        holdings: &[(i64, i64, i64, i64)],
+    ) -> Result<(), StoreError> {
+        self.insert_checkouts(checkouts).await?;
+        self.insert_orders(orders).await?;
+        self.insert_lines(lines).await?;
+        for &(flash_sale_id, units) in takes {
+            if !self.take_flash_units_row(flash_sale_id, units).await? {
+                return Err(StoreError::Constraint);
+            }
+        }
+        for chunk in pieces(holdings) {
+            let sql = multi_insert(
+                self.backend,
+                "flash_purchases",
+                &["flash_sale_id", "user_id", "units", "limit_units"],
+                chunk.len(),
+            ) + " ON CONFLICT (flash_sale_id, user_id) DO UPDATE SET units = flash_purchases.units + excluded.units";
+            chunk
+                .iter()
+                .fold(sqlx::query(&sql), |q, &(sale, user, units, limit)| {
+                    q.bind(sale).bind(user).bind(units).bind(limit)
+                })
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn set_journal_applied_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE flash_journal SET applied_seq = $1 WHERE id = 1")
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .execute(self.conn())
             .await?;
         Ok(())
@@ -778,6 +862,12 @@ impl Store {
     /// each of which waited for that thread to be scheduled on a busy machine. A statement that
     /// fails stops the call before `COMMIT`, and the transaction is rolled back.
     pub async fn commit_flash_group(&self, group: &FlashGroup<'_>) -> Result<(), StoreError> {
+        if self.flash_pools_elsewhere() {
+            return Err(StoreError::FlashPoolsElsewhere);
+        }
+        if let Some(journal) = self.journal() {
+            return journal.commit(self, group).await;
+        }
         if self.backend == Backend::Postgres || group.checkouts.is_empty() {
             let mut tx = self.begin().await?;
             tx.insert_flash_group(group).await?;
@@ -838,12 +928,14 @@ impl Store {
     }
 
     pub async fn order(&self, id: i64) -> Result<Option<OrderRow>, StoreError> {
+        self.settle(Pending::Order(id)).await;
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
         Ok(row.as_ref().map(OrderRow::from_row).transpose()?)
     }
 
     pub async fn lines(&self, order_id: i64) -> Result<Vec<LineRow>, StoreError> {
+        self.settle(Pending::Order(order_id)).await;
         let sql = format!("SELECT {} FROM order_lines WHERE order_id = $1 ORDER BY id", line_columns("order_lines"));
         let rows = sqlx::query(&sql).bind(order_id).fetch_all(self.reader()).await?;
         Ok(rows.iter().map(LineRow::from_row).collect::<Result<_, _>>()?)
@@ -856,11 +948,12 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<OrderRow>, StoreError> {
-        let (column, value) = match scope {
-            OrderScope::Buyer(id) => ("buyer_user_id", id),
-            OrderScope::Merchant(id) => ("merchant_id", id),
-            OrderScope::Checkout(id) => ("checkout_id", id),
+        let (column, value, pending) = match scope {
+            OrderScope::Buyer(id) => ("buyer_user_id", id, Pending::Buyer(id)),
+            OrderScope::Merchant(id) => ("merchant_id", id, Pending::Merchant(id)),
+            OrderScope::Checkout(id) => ("checkout_id", id, Pending::Checkout(id)),
         };
+        self.settle(pending).await;
         let sql =
             format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
         let rows = sqlx::query(&sql)
@@ -951,6 +1044,7 @@ impl Store {
 
     /// The checkout a buyer made under an idempotency key: (checkout id, request hash).
     pub async fn checkout_by_key(&self, buyer_user_id: i64, key: &str) -> Result<Option<(i64, String)>, StoreError> {
+        self.settle(Pending::Buyer(buyer_user_id)).await;
         let row =
             sqlx::query("SELECT id, request_sha256 FROM checkouts WHERE buyer_user_id = $1 AND idempotency_key = $2")
                 .bind(buyer_user_id)
@@ -992,6 +1086,8 @@ impl Store {
     /// Ids of orders a timer must act on at `now`: `due_ms` is the expiry time for
     /// [`Due::Expiry`] and the latest delivery time that qualifies for the others.
     pub async fn due_orders(&self, due: Due, due_ms: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
+        // Journalled flash-sale orders are due too: the timers see them once they are applied.
+        self.settle_all().await;
         // Literal predicates, so the planners use the partial indexes of the migration.
         let sql = match due {
             Due::Expiry => {
@@ -1012,7 +1108,16 @@ impl Store {
     pub async fn flash_sale(&self, id: i64) -> Result<Option<FlashSaleRow>, StoreError> {
         let sql = format!("SELECT {FLASH_COLUMNS} FROM flash_sales WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
-        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?.map(|sale| self.with_journal_pool(sale)))
+    }
+
+    /// A sale as the flash-sale journal sees it: its pool's figure there is the deciding one (the
+    /// table's lags by the orders not yet applied).
+    fn with_journal_pool(&self, mut sale: FlashSaleRow) -> FlashSaleRow {
+        if let Some(remaining_units) = self.journal().and_then(|j| j.pool_remaining(sale.id)) {
+            sale.remaining_units = remaining_units;
+        }
+        sale
     }
 
     /// The flash sale of a SKU in force at `now_ms`, if any.
@@ -1021,7 +1126,7 @@ impl Store {
             "SELECT {FLASH_COLUMNS} FROM flash_sales WHERE sku_id = $1 AND starts_at_ms <= $2 AND ends_at_ms > $2 ORDER BY id DESC LIMIT 1"
         );
         let row = sqlx::query(&sql).bind(sku_id).bind(now_ms).fetch_optional(self.reader()).await?;
-        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?.map(|sale| self.with_journal_pool(sale)))
     }
 
     /// What each buyer holds of a flash sale, and the idempotency keys of its orders with their
@@ -1031,6 +1136,7 @@ impl Store {
         &self,
         flash_sale_id: i64,
     ) -> Result<(Vec<(i64, i64)>, Vec<(i64, String, String, i64)>), StoreError> {
+        self.settle_all().await;
         let holdings = sqlx::query("SELECT user_id, units FROM flash_purchases WHERE flash_sale_id = $1")
             .bind(flash_sale_id)
             .fetch_all(self.reader())
