@@ -73,6 +73,9 @@ struct GateState {
 struct Gate {
     sale: FlashSaleRow,
     sku: SkuForOrder,
+    /// What every line of the sale carries, worked out once when the gate loads.
+    promise: &'static str,
+    assurance: crate::assurance::LineAssurance,
     state: Mutex<GateState>,
 }
 
@@ -86,9 +89,59 @@ struct Job {
     checkout: NewCheckout,
     order: NewOrder,
     line: NewLine,
-    flash_sale_id: i64,
-    per_user_limit: i64,
-    reply: oneshot::Sender<Result<(), Failure>>,
+    /// The order encoded for the flash-sale journal (on SQLite), by the request's own thread.
+    record: Option<Vec<u8>>,
+    answer: Answer,
+}
+
+/// Who to tell about a purchase: its slot in its gate, which the writer resolves (so a request
+/// dropped midway never leaves its key pending or its units taken), and the buyer's request.
+struct Answer {
+    gate: Arc<Gate>,
+    slot_key: (i64, String),
+    request_digest: String,
+    buyer_user_id: i64,
+    quantity: i64,
+    order_id: i64,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Settles a purchase's slot with the writer's outcome and answers whoever waits on it: the
+/// buyer's request and any retry with the same key. A failure gives the units back to the gate.
+fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>) {
+    let result = result.map(|()| answer.order_id);
+    let waiters = match state.keys.remove(&answer.slot_key) {
+        Some(KeySlot::Pending { waiters, .. }) => waiters,
+        _ => Vec::new(),
+    };
+    match &result {
+        Ok(order_id) => {
+            state.keys.insert(answer.slot_key, KeySlot::Done { order_id: *order_id, digest: answer.request_digest });
+        }
+        Err(_) => {
+            state.remaining_units += answer.quantity;
+            if let Some(held) = state.held_units.get_mut(&answer.buyer_user_id) {
+                *held -= answer.quantity;
+            }
+        }
+    }
+    for waiter in waiters {
+        let _ = waiter.send(result.clone());
+    }
+    let _ = answer.reply.send(result);
+}
+
+/// Resolves a group's purchases, taking each gate's lock once.
+fn resolve_all(answers: Vec<(Answer, Result<(), Failure>)>) {
+    let mut answers = answers.into_iter().peekable();
+    while let Some((first, result)) = answers.next() {
+        let gate = first.gate.clone();
+        let mut state = gate.lock();
+        resolve(&mut state, first, result);
+        while let Some((answer, result)) = answers.next_if(|(answer, _)| Arc::ptr_eq(&answer.gate, &gate)) {
+            resolve(&mut state, answer, result);
+        }
+    }
 }
 
 /// The in-memory gates and the group-commit writer, shared by every request of the process.
@@ -142,38 +195,70 @@ fn client_key(flash_sale_id: i64, stored_key: &str) -> &str {
 }
 
 fn digest(quantity: i64, address: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     hasher.update(format!("flash|{quantity}|{address}").as_bytes());
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
-/// Commits a group of orders in one transaction; any failure fails the whole group.
-async fn commit_group(store: &Store, jobs: &[Job]) -> Result<(), Failure> {
+/// A group's rows, apart from the jobs that answer for them.
+#[derive(Default)]
+struct Rows {
+    checkouts: Vec<NewCheckout>,
+    orders: Vec<NewOrder>,
+    lines: Vec<NewLine>,
+    /// Per row: (flash sale, per-buyer limit).
+    sales: Vec<(i64, i64)>,
+    records: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    /// Moves a job's rows here and returns who to answer.
+    fn push(&mut self, job: Job) -> Answer {
+        self.sales.push((job.answer.gate.sale.id, job.answer.gate.sale.per_user_limit));
+        self.checkouts.push(job.checkout);
+        self.orders.push(job.order);
+        self.lines.push(job.line);
+        if let Some(record) = job.record {
+            self.records.push(record);
+        }
+        job.answer
+    }
+}
+
+/// Commits rows `range` of a group in one transaction; any failure fails them all.
+async fn commit_group(store: &Store, rows: &Rows, range: std::ops::Range<usize>) -> Result<(), Failure> {
     let failure = |e: StoreError| match e {
         StoreError::Conflict { .. } => Failure::KeyReused,
         StoreError::Constraint => Failure::NotAdmitted,
         StoreError::FlashPoolsElsewhere => Failure::Elsewhere,
         other => Failure::Internal(other.to_string()),
     };
-    let checkouts: Vec<NewCheckout> = jobs.iter().map(|j| j.checkout.clone()).collect();
-    let orders: Vec<NewOrder> = jobs.iter().map(|j| j.order.clone()).collect();
-    let lines: Vec<NewLine> = jobs.iter().map(|j| j.line.clone()).collect();
     let mut takes: HashMap<i64, i64> = HashMap::new();
-    let mut holdings: HashMap<(i64, i64), i64> = HashMap::new();
-    for job in jobs {
-        *takes.entry(job.flash_sale_id).or_default() += job.line.quantity;
-        *holdings.entry((job.flash_sale_id, job.order.buyer_user_id)).or_default() += job.line.quantity;
+    let mut holdings: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
+    for i in range.clone() {
+        let ((sale, limit), units, buyer) = (rows.sales[i], rows.lines[i].quantity, rows.orders[i].buyer_user_id);
+        *takes.entry(sale).or_default() += units;
+        holdings.entry((sale, buyer)).or_insert((0, limit)).0 += units;
     }
     let mut takes: Vec<(i64, i64)> = takes.into_iter().collect();
     takes.sort_unstable();
-    let limits: HashMap<i64, i64> = jobs.iter().map(|j| (j.flash_sale_id, j.per_user_limit)).collect();
-    let mut holdings: Vec<(i64, i64, i64, i64)> = holdings
-        .into_iter()
-        .map(|((sale, user), units)| (sale, user, units, limits.get(&sale).copied().unwrap_or(0)))
-        .collect();
+    let mut holdings: Vec<(i64, i64, i64, i64)> =
+        holdings.into_iter().map(|((sale, user), (units, limit))| (sale, user, units, limit)).collect();
     holdings.sort_unstable();
-    let group =
-        FlashGroup { checkouts: &checkouts, orders: &orders, lines: &lines, takes: &takes, holdings: &holdings };
+    let group = FlashGroup {
+        checkouts: &rows.checkouts[range.clone()],
+        orders: &rows.orders[range.clone()],
+        lines: &rows.lines[range.clone()],
+        takes: &takes,
+        holdings: &holdings,
+        records: if rows.records.len() == rows.orders.len() { &rows.records[range] } else { &[] },
+    };
     store.commit_flash_group(&group).await.map_err(failure)
 }
 
@@ -210,46 +295,43 @@ fn spawn_writer_thread(store: Store, queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// The writer: takes what is queued (up to a group), commits it, answers. If a group fails, its
-/// orders are retried one by one so one bad order cannot sink the others.
+/// The writer: takes what is queued (up to a group), commits it, resolves and answers each
+/// purchase. If a group fails, its orders are retried one by one so one bad order cannot sink
+/// the others.
 async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        match commit_group(&store, &group).await {
-            Ok(()) => {
-                for job in group {
-                    let _ = job.reply.send(Ok(()));
-                }
-            }
+    let mut jobs: Vec<Job> = Vec::with_capacity(GROUP_MAX);
+    while queue.recv_many(&mut jobs, GROUP_MAX).await > 0 {
+        let mut rows = Rows::default();
+        let answers: Vec<Answer> = jobs.drain(..).map(|job| rows.push(job)).collect();
+        let all = 0..answers.len();
+        let results: Vec<Result<(), Failure>> = match commit_group(&store, &rows, all.clone()).await {
+            Ok(()) => all.map(|_| Ok(())).collect(),
             Err(_) => {
-                // Retried order by order, so one bad order cannot sink the others; and any order
-                // that fails is looked up, because a commit that reported an error may have landed.
-                let single = group.len() == 1;
-                for job in group {
+                // Retried order by order; and any order that fails is looked up, because a commit
+                // that reported an error may have landed.
+                let single = answers.len() == 1;
+                let mut results = Vec::with_capacity(answers.len());
+                for i in 0..answers.len() {
                     let mut result = if single {
                         Err(Failure::Internal(String::new()))
                     } else {
-                        commit_group(&store, std::slice::from_ref(&job)).await
+                        commit_group(&store, &rows, i..i + 1).await
                     };
                     if result.is_err() {
-                        let stored =
-                            store.checkout_by_key(job.checkout.buyer_user_id, &job.checkout.idempotency_key).await;
-                        if matches!(stored, Ok(Some((id, _))) if id == job.checkout.id) {
+                        let checkout = &rows.checkouts[i];
+                        let stored = store.checkout_by_key(checkout.buyer_user_id, &checkout.idempotency_key).await;
+                        if matches!(stored, Ok(Some((id, _))) if id == checkout.id) {
                             result = Ok(());
                         } else if single {
-                            result = commit_group(&store, std::slice::from_ref(&job)).await;
+                            result = commit_group(&store, &rows, i..i + 1).await;
                         }
                     }
-                    let _ = job.reply.send(result);
+                    results.push(result);
                 }
+                results
             }
-        }
+        };
+        resolve_all(answers.into_iter().zip(results).collect());
     }
 }
 
@@ -352,7 +434,9 @@ impl App {
                 })
                 .collect(),
         };
-        let gate = Arc::new(Gate { sale, sku, state: Mutex::new(state) });
+        let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
+        let assurance = crate::assurance::line_assurance(&sku);
+        let gate = Arc::new(Gate { sale, sku, promise, assurance, state: Mutex::new(state) });
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
     }
@@ -451,37 +535,34 @@ impl App {
             return Ok(order_of(order_id, false));
         }
 
-        // The commit and the slot's resolution run in their own task: a request dropped midway
-        // (a timeout, a client gone) must not leave its key pending or its units taken.
-        let (app, task_gate, buyer_user_id) = (self.clone(), gate.clone(), actor.user_id);
-        let task = tokio::spawn(async move {
-            let result = app
-                .commit_flash_order(&task_gate, buyer_user_id, &key, &request_digest, quantity, address, now_ms)
-                .await;
-            let mut state = task_gate.lock();
-            let waiters = match state.keys.remove(&slot_key) {
-                Some(KeySlot::Pending { waiters, .. }) => waiters,
-                _ => Vec::new(),
+        // From here the writer owns the slot: it resolves it whatever becomes of this request (a
+        // timeout, a client gone), so the key never stays pending and no units stay taken.
+        let (reply, answer) = oneshot::channel();
+        let (checkout, order, line) =
+            self.flash_rows(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms);
+        let answer_to = Answer {
+            gate: gate.clone(),
+            slot_key,
+            request_digest,
+            buyer_user_id: actor.user_id,
+            quantity,
+            order_id: order.id,
+            reply,
+        };
+        let record = self
+            .store()
+            .journalled()
+            .then(|| xingqu_store::journal::encode_record(&checkout, &order, &line, gate.sale.per_user_limit));
+        let job = Job { checkout, order, line, record, answer: answer_to };
+        if let Err(refused) = self.writer().try_send(job) {
+            let job = match refused {
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
             };
-            match &result {
-                Ok(order_id) => {
-                    state.keys.insert(slot_key, KeySlot::Done { order_id: *order_id, digest: request_digest });
-                }
-                Err(_) => {
-                    state.remaining_units += quantity;
-                    if let Some(held) = state.held_units.get_mut(&buyer_user_id) {
-                        *held -= quantity;
-                    }
-                }
-            }
-            drop(state);
-            for waiter in waiters {
-                let _ = waiter.send(result.clone());
-            }
-            result
-        });
-        let result = task.await.map_err(|e| AppError::internal(format!("flash commit task failed: {e}")))?;
-        Ok(order_of(result?, true))
+            let failure = Failure::Internal("the flash-sale queue is full; retry".into());
+            resolve(&mut gate.lock(), job.answer, Err(failure));
+        }
+        let order_id = answer.await.map_err(|_| AppError::internal("flash writer stopped"))??;
+        Ok(order_of(order_id, true))
     }
 
     fn flash_shipping_fen(&self, sku: &SkuForOrder, goods_fen: i64) -> i64 {
@@ -489,8 +570,9 @@ impl App {
         if free { 0 } else { sku.shipping_fee_fen }
     }
 
+    /// The rows of a flash purchase: its checkout, order and line.
     #[allow(clippy::too_many_arguments)]
-    async fn commit_flash_order(
+    fn flash_rows(
         &self,
         gate: &Gate,
         buyer_user_id: i64,
@@ -499,19 +581,17 @@ impl App {
         quantity: i64,
         address: String,
         now_ms: i64,
-    ) -> Result<i64, Failure> {
+    ) -> (NewCheckout, NewOrder, NewLine) {
         let (sale, sku) = (&gate.sale, &gate.sku);
         let list_total_fen = sku.price_fen * quantity;
         let paid_fen = sale.price_fen * quantity;
         let shipping_fen = self.flash_shipping_fen(sku, paid_fen);
         let (checkout_id, order_id, line_id) =
             (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
-        let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None);
         let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
-        let assurance = crate::assurance::line_assurance(sku);
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            checkout: NewCheckout {
+        let assurance = &gate.assurance;
+        (
+            NewCheckout {
                 id: checkout_id,
                 buyer_user_id,
                 idempotency_key: flash_checkout_key(sale.id, key),
@@ -519,7 +599,7 @@ impl App {
                 total_fen: paid_fen + shipping_fen,
                 created_at_ms: now_ms,
             },
-            order: NewOrder {
+            NewOrder {
                 id: order_id,
                 checkout_id,
                 buyer_user_id,
@@ -531,11 +611,11 @@ impl App {
                 shipping_fen,
                 total_fen: paid_fen + shipping_fen,
                 address,
-                dispatch_promise: promise.as_str(),
+                dispatch_promise: gate.promise,
                 created_at_ms: now_ms,
                 expires_at_ms: now_ms + self.config().order_expiry_s * 1000,
             },
-            line: NewLine {
+            NewLine {
                 id: line_id,
                 order_id,
                 sku_id: sku.sku_id,
@@ -550,25 +630,19 @@ impl App {
                 paid_fen,
                 discounts: xingqu_store::orders::encode_discounts(&discount),
                 commission_bps: sku.commission_bps,
-                dispatch_promise: promise.as_str(),
+                dispatch_promise: gate.promise,
                 flash_sale_id: Some(sale.id),
                 // The flash price is the merchant's own (item-price lane).
                 merchant_net_fen: paid_fen,
                 protect_window_days: sku.protect_window_days,
                 protect_from: sku.protect_from.clone(),
-                services: assurance.services,
+                services: assurance.services.clone(),
                 insurance_premium_fen: assurance.insurance_premium_fen,
                 insurance_cap_fen: assurance.insurance_cap_fen,
                 // Flash purchases carry no checkout confirmation: the return stands.
                 unsealed_no_return_confirmed: false,
             },
-            flash_sale_id: sale.id,
-            per_user_limit: sale.per_user_limit,
-            reply,
-        };
-        self.writer().try_send(job).map_err(|_| Failure::Internal("the flash-sale queue is full; retry".into()))?;
-        answer.await.map_err(|_| Failure::Internal("flash writer stopped".into()))??;
-        Ok(order_id)
+        )
     }
 
     /// Tells a loaded gate that units went back to a pool (a closed order released them).

@@ -68,49 +68,114 @@ pub enum Pending {
     Merchant(i64),
 }
 
-/// One group of orders as journalled: the same rows the tables get.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Frame {
-    seq: u64,
-    checkouts: Vec<NewCheckout>,
-    orders: Vec<NewOrder>,
-    lines: Vec<NewLine>,
-    /// (flash sale, units taken from its pool).
-    takes: Vec<(i64, i64)>,
-    /// (flash sale, buyer, units bought now, the sale's per-buyer limit).
-    holdings: Vec<(i64, i64, i64, i64)>,
+/// One order as journalled: the rows the tables get, and the sale's per-buyer limit.
+#[derive(Debug, serde::Deserialize)]
+struct Record {
+    checkout: NewCheckout,
+    order: NewOrder,
+    line: NewLine,
+    limit_units: i64,
 }
 
-fn encode(frame: &Frame) -> Result<Vec<u8>, StoreError> {
-    let payload = serde_json::to_vec(frame).map_err(|e| StoreError::Journal(format!("encode a frame: {e}")))?;
-    let mut bytes = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&CRC32C.checksum(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    Ok(bytes)
+#[derive(serde::Serialize)]
+struct RecordRef<'a> {
+    checkout: &'a NewCheckout,
+    order: &'a NewOrder,
+    line: &'a NewLine,
+    limit_units: i64,
+}
+
+/// Encodes one flash-sale order for the journal. Callers encode on the request's own thread, so
+/// the journal's single writer only copies bytes.
+pub fn encode_record(checkout: &NewCheckout, order: &NewOrder, line: &NewLine, limit_units: i64) -> Vec<u8> {
+    // Serialising plain structs to a Vec cannot fail; an empty record is refused when read back.
+    serde_json::to_vec(&RecordRef { checkout, order, line, limit_units }).unwrap_or_default()
+}
+
+/// A frame as written: its sequence number and payload (the records, each after its length).
+#[derive(Debug)]
+struct Written {
+    seq: u64,
+    orders: usize,
+    payload: Vec<u8>,
+}
+
+/// A frame's bytes on disk: payload length and CRC-32C, then the sequence number and the records.
+fn frame_bytes(seq: u64, records: &[&[u8]]) -> Vec<u8> {
+    let payload_len = 8 + records.iter().map(|r| 4 + r.len()).sum::<usize>();
+    let mut bytes = Vec::with_capacity(FRAME_HEADER_BYTES + payload_len);
+    bytes.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    for record in records {
+        bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(record);
+    }
+    let crc = CRC32C.checksum(&bytes[FRAME_HEADER_BYTES..]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    bytes
 }
 
 /// The whole frames at the start of `bytes`, and how many bytes they take: reading stops at the
 /// first frame that is short, too long, or fails its checksum (a write that never completed).
-fn decode(bytes: &[u8]) -> (Vec<Frame>, usize) {
+fn decode(bytes: &[u8]) -> (Vec<Written>, usize) {
+    let word = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
     let mut frames = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= FRAME_HEADER_BYTES {
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let (length, crc) = (word(at) as usize, word(at + 4));
+        let (length, crc) = (word(bytes, at), word(bytes, at + 4) as u32);
         let start = at + FRAME_HEADER_BYTES;
-        if length > FRAME_BYTES_MAX || bytes.len() - start < length {
+        if !(8..=FRAME_BYTES_MAX).contains(&length) || bytes.len() - start < length {
             break;
         }
         let payload = &bytes[start..start + length];
         if CRC32C.checksum(payload) != crc {
             break;
         }
-        let Ok(frame) = serde_json::from_slice::<Frame>(payload) else { break };
-        frames.push(frame);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&payload[..8]);
+        let mut orders = 0;
+        let mut cursor = 8;
+        while payload.len() - cursor >= 4 {
+            cursor += 4 + word(payload, cursor);
+            orders += 1;
+        }
+        if cursor != payload.len() {
+            break;
+        }
+        frames.push(Written { seq: u64::from_le_bytes(seq), orders, payload: payload[8..].to_vec() });
         at = start + length;
     }
     (frames, at)
+}
+
+/// One group of orders as the tables get them.
+#[derive(Debug, Default)]
+struct Frame {
+    checkouts: Vec<NewCheckout>,
+    orders: Vec<NewOrder>,
+    lines: Vec<NewLine>,
+    /// (flash sale, per-buyer limit) of each line.
+    limits: Vec<(i64, i64)>,
+}
+
+/// Reads the records of written frames back into rows.
+fn parse(frames: &[Arc<Written>]) -> Result<Frame, StoreError> {
+    let mut rows = Frame::default();
+    for frame in frames {
+        let mut cursor = 0;
+        while cursor < frame.payload.len() {
+            let length = frame.payload[cursor..cursor + 4].try_into().map(u32::from_le_bytes).unwrap_or(0) as usize;
+            let record: Record = serde_json::from_slice(&frame.payload[cursor + 4..cursor + 4 + length])
+                .map_err(|e| StoreError::Journal(format!("frame {} holds an unreadable record: {e}", frame.seq)))?;
+            cursor += 4 + length;
+            rows.limits.push((record.line.flash_sale_id.unwrap_or(0), record.limit_units));
+            rows.checkouts.push(record.checkout);
+            rows.orders.push(record.order);
+            rows.lines.push(record.line);
+        }
+    }
+    Ok(rows)
 }
 
 /// A pool as the journal sees it: the tables' figures less what the journal and open cart
@@ -125,7 +190,7 @@ struct Pool {
 struct State {
     next_seq: u64,
     /// Frames on disk and not yet applied, oldest first, with when they were written.
-    unapplied: VecDeque<(Arc<Frame>, Instant)>,
+    unapplied: VecDeque<(Arc<Written>, Instant)>,
     last_append: Instant,
     pools: HashMap<i64, Pool>,
     /// Keys (buyer, key) of the checkouts of every loaded pool, applied or not.
@@ -204,8 +269,8 @@ impl Journal {
         }
         let applied_seq = store.journal_applied_seq().await?;
         let last_seq = frames.iter().map(|f| f.seq).max().unwrap_or(0).max(applied_seq);
-        let left: Vec<Arc<Frame>> = frames.into_iter().filter(|f| f.seq > applied_seq).map(Arc::new).collect();
-        let orders: usize = left.iter().map(|f| f.orders.len()).sum();
+        let left: Vec<Arc<Written>> = frames.into_iter().filter(|f| f.seq > applied_seq).map(Arc::new).collect();
+        let orders: usize = left.iter().map(|f| f.orders).sum();
         for batch in batches(&left) {
             apply(store, batch).await?;
         }
@@ -251,22 +316,29 @@ impl Journal {
                 self.ensure_pool(&mut conn, sale).await?;
             }
         }
-        self.append(Frame {
-            seq: 0,
-            checkouts: group.checkouts.to_vec(),
-            orders: group.orders.to_vec(),
-            lines: group.lines.to_vec(),
-            takes: group.takes.to_vec(),
-            holdings: group.holdings.to_vec(),
-        })
+        self.append(group)
     }
 
-    /// Admits the frame against the pools and keys, writes it and syncs it.
-    fn append(&self, mut frame: Frame) -> Result<(), StoreError> {
+    /// Admits the group against the pools and keys, writes it and syncs it.
+    fn append(&self, group: &FlashGroup<'_>) -> Result<(), StoreError> {
         let keys: Vec<(i64, String)> =
-            frame.checkouts.iter().map(|c| (c.buyer_user_id, c.idempotency_key.clone())).collect();
+            group.checkouts.iter().map(|c| (c.buyer_user_id, c.idempotency_key.clone())).collect();
+        let encoded: Vec<Vec<u8>>;
+        let records: Vec<&[u8]> = if group.records.len() == group.orders.len() {
+            group.records.iter().map(Vec::as_slice).collect()
+        } else {
+            let limits: HashMap<(i64, i64), i64> = group.holdings.iter().map(|h| ((h.0, h.1), h.3)).collect();
+            encoded = (0..group.orders.len())
+                .map(|i| {
+                    let (order, line) = (&group.orders[i], &group.lines[i]);
+                    let limit = limits.get(&(line.flash_sale_id.unwrap_or(0), order.buyer_user_id)).copied();
+                    encode_record(&group.checkouts[i], order, line, limit.unwrap_or(0))
+                })
+                .collect();
+            encoded.iter().map(Vec::as_slice).collect()
+        };
         let mut file = lock(&self.file);
-        {
+        let seq = {
             let mut state = lock(&self.state);
             if state.broken {
                 return Err(StoreError::Journal("the flash-sale journal cannot be written".into()));
@@ -275,27 +347,27 @@ impl Journal {
             if keys.iter().any(|key| !seen.insert(key) || state.flash_keys.contains(key)) {
                 return Err(key_taken());
             }
-            admit(&mut state.pools, &frame.takes, &frame.holdings)?;
+            admit(&mut state.pools, group.takes, group.holdings)?;
             state.flash_keys.extend(keys.iter().cloned());
-            frame.seq = state.next_seq;
             state.next_seq += 1;
-        }
-        let written = encode(&frame).and_then(|bytes| {
-            file.write_all(&bytes)
-                .and_then(|()| file.sync_data())
-                .map(|()| bytes.len() as u64)
-                .map_err(|e| StoreError::Journal(format!("write {}: {e}", self.path.display())))
-        });
+            state.next_seq - 1
+        };
+        let bytes = frame_bytes(seq, &records);
+        let written = file
+            .write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StoreError::Journal(format!("write {}: {e}", self.path.display())));
         let mut state = lock(&self.state);
         match written {
-            Ok(bytes) => {
-                state.file_bytes += bytes;
-                for (pending, seq) in pendings(&frame) {
+            Ok(()) => {
+                state.file_bytes += bytes.len() as u64;
+                for (pending, seq) in pendings(group.orders, seq) {
                     state.pending.insert(pending, seq);
                 }
                 let was_empty = state.unapplied.is_empty();
                 let now = Instant::now();
-                state.unapplied.push_back((Arc::new(frame), now));
+                let payload = bytes[FRAME_HEADER_BYTES + 8..].to_vec();
+                state.unapplied.push_back((Arc::new(Written { seq, orders: group.orders.len(), payload }), now));
                 state.last_append = now;
                 drop(state);
                 if was_empty {
@@ -304,7 +376,7 @@ impl Journal {
                 Ok(())
             }
             Err(error) => {
-                give_back(&mut state.pools, &frame.takes, &frame.holdings);
+                give_back(&mut state.pools, group.takes, group.holdings);
                 for key in &keys {
                     state.flash_keys.remove(key);
                 }
@@ -494,27 +566,27 @@ fn give_back(pools: &mut HashMap<i64, Pool>, takes: &[(i64, i64)], holdings: &[(
     }
 }
 
-fn pendings(frame: &Frame) -> Vec<(Pending, u64)> {
-    let mut all: Vec<(Pending, u64)> = Vec::with_capacity(frame.orders.len() * 4);
-    for order in &frame.orders {
-        all.push((Pending::Order(order.id), frame.seq));
-        all.push((Pending::Checkout(order.checkout_id), frame.seq));
-        all.push((Pending::Buyer(order.buyer_user_id), frame.seq));
-        all.push((Pending::Merchant(order.merchant_id), frame.seq));
+fn pendings(orders: &[NewOrder], seq: u64) -> Vec<(Pending, u64)> {
+    let mut all: Vec<(Pending, u64)> = Vec::with_capacity(orders.len() * 4);
+    for order in orders {
+        all.push((Pending::Order(order.id), seq));
+        all.push((Pending::Checkout(order.checkout_id), seq));
+        all.push((Pending::Buyer(order.buyer_user_id), seq));
+        all.push((Pending::Merchant(order.merchant_id), seq));
     }
     all
 }
 
 /// Consecutive runs of frames of at most [`APPLY_ORDERS_MAX`] orders (a larger frame alone).
-fn batches(frames: &[Arc<Frame>]) -> Vec<&[Arc<Frame>]> {
+fn batches(frames: &[Arc<Written>]) -> Vec<&[Arc<Written>]> {
     let mut batches = Vec::new();
     let (mut start, mut orders) = (0, 0);
     for (i, frame) in frames.iter().enumerate() {
-        if i > start && orders + frame.orders.len() > APPLY_ORDERS_MAX {
+        if i > start && orders + frame.orders > APPLY_ORDERS_MAX {
             batches.push(&frames[start..i]);
             (start, orders) = (i, 0);
         }
-        orders += frame.orders.len();
+        orders += frame.orders;
     }
     if start < frames.len() {
         batches.push(&frames[start..]);
@@ -523,32 +595,25 @@ fn batches(frames: &[Arc<Frame>]) -> Vec<&[Arc<Frame>]> {
 }
 
 /// Writes `frames` to the tables in one transaction, with the applied sequence number.
-async fn apply(store: &Store, frames: &[Arc<Frame>]) -> Result<(), StoreError> {
-    let Some(last) = frames.last() else { return Ok(()) };
-    let mut checkouts = Vec::new();
-    let mut orders = Vec::new();
-    let mut lines = Vec::new();
+async fn apply(store: &Store, frames: &[Arc<Written>]) -> Result<Frame, StoreError> {
+    let Some(last) = frames.last() else { return Ok(Frame::default()) };
+    let rows = parse(frames)?;
     let mut takes: BTreeMap<i64, i64> = BTreeMap::new();
     let mut holdings: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
-    for frame in frames {
-        checkouts.extend_from_slice(&frame.checkouts);
-        orders.extend_from_slice(&frame.orders);
-        lines.extend_from_slice(&frame.lines);
-        for &(sale, units) in &frame.takes {
-            *takes.entry(sale).or_default() += units;
-        }
-        for &(sale, user, units, limit) in &frame.holdings {
-            let entry = holdings.entry((sale, user)).or_insert((0, limit));
-            entry.0 += units;
-            entry.1 = entry.1.max(limit);
-        }
+    for (i, &(sale, limit)) in rows.limits.iter().enumerate() {
+        let (units, buyer) = (rows.lines[i].quantity, rows.orders[i].buyer_user_id);
+        *takes.entry(sale).or_default() += units;
+        let entry = holdings.entry((sale, buyer)).or_insert((0, limit));
+        entry.0 += units;
+        entry.1 = entry.1.max(limit);
     }
     let takes: Vec<(i64, i64)> = takes.into_iter().collect();
     let holdings: Vec<(i64, i64, i64, i64)> = holdings.into_iter().map(|((s, u), (n, l))| (s, u, n, l)).collect();
     let mut tx = store.begin_unjournalled().await?;
-    tx.apply_flash_rows(&checkouts, &orders, &lines, &takes, &holdings).await?;
+    tx.apply_flash_rows(&rows.checkouts, &rows.orders, &rows.lines, &takes, &holdings).await?;
     tx.set_journal_applied_seq(last.seq).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// The applier: on its own thread (with its own small runtime), so its turns are not queued
@@ -602,30 +667,30 @@ async fn run_applier(store: Store, journal: Arc<Journal>) {
 /// Applies the oldest frames (up to a batch), then forgets what they held and empties the file
 /// when everything in it is applied.
 async fn apply_front(store: &Store, journal: &Journal) -> Result<(), StoreError> {
-    let frames: Vec<Arc<Frame>> = {
+    let frames: Vec<Arc<Written>> = {
         let state = lock(&journal.state);
         let mut orders = 0;
         state
             .unapplied
             .iter()
             .take_while(|(frame, _)| {
-                let fits = orders == 0 || orders + frame.orders.len() <= APPLY_ORDERS_MAX;
-                orders += frame.orders.len();
+                let fits = orders == 0 || orders + frame.orders <= APPLY_ORDERS_MAX;
+                orders += frame.orders;
                 fits
             })
             .map(|(frame, _)| frame.clone())
             .collect()
     };
     let Some(last_seq) = frames.last().map(|f| f.seq) else { return Ok(()) };
-    apply(store, &frames).await?;
+    let rows = apply(store, &frames).await?;
     {
         let mut state = lock(&journal.state);
-        for frame in &frames {
+        for _ in &frames {
             state.unapplied.pop_front();
-            for (pending, _) in pendings(frame) {
-                if state.pending.get(&pending).is_some_and(|&seq| seq <= last_seq) {
-                    state.pending.remove(&pending);
-                }
+        }
+        for (pending, _) in pendings(&rows.orders, last_seq) {
+            if state.pending.get(&pending).is_some_and(|&seq| seq <= last_seq) {
+                state.pending.remove(&pending);
             }
         }
         if state.unapplied.is_empty() {
@@ -745,44 +810,88 @@ impl Drop for Effects {
 mod tests {
     use super::*;
 
-    fn frame(seq: u64) -> Frame {
-        Frame {
-            seq,
-            checkouts: vec![NewCheckout {
-                id: 1,
-                buyer_user_id: 2,
-                idempotency_key: "k".into(),
-                request_sha256: "d".into(),
-                total_fen: 100,
-                created_at_ms: 5,
-            }],
-            orders: Vec::new(),
-            lines: Vec::new(),
-            takes: vec![(7, 1)],
-            holdings: vec![(7, 2, 1, 2)],
-        }
+    fn record(buyer_user_id: i64) -> Vec<u8> {
+        let checkout = NewCheckout {
+            id: 1,
+            buyer_user_id,
+            idempotency_key: "flash/7/k".into(),
+            request_sha256: "d".into(),
+            total_fen: 2990,
+            created_at_ms: 5,
+        };
+        let order = NewOrder {
+            id: 2,
+            checkout_id: 1,
+            buyer_user_id,
+            merchant_id: 3,
+            trade_type: "flash_sale",
+            flash_sale_id: Some(7),
+            goods_list_fen: 5990,
+            discount_fen: 3000,
+            shipping_fen: 0,
+            total_fen: 2990,
+            address: "延吉市".into(),
+            dispatch_promise: "within_48h",
+            created_at_ms: 5,
+            expires_at_ms: 900_005,
+        };
+        let line = NewLine {
+            id: 4,
+            order_id: 2,
+            sku_id: 5,
+            product_id: 6,
+            product_version: 1,
+            title: "延边大米".into(),
+            spec: "5 kg".into(),
+            unit_price_fen: 5990,
+            quantity: 1,
+            list_total_fen: 5990,
+            discount_fen: 3000,
+            paid_fen: 2990,
+            discounts: "[]".into(),
+            commission_bps: 500,
+            dispatch_promise: "within_48h",
+            flash_sale_id: Some(7),
+            merchant_net_fen: 2990,
+            protect_window_days: 0,
+            protect_from: "paid".into(),
+            services: "[]".into(),
+            insurance_premium_fen: 0,
+            insurance_cap_fen: 0,
+            unsealed_no_return_confirmed: false,
+        };
+        encode_record(&checkout, &order, &line, 2)
     }
 
     #[test]
     fn frames_read_back_until_a_torn_or_corrupt_one() {
         let mut bytes = Vec::new();
-        for seq in 1..=3 {
-            bytes.extend(encode(&frame(seq)).expect("encode"));
+        let mut ends = Vec::new();
+        for seq in 1..=3u64 {
+            let records = [record(10 + seq as i64), record(20)];
+            bytes.extend(frame_bytes(seq, &records.iter().map(Vec::as_slice).collect::<Vec<_>>()));
+            ends.push(bytes.len());
         }
-        let whole = bytes.len();
         let (frames, used) = decode(&bytes);
-        assert_eq!((frames.iter().map(|f| f.seq).collect::<Vec<_>>(), used), (vec![1, 2, 3], whole));
+        let seen: Vec<(u64, usize)> = frames.iter().map(|f| (f.seq, f.orders)).collect();
+        assert_eq!((seen, used), (vec![(1, 2), (2, 2), (3, 2)], ends[2]));
+        let rows = parse(&frames.into_iter().map(Arc::new).collect::<Vec<_>>()).expect("parse");
+        assert_eq!(rows.orders.len(), 6);
+        assert_eq!(
+            (rows.orders[0].buyer_user_id, rows.orders[0].trade_type, rows.limits[0]),
+            (11, "flash_sale", (7, 2))
+        );
+        assert_eq!(rows.lines[1].title, "延边大米");
 
         // A write that stopped halfway: the whole frames before it stand.
-        let fourth = encode(&frame(4)).expect("encode");
+        let fourth = frame_bytes(4, &[record(30).as_slice()]);
         bytes.extend_from_slice(&fourth[..fourth.len() / 2]);
         let (frames, used) = decode(&bytes);
-        assert_eq!((frames.len(), used), (3, whole));
+        assert_eq!((frames.len(), used), (3, ends[2]));
 
         // A flipped bit in the second frame: only the first stands.
         let mut corrupt = bytes.clone();
-        let second_payload = encode(&frame(1)).expect("encode").len() + FRAME_HEADER_BYTES + 3;
-        corrupt[second_payload] ^= 0x20;
+        corrupt[ends[0] + FRAME_HEADER_BYTES + 20] ^= 0x20;
         assert_eq!(decode(&corrupt).0.len(), 1);
     }
 

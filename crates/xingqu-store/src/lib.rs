@@ -249,6 +249,11 @@ impl Store {
         }
     }
 
+    /// True when flash-sale orders go through this database's journal (see [`journal`]).
+    pub fn journalled(&self) -> bool {
+        self.journal().is_some()
+    }
+
     /// True when another process owns this database's flash-sale journal: this one cannot sell
     /// from flash-sale pools.
     pub fn flash_pools_elsewhere(&self) -> bool {
