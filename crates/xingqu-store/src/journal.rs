@@ -97,6 +97,8 @@ pub fn encode_record(checkout: &NewCheckout, order: &NewOrder, line: &NewLine, l
 struct Written {
     seq: u64,
     orders: usize,
+    /// The earliest expiry of its orders (`i64::MIN` when unknown: read back at start-up).
+    expires_at_min_ms: i64,
     payload: Vec<u8>,
 }
 
@@ -143,7 +145,12 @@ fn decode(bytes: &[u8]) -> (Vec<Written>, usize) {
         if cursor != payload.len() {
             break;
         }
-        frames.push(Written { seq: u64::from_le_bytes(seq), orders, payload: payload[8..].to_vec() });
+        frames.push(Written {
+            seq: u64::from_le_bytes(seq),
+            orders,
+            expires_at_min_ms: i64::MIN,
+            payload: payload[8..].to_vec(),
+        });
         at = start + length;
     }
     (frames, at)
@@ -367,7 +374,9 @@ impl Journal {
                 let was_empty = state.unapplied.is_empty();
                 let now = Instant::now();
                 let payload = bytes[FRAME_HEADER_BYTES + 8..].to_vec();
-                state.unapplied.push_back((Arc::new(Written { seq, orders: group.orders.len(), payload }), now));
+                let expires_at_min_ms = group.orders.iter().map(|o| o.expires_at_ms).min().unwrap_or(i64::MIN);
+                let written = Written { seq, orders: group.orders.len(), expires_at_min_ms, payload };
+                state.unapplied.push_back((Arc::new(written), now));
                 state.last_append = now;
                 drop(state);
                 if was_empty {
@@ -440,6 +449,20 @@ impl Journal {
         let seq = {
             let mut state = lock(&self.state);
             let Some(&seq) = state.pending.get(&pending) else { return };
+            state.hurry = true;
+            seq
+        };
+        self.wait_applied(seq).await;
+    }
+
+    /// Waits until every journalled order that expires by `due_ms` is applied (the timers read
+    /// due orders from the tables). Orders expire minutes after they are made, long after they
+    /// are applied, so this seldom waits; it does not hurry the applier in the middle of a sale.
+    pub(crate) async fn settle_due(&self, due_ms: i64) {
+        let seq = {
+            let mut state = lock(&self.state);
+            let due = state.unapplied.iter().rev().find(|(frame, _)| frame.expires_at_min_ms <= due_ms);
+            let Some(seq) = due.map(|(frame, _)| frame.seq) else { return };
             state.hurry = true;
             seq
         };

@@ -268,6 +268,13 @@ impl Store {
         }
     }
 
+    /// Waits until every journalled flash-sale order that expires by `due_ms` is in the tables.
+    pub async fn settle_due(&self, due_ms: i64) {
+        if let Some(journal) = self.journal() {
+            journal.settle_due(due_ms).await;
+        }
+    }
+
     /// Waits until every journalled flash-sale order is in the tables.
     pub async fn settle_all(&self) {
         if let Some(journal) = self.journal() {

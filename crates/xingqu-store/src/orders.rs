@@ -1090,7 +1090,9 @@ impl Store {
     /// [`Due::Expiry`] and the latest delivery time that qualifies for the others.
     pub async fn due_orders(&self, due: Due, due_ms: i64, limit: u32) -> Result<Vec<i64>, StoreError> {
         // Journalled flash-sale orders are due too: the timers see them once they are applied.
-        self.settle_all().await;
+        if due == Due::Expiry {
+            self.settle_due(due_ms).await;
+        }
         // Literal predicates, so the planners use the partial indexes of the migration.
         let sql = match due {
             Due::Expiry => {
