@@ -860,3 +860,33 @@ async fn analytics_class_each_line_once(store: &Store) {
 async fn tea_sku(store: &Store, product: i64) -> i64 {
     store.skus(product).await.expect("skus")[0].id
 }
+
+/// One process sells from a SQLite database's flash-sale pools: the one holding its journal. A
+/// second store opened on the same file cannot, until the first lets the journal go.
+#[tokio::test]
+async fn one_store_owns_a_sqlite_flash_journal() {
+    let db = xingqu_store::testing::TestDb::sqlite().await;
+    assert!(db.store.journalled() && !db.store.flash_pools_elsewhere());
+    let second = xingqu_store::connect(&db.url).await.expect("open");
+    second.migrate().await.expect("migrate");
+    assert!(second.flash_pools_elsewhere() && !second.journalled());
+    let empty = xingqu_store::orders::FlashGroup {
+        checkouts: &[],
+        orders: &[],
+        lines: &[],
+        takes: &[],
+        holdings: &[],
+        records: &[],
+    };
+    assert!(matches!(second.commit_flash_group(&empty).await, Err(StoreError::FlashPoolsElsewhere)));
+    let mut tx = second.begin().await.expect("begin");
+    assert!(matches!(tx.take_flash_units(1, 1).await, Err(StoreError::FlashPoolsElsewhere)));
+    drop(tx);
+    second.close().await;
+
+    db.store.close().await;
+    let third = xingqu_store::connect(&db.url).await.expect("open");
+    third.migrate().await.expect("migrate");
+    assert!(third.journalled(), "the journal is free once its owner closed");
+    third.close().await;
+}

@@ -15,6 +15,7 @@ crate::api_tests!(
     flash_sales_admit_exactly_the_pool,
     carts_buy_flash_sales_at_the_flash_price,
     a_node_whose_gate_is_wrong_is_refused_by_the_store,
+    flash_orders_can_be_read_and_paid_at_once,
     order_bad_input_is_refused
 );
 
@@ -590,6 +591,50 @@ async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
     assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 3);
     let late = app.register("late@example.com", "consumer").await;
     assert_eq!(flash_buy(late, "h2").await, 201);
+    ledger_is_consistent(app).await;
+}
+
+/// A flash order is answered once it is durable (on SQLite, in the order journal, before it is in
+/// the tables): reading it, listing it and paying it right after the answer must all see it.
+async fn flash_orders_can_be_read_and_paid_at_once(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let sale = json!({"sku_id": sku, "price_fen": 2990, "starts_at": "2025-11-26T00:00:00Z",
+        "ends_at": "2025-11-27T00:00:00Z", "pool_units": 5, "per_user_limit": 2});
+    let id = app.post("/v1/flash-sales", Some(&staff), sale).await.id();
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let mut order_ids = Vec::new();
+    for key in ["k1", "k2"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+            .bearer_auth(&buyer)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(json!({"quantity": 1, "address": address()}).to_string())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("json");
+        let order_id = body["order_id"].as_i64().expect("order id");
+        let read = app.get(&format!("/v1/orders/{order_id}"), Some(&buyer)).await;
+        assert_eq!((read.status, read.body["status"].as_str()), (200, Some("created")), "{read:?}");
+        order_ids.push(order_id);
+    }
+    let listed = app.get("/v1/orders", Some(&buyer)).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    for order_id in &order_ids {
+        assert!(listed.body.to_string().contains(&order_id.to_string()), "{listed:?}");
+    }
+    let shop_orders = app.get("/v1/orders", Some(&staff)).await;
+    assert!(shop_orders.body.to_string().contains(&order_ids[0].to_string()), "{shop_orders:?}");
+    assert_eq!(pay(app, &buyer, order_ids[0]).await.status, 200);
+    assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 3);
+
+    // A flash sale's keys are its own: the same key on a cart order is another request.
+    let (_, other_sku) = app.listed_product(&staff, "延边黄牛肉", 12800).await;
+    let cart = order(app, &buyer, "k1", json!([{"sku_id": other_sku, "quantity": 1}])).await;
+    assert_eq!(cart.status, 201, "{cart:?}");
     ledger_is_consistent(app).await;
 }
 
