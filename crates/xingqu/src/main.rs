@@ -13,12 +13,6 @@ use xingqu_app::clock::SystemClock;
 use xingqu_app::{App, AppConfig};
 use xingqu_http::HttpConfig;
 
-/// mimalloc instead of glibc's malloc: the server frees on one thread what it allocated on another
-/// (request tasks, the SQLite worker threads), where glibc's arenas spent about a seventh of the
-/// flash sale's CPU in `malloc_consolidate` and `_int_free`.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "xingqu", version, about = "Xingqu: an interest e-commerce platform")]
 struct Cli {
