@@ -76,6 +76,8 @@ struct Gate {
     /// What every line of the sale carries, worked out once when the gate loads.
     promise: &'static str,
     assurance: crate::assurance::LineAssurance,
+    /// A line's stored discounts for each quantity a buyer may take (index 0 is 1 unit).
+    discounts: Vec<String>,
     state: Mutex<GateState>,
 }
 
@@ -436,7 +438,13 @@ impl App {
         };
         let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
         let assurance = crate::assurance::line_assurance(&sku);
-        let gate = Arc::new(Gate { sale, sku, promise, assurance, state: Mutex::new(state) });
+        let discounts = (1..=sale.per_user_limit)
+            .map(|quantity| {
+                let amount_fen = (sku.price_fen - sale.price_fen) * quantity;
+                xingqu_store::orders::encode_discounts(&[("item_price", "merchant", "flash_sale", amount_fen)])
+            })
+            .collect();
+        let gate = Arc::new(Gate { sale, sku, promise, assurance, discounts, state: Mutex::new(state) });
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
     }
@@ -588,8 +596,12 @@ impl App {
         let shipping_fen = self.flash_shipping_fen(sku, paid_fen);
         let (checkout_id, order_id, line_id) =
             (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
-        let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
         let assurance = &gate.assurance;
+        let discounts =
+            usize::try_from(quantity - 1).ok().and_then(|i| gate.discounts.get(i)).cloned().unwrap_or_else(|| {
+                let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
+                xingqu_store::orders::encode_discounts(&discount)
+            });
         (
             NewCheckout {
                 id: checkout_id,
@@ -628,7 +640,7 @@ impl App {
                 list_total_fen,
                 discount_fen: list_total_fen - paid_fen,
                 paid_fen,
-                discounts: xingqu_store::orders::encode_discounts(&discount),
+                discounts,
                 commission_bps: sku.commission_bps,
                 dispatch_promise: gate.promise,
                 flash_sale_id: Some(sale.id),
