@@ -264,10 +264,10 @@ async fn commit_group(store: &Store, rows: &Rows, range: std::ops::Range<usize>)
     store.commit_flash_group(&group).await.map_err(failure)
 }
 
-/// Runs the writer on a thread of its own with its own small runtime. On the shared runtime each
-/// of its awaits (begin, insert, commit) waited behind hundreds of request tasks to be polled
-/// again, about a millisecond each; on its own thread the OS wakes it as soon as the database
-/// answers. Falls back to the shared runtime if the thread or its runtime cannot start.
+/// Runs the writer on a thread of its own with its own small runtime. On SQLite it blocks on the
+/// journal's write and sync, which must not stall a request thread; and on the shared runtime its
+/// awaits waited behind hundreds of request tasks to be polled again. Falls back to the shared
+/// runtime if the thread or its runtime cannot start.
 fn spawn_writer_thread(store: Store, queue: mpsc::Receiver<Job>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,

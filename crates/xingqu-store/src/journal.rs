@@ -40,7 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
-/// A frame: its payload's length and CRC-32C (little-endian u32s), then the payload (JSON).
+/// A frame: its payload's length and CRC-32C (little-endian u32s), then the payload: the
+/// sequence number (u64) and each order's record (JSON) after its length (u32).
 const FRAME_HEADER_BYTES: usize = 8;
 /// Larger frames are refused when read back: a length like that is a corrupt header.
 const FRAME_BYTES_MAX: usize = 256 << 20;
