@@ -356,7 +356,6 @@ impl Journal {
                 return Err(key_taken());
             }
             admit(&mut state.pools, group.takes, group.holdings)?;
-            state.flash_keys.extend(keys.iter().cloned());
             state.next_seq += 1;
             state.next_seq - 1
         };
@@ -368,6 +367,8 @@ impl Journal {
         let mut state = lock(&self.state);
         match written {
             Ok(()) => {
+                // Held from now on; no other append ran meanwhile (this one holds the file).
+                state.flash_keys.extend(keys);
                 state.file_bytes += bytes.len() as u64;
                 for (pending, seq) in pendings(group.orders, seq) {
                     state.pending.insert(pending, seq);
@@ -387,9 +388,6 @@ impl Journal {
             }
             Err(error) => {
                 give_back(&mut state.pools, group.takes, group.holdings);
-                for key in &keys {
-                    state.flash_keys.remove(key);
-                }
                 // A partial frame would hide every later one from recovery: cut it back.
                 if file.set_len(state.file_bytes).and_then(|()| file.sync_all()).is_err() {
                     state.broken = true;
@@ -447,41 +445,33 @@ impl Journal {
 
     /// Waits until what the journal holds for `pending` is applied (at once if nothing).
     pub(crate) async fn settle(&self, pending: Pending) {
-        let seq = {
-            let mut state = lock(&self.state);
-            let Some(&seq) = state.pending.get(&pending) else { return };
-            state.hurry = true;
-            seq
-        };
-        self.wait_applied(seq).await;
+        self.settle_through(|state| state.pending.get(&pending).copied()).await;
     }
 
     /// Waits until every journalled order that expires by `due_ms` is applied (the timers read
     /// due orders from the tables). Orders expire minutes after they are made, long after they
     /// are applied, so this seldom waits; it does not hurry the applier in the middle of a sale.
     pub(crate) async fn settle_due(&self, due_ms: i64) {
-        let seq = {
-            let mut state = lock(&self.state);
+        self.settle_through(|state| {
             let due = state.unapplied.iter().rev().find(|(frame, _)| frame.expires_at_min_ms <= due_ms);
-            let Some(seq) = due.map(|(frame, _)| frame.seq) else { return };
-            state.hurry = true;
-            seq
-        };
-        self.wait_applied(seq).await;
+            due.map(|(frame, _)| frame.seq)
+        })
+        .await;
     }
 
     /// Waits until everything journalled so far is applied.
     pub(crate) async fn settle_all(&self) {
-        let seq = {
-            let mut state = lock(&self.state);
-            let Some(last_seq) = state.unapplied.back().map(|(frame, _)| frame.seq) else { return };
-            state.hurry = true;
-            last_seq
-        };
-        self.wait_applied(seq).await;
+        self.settle_through(|state| state.unapplied.back().map(|(frame, _)| frame.seq)).await;
     }
 
-    async fn wait_applied(&self, seq: u64) {
+    /// Waits until the frame `seq_of` names (if any) is applied, hurrying the applier.
+    async fn settle_through(&self, seq_of: impl FnOnce(&State) -> Option<u64>) {
+        let seq = {
+            let mut state = lock(&self.state);
+            let Some(seq) = seq_of(&state) else { return };
+            state.hurry = true;
+            seq
+        };
         self.wake.notify_one();
         let mut applied = self.applied.subscribe();
         if tokio::time::timeout(SETTLE_WAIT_MAX, applied.wait_for(|&a| a >= seq)).await.is_err() {
@@ -508,13 +498,7 @@ impl Journal {
         units: i64,
     ) -> Result<bool, StoreError> {
         self.ensure_pool(conn, flash_sale_id).await?;
-        let mut state = lock(&self.state);
-        let Some(pool) = state.pools.get_mut(&flash_sale_id) else { return Ok(false) };
-        if pool.remaining_units < units {
-            return Ok(false);
-        }
-        pool.remaining_units -= units;
-        Ok(true)
+        Ok(admit(&mut lock(&self.state).pools, &[(flash_sale_id, units)], &[]).is_ok())
     }
 
     /// Reserves what a buyer holds of a pool for a cart order; `Constraint` beyond the limit.
