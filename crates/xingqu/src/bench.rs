@@ -417,7 +417,20 @@ async fn run_xingqu(
     let mut by_time: Vec<&Outcome> = outcomes.iter().filter(|o| o.3.is_some()).collect();
     by_time.sort_by(|a, b| a.4.total_cmp(&b.4));
     let mut seen = HashSet::new();
-    let sell_out_s = by_time.iter().filter(|o| o.3.is_some_and(|id| seen.insert(id))).map(|o| o.4).fold(0.0, f64::max);
+    let new_orders_at_s: Vec<f64> =
+        by_time.iter().filter(|o| o.3.is_some_and(|id| seen.insert(id))).map(|o| o.4).collect();
+    let sell_out_s = new_orders_at_s.last().copied().unwrap_or(0.0);
+    if !new_orders_at_s.is_empty() {
+        let at_ms = |p: f64| percentile(&new_orders_at_s, p) * 1000.0;
+        eprintln!(
+            "xingqu ({backend}): new orders answered by ms since the first request: first {:.1}, 25% {:.1}, 50% {:.1}, 75% {:.1}, last {:.1}",
+            new_orders_at_s[0] * 1000.0,
+            at_ms(0.25),
+            at_ms(0.5),
+            at_ms(0.75),
+            sell_out_s * 1000.0
+        );
+    }
     let mut ids_per_key: HashMap<&str, HashSet<i64>> = HashMap::new();
     for (i, _, _, order_id, _) in &outcomes {
         if let Some(order_id) = order_id {
