@@ -108,9 +108,14 @@ struct Answer {
     reply: oneshot::Sender<Reply>,
 }
 
-/// Settles a purchase's slot with the writer's outcome and answers whoever waits on it: the
-/// buyer's request and any retry with the same key. A failure gives the units back to the gate.
-fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>) {
+/// Who to tell what, once the gate's lock is released (a woken request would otherwise start by
+/// waiting for that lock).
+type Replies = Vec<(oneshot::Sender<Reply>, Reply)>;
+
+/// Settles a purchase's slot with the writer's outcome and queues the answers for whoever waits
+/// on it: the buyer's request and any retry with the same key. A failure gives the units back to
+/// the gate.
+fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>, replies: &mut Replies) {
     let result = result.map(|()| answer.order_id);
     let waiters = match state.keys.remove(&answer.slot_key) {
         Some(KeySlot::Pending { waiters, .. }) => waiters,
@@ -128,22 +133,30 @@ fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>) {
         }
     }
     for waiter in waiters {
-        let _ = waiter.send(result.clone());
+        replies.push((waiter, result.clone()));
     }
-    let _ = answer.reply.send(result);
+    replies.push((answer.reply, result));
+}
+
+fn send_all(replies: Replies) {
+    for (to, reply) in replies {
+        let _ = to.send(reply);
+    }
 }
 
 /// Resolves a group's purchases, taking each gate's lock once.
 fn resolve_all(answers: Vec<(Answer, Result<(), Failure>)>) {
+    let mut replies = Vec::with_capacity(answers.len());
     let mut answers = answers.into_iter().peekable();
     while let Some((first, result)) = answers.next() {
         let gate = first.gate.clone();
         let mut state = gate.lock();
-        resolve(&mut state, first, result);
+        resolve(&mut state, first, result, &mut replies);
         while let Some((answer, result)) = answers.next_if(|(answer, _)| Arc::ptr_eq(&answer.gate, &gate)) {
-            resolve(&mut state, answer, result);
+            resolve(&mut state, answer, result, &mut replies);
         }
     }
+    send_all(replies);
 }
 
 /// The in-memory gates and the group-commit writer, shared by every request of the process.
@@ -567,7 +580,9 @@ impl App {
                 mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
             };
             let failure = Failure::Internal("the flash-sale queue is full; retry".into());
-            resolve(&mut gate.lock(), job.answer, Err(failure));
+            let mut replies = Vec::new();
+            resolve(&mut gate.lock(), job.answer, Err(failure), &mut replies);
+            send_all(replies);
         }
         let order_id = answer.await.map_err(|_| AppError::internal("flash writer stopped"))??;
         Ok(order_of(order_id, true))

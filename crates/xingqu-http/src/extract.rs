@@ -25,8 +25,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                let mime = mime.trim();
+                let (kind, subtype) = mime.split_once('/').unwrap_or((mime, ""));
+                let subtype = subtype.as_bytes();
+                kind.eq_ignore_ascii_case("application")
+                    && (subtype.eq_ignore_ascii_case(b"json")
+                        || subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
             });
         if !is_json {
             return Err(ApiError::new(
@@ -48,6 +52,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Parses a JSON body, mapping serde's errors to the API's codes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The common case, a body that fits, is parsed once; only a body that does not is parsed
+    // again, more slowly, to say exactly what is wrong with it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     // Check the syntax of the whole body first (without allocating), so a truncated body is
     // reported as malformed rather than by whichever field the typed parse tripped on first.
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -97,6 +106,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|Query(v)| ApiQuery(v))
             .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
+    }
+}
+
+/// The `Idempotency-Key` header when present and text, read without copying the request's headers.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let key = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(IdempotencyKey(key))
     }
 }
 

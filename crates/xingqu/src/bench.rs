@@ -198,34 +198,34 @@ async fn load_here(address: &str, clients: usize, requests: Arc<Vec<Vec<u8>>>) -
     for mut connection in connections {
         let (next, requests) = (next.clone(), requests.clone());
         tasks.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
+            let mut answers = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(request) = requests.get(i) else { break };
                 let sent = Instant::now();
-                let (status, order_id) = match connection.round_trip(request).await {
-                    Ok((status, body)) if status < 300 => {
-                        (status, serde_json::from_slice::<OrderAnswer>(&body).ok().and_then(|answer| answer.order_id))
-                    }
+                let (status, body) = match connection.round_trip(request).await {
+                    Ok((status, body)) if status < 300 => (status, Some(body)),
                     Ok((status, _)) => (status, None),
                     Err(_) => (0, None),
                 };
-                outcomes.push((
-                    i,
-                    status,
-                    sent.elapsed().as_secs_f64() * 1000.0,
-                    order_id,
-                    started.elapsed().as_secs_f64(),
-                ));
+                answers.push((i, status, sent.elapsed().as_secs_f64() * 1000.0, body, started.elapsed().as_secs_f64()));
             }
-            outcomes
+            answers
         }));
     }
-    let mut all = Vec::with_capacity(requests.len());
+    let mut answers = Vec::with_capacity(requests.len());
     for task in tasks {
-        all.extend(task.await?);
+        answers.extend(task.await?);
     }
-    Ok((all, started.elapsed().as_secs_f64()))
+    let elapsed_s = started.elapsed().as_secs_f64();
+    // Bodies are read once the clock has stopped: the client shares the machine with the server,
+    // and its own parsing is no part of what is measured.
+    let order_id = |body: &[u8]| serde_json::from_slice::<OrderAnswer>(body).ok().and_then(|answer| answer.order_id);
+    let outcomes = answers
+        .into_iter()
+        .map(|(i, status, latency_ms, body, at_s)| (i, status, latency_ms, body.as_deref().and_then(order_id), at_s))
+        .collect();
+    Ok((outcomes, elapsed_s))
 }
 
 /// One request for the HTTP/2 client: method, path and headers.

@@ -520,7 +520,7 @@ async fn book_pickup(
     ApiJson(body): ApiJson<PickupRequest>,
 ) -> ApiResult<(StatusCode, Json<PickupResponse>)> {
     let slot = (time("slot_starts_at", &body.slot_starts_at)?, time("slot_ends_at", &body.slot_ends_at)?);
-    let pickup = state.app.book_pickup(&auth.user.actor(), id, &(&body.address).into(), slot).await?;
+    let pickup = state.app.book_pickup(&auth.user.actor(), id, &body.address.into(), slot).await?;
     Ok((StatusCode::CREATED, Json(pickup.into())))
 }
 

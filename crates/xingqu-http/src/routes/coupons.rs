@@ -2,11 +2,11 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth, Id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id, IdempotencyKey};
 use crate::time_format::{rfc3339, time_field as time};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -251,10 +251,9 @@ async fn claim_coupon(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<(StatusCode, Json<ClaimResponse>)> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let claim = state.app.claim_coupon(&auth.user.actor(), id, key).await?;
+    let claim = state.app.claim_coupon(&auth.user.actor(), id, key.as_deref()).await?;
     let status = if claim.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(claim.into())))
 }

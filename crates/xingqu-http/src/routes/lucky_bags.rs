@@ -245,7 +245,7 @@ async fn join_bag(
     Id(id): Id,
     ApiJson(body): ApiJson<JoinRequest>,
 ) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
-    let address = body.address.as_ref().map(Into::into);
+    let address: Option<xingqu_app::orders::AddressInput> = body.address.map(Into::into);
     let joined = state.app.join_lucky_bag(&auth.user.actor(), id, address.as_ref()).await?;
     let status = if joined { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(JoinResponse { lucky_bag_id: id, joined })))

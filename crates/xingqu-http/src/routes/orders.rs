@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth, Id, MaybeAuth};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id, IdempotencyKey, MaybeAuth};
 use crate::time_format::rfc3339;
 use axum::Json;
 use axum::extract::State;
@@ -60,14 +60,9 @@ pub struct Address {
     detail: String,
 }
 
-impl From<&Address> for AddressInput {
-    fn from(a: &Address) -> Self {
-        AddressInput {
-            name: a.name.clone(),
-            phone: a.phone.clone(),
-            region_code: a.region_code.clone(),
-            detail: a.detail.clone(),
-        }
+impl From<Address> for AddressInput {
+    fn from(a: Address) -> Self {
+        AddressInput { name: a.name, phone: a.phone, region_code: a.region_code, detail: a.detail }
     }
 }
 
@@ -389,7 +384,7 @@ async fn create_orders(
     let key = idempotency_key(&headers);
     let device_id = headers.get("x-device-id").map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
     let choice = CouponChoice::from_request(body.coupons);
-    let address = (&body.address).into();
+    let address = body.address.into();
     let actor = auth.user.actor();
     let checkout = state
         .app
@@ -725,14 +720,10 @@ async fn flash_purchase(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<FlashPurchaseRequest>,
 ) -> ApiResult<(StatusCode, Json<FlashOrderResponse>)> {
-    let key = idempotency_key(&headers);
-    let order = state
-        .app
-        .flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &(&body.address).into())
-        .await?;
+    let order = state.app.flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &body.address.into()).await?;
     let status = if order.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(order.into())))
 }
