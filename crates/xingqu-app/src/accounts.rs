@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use xingqu_domain::account::{Actor, Email, Password, Role};
 use xingqu_domain::catalog::NAME_CHARS_MAX;
 use xingqu_domain::text;
@@ -67,21 +68,21 @@ const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
 /// database for every request.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (User, i64, i64)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Arc<User>, i64, i64)>>,
 }
 
 impl SessionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (User, i64, i64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Arc<User>, i64, i64)>> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, token_sha256: &str, now_ms: i64) -> Option<User> {
+    fn get(&self, token_sha256: &str, now_ms: i64) -> Option<Arc<User>> {
         let entries = self.lock();
         let (user, expires_at_ms, cached_at_ms) = entries.get(token_sha256)?;
         (now_ms < *expires_at_ms && now_ms - cached_at_ms < SESSION_CACHE_TTL_MS).then(|| user.clone())
     }
 
-    fn put(&self, token_sha256: String, user: User, expires_at_ms: i64, now_ms: i64) {
+    fn put(&self, token_sha256: String, user: Arc<User>, expires_at_ms: i64, now_ms: i64) {
         let mut entries = self.lock();
         if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
             entries.retain(|_, (_, _, cached_at_ms)| now_ms - *cached_at_ms < SESSION_CACHE_TTL_MS);
@@ -236,8 +237,10 @@ impl App {
         Ok(Session { token, expires_at_ms, user })
     }
 
-    /// The user behind a bearer token, if the session is live.
-    pub async fn authenticate(&self, token: &str) -> AppResult<User> {
+    /// The user behind a bearer token, if the session is live. Shared with the session cache:
+    /// every authenticated request asks, and a copy of the user's strings each time showed up in
+    /// the flash sale's profile.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Arc<User>> {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(AppError::InvalidToken);
         }
@@ -247,7 +250,7 @@ impl App {
             return Ok(user);
         }
         let (row, expires_at_ms) = self.store().session_user(&hash, now_ms).await?.ok_or(AppError::InvalidToken)?;
-        let user: User = row.try_into()?;
+        let user = Arc::new(User::try_from(row)?);
         self.sessions().put(hash, user.clone(), expires_at_ms, now_ms);
         Ok(user)
     }
@@ -261,7 +264,7 @@ impl App {
             self.store().recent_sessions(now_ms - 86_400_000, now_ms, SESSION_CACHE_ENTRIES_MAX as u32 / 2).await?;
         let n = rows.len();
         for (hash, row, expires_at_ms) in rows {
-            self.sessions().put(hash, row.try_into()?, expires_at_ms, now_ms);
+            self.sessions().put(hash, Arc::new(row.try_into()?), expires_at_ms, now_ms);
         }
         Ok(n)
     }

@@ -24,6 +24,8 @@ const QUEUE_MAX: usize = 16_384;
 const FLASH_SALE_DAYS_MAX: i64 = 7;
 const POOL_UNITS_MAX: i64 = 1_000_000;
 const PER_USER_LIMIT_MAX: i64 = 99;
+/// How long before its start a flash sale is made ready in memory ([`App::preheat_flash_sales`]).
+const PREHEAT_LEAD_MS: i64 = 5 * 60_000;
 
 /// Why a flash purchase failed, shared with requests waiting on the same idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,6 +462,34 @@ impl App {
         let gate = Arc::new(Gate { sale, sku, promise, assurance, discounts, state: Mutex::new(state) });
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
+    }
+
+    /// Makes the flash sales running now or starting within minutes ready in memory before their
+    /// first buyer arrives (预热): the admission gate, the journal's pool, the writer. Otherwise
+    /// the first requests of a sale wait for all three while thousands more queue behind them.
+    /// Runs at start-up and with the timers; returns how many sales it loaded. A sale that cannot
+    /// be loaded is logged and left to load on its first purchase, as without preheating.
+    pub async fn preheat_flash_sales(&self) -> AppResult<usize> {
+        let now_ms = self.now_ms();
+        let mut loaded = 0;
+        for flash_sale_id in self.store().flash_sales_due(now_ms, now_ms + PREHEAT_LEAD_MS).await? {
+            if self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&flash_sale_id) {
+                continue;
+            }
+            if let Err(error) = self.gate(flash_sale_id).await {
+                tracing::warn!(flash_sale_id, %error, "a flash sale could not be preheated");
+                continue;
+            }
+            match self.store().preload_flash_pool(flash_sale_id).await {
+                // Another process owns the pools: its buyers are told so when they buy.
+                Ok(()) | Err(StoreError::FlashPoolsElsewhere) => loaded += 1,
+                Err(error) => tracing::warn!(flash_sale_id, %error, "a flash sale's pool could not be preheated"),
+            }
+        }
+        if loaded > 0 {
+            self.writer();
+        }
+        Ok(loaded)
     }
 
     fn writer(&self) -> mpsc::Sender<Job> {

@@ -150,7 +150,7 @@ fn bearer_token(parts: &Parts) -> Result<Option<String>, ApiError> {
 
 /// A signed-in user (`401` without a live bearer token), with the token they used.
 pub struct Auth {
-    pub user: User,
+    pub user: std::sync::Arc<User>,
     pub token: String,
 }
 
@@ -165,7 +165,7 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// A user who may or may not be signed in; a token that is present must be valid.
-pub struct MaybeAuth(pub Option<User>);
+pub struct MaybeAuth(pub Option<std::sync::Arc<User>>);
 
 impl FromRequestParts<AppState> for MaybeAuth {
     type Rejection = ApiError;
@@ -180,7 +180,7 @@ impl FromRequestParts<AppState> for MaybeAuth {
 
 impl MaybeAuth {
     pub fn actor(&self) -> Option<xingqu_domain::account::Actor> {
-        self.0.as_ref().map(User::actor)
+        self.0.as_deref().map(User::actor)
     }
 }
 

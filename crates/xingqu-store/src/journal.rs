@@ -426,7 +426,11 @@ impl Journal {
 
     /// Loads a pool from the tables the first time it is used. Nothing is reserved from a pool
     /// before it is loaded, so the tables' figures are all there is.
-    async fn ensure_pool(&self, conn: &mut sqlx::AnyConnection, flash_sale_id: i64) -> Result<(), StoreError> {
+    pub(crate) async fn ensure_pool(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        flash_sale_id: i64,
+    ) -> Result<(), StoreError> {
         if lock(&self.state).pools.contains_key(&flash_sale_id) {
             return Ok(());
         }

@@ -1125,6 +1125,28 @@ impl Store {
         sale
     }
 
+    /// Flash sales running at `now_ms` or starting by `until_ms`, soonest first (at most 100).
+    pub async fn flash_sales_due(&self, now_ms: i64, until_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM flash_sales WHERE ends_at_ms > $1 AND starts_at_ms <= $2 ORDER BY starts_at_ms, id LIMIT 100",
+        )
+        .bind(now_ms)
+        .bind(until_ms)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?)
+    }
+
+    /// Loads a flash sale's pool into the journal before its first order needs it (nothing to do
+    /// on a database without a journal).
+    pub async fn preload_flash_pool(&self, flash_sale_id: i64) -> Result<(), StoreError> {
+        if let Some(journal) = self.journal() {
+            let mut conn = self.reader().acquire().await?;
+            journal.ensure_pool(&mut conn, flash_sale_id).await?;
+        }
+        Ok(())
+    }
+
     /// The flash sale of a SKU in force at `now_ms`, if any.
     pub async fn active_flash_sale(&self, sku_id: i64, now_ms: i64) -> Result<Option<FlashSaleRow>, StoreError> {
         let sql = format!(

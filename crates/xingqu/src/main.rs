@@ -9,7 +9,6 @@ mod eval;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Its options are built in: see `.cargo/config.toml`.
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -182,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
             app.resume_ids().await.map_err(|e| anyhow::anyhow!("resume order ids: {e}"))?;
             let warmed = app.warm_sessions().await.map_err(|e| anyhow::anyhow!("warm the session cache: {e}"))?;
             tracing::info!(sessions = warmed, "session cache warmed");
+            match app.preheat_flash_sales().await {
+                Ok(preheated) => tracing::info!(flash_sales = preheated, "flash sales preheated"),
+                // They load on their first purchase instead.
+                Err(error) => tracing::warn!(%error, "preheating the flash sales failed"),
+            }
             let sold = app.rebuild_hot_lists().await.map_err(|e| anyhow::anyhow!("rebuild the hot lists: {e}"))?;
             tracing::info!(order_lines = sold, "hot lists rebuilt");
             let (end_streams, streams_end) = tokio::sync::watch::channel(false);
@@ -262,6 +266,9 @@ async fn run_timers(app: App) {
             }
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "timers failed"),
+        }
+        if let Err(error) = app.preheat_flash_sales().await {
+            tracing::error!(%error, "preheating flash sales failed");
         }
     }
 }

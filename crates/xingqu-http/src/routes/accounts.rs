@@ -129,7 +129,7 @@ async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<StatusCo
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody)))]
 async fn me(auth: Auth) -> Json<UserResponse> {
-    Json(auth.user.into())
+    Json(User::clone(&auth.user).into())
 }
 
 /// Creates another operator (operators only).

@@ -723,7 +723,8 @@ async fn flash_purchase(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<FlashPurchaseRequest>,
 ) -> ApiResult<(StatusCode, Json<FlashOrderResponse>)> {
-    let order = state.app.flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &body.address.into()).await?;
+    let order =
+        state.app.flash_purchase(&auth.user.actor(), id, key.as_deref(), body.quantity, &body.address.into()).await?;
     let status = if order.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(order.into())))
 }

@@ -16,6 +16,7 @@ crate::api_tests!(
     carts_buy_flash_sales_at_the_flash_price,
     a_node_whose_gate_is_wrong_is_refused_by_the_store,
     flash_orders_can_be_read_and_paid_at_once,
+    flash_sales_are_preheated_before_they_start,
     order_bad_input_is_refused
 );
 
@@ -635,6 +636,44 @@ async fn flash_orders_can_be_read_and_paid_at_once(app: &TestApp) {
     let (_, other_sku) = app.listed_product(&staff, "延边黄牛肉", 12800).await;
     let cart = order(app, &buyer, "k1", json!([{"sku_id": other_sku, "quantity": 1}])).await;
     assert_eq!(cart.status, 201, "{cart:?}");
+    ledger_is_consistent(app).await;
+}
+
+/// Sales running or starting within minutes are made ready in memory before their first buyer
+/// (gate, journal pool, writer); later ones wait for their turn; either way they sell the same.
+async fn flash_sales_are_preheated_before_they_start(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let mut sales = Vec::new();
+    for (name, starts_at) in [
+        ("延边大米", "2025-11-25T23:00:00Z"),
+        ("延边黄牛肉", "2025-11-26T00:02:00Z"),
+        ("长白山人参", "2025-11-26T02:00:00Z"),
+    ] {
+        let (_, sku) = app.listed_product(&staff, name, 5990).await;
+        let sale = json!({"sku_id": sku, "price_fen": 2990, "starts_at": starts_at,
+            "ends_at": "2025-11-28T00:00:00Z", "pool_units": 5, "per_user_limit": 2});
+        sales.push(app.post("/v1/flash-sales", Some(&staff), sale).await.id());
+    }
+    assert_eq!(app.app.preheat_flash_sales().await.expect("preheat"), 2);
+    assert_eq!(app.app.preheat_flash_sales().await.expect("preheat again"), 0);
+    app.clock.advance_ms(2 * 3_600_000 - 4 * 60_000);
+    assert_eq!(app.app.preheat_flash_sales().await.expect("preheat the third"), 1);
+
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    app.clock.advance_ms(5 * 60_000);
+    for (i, id) in sales.iter().enumerate() {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+            .bearer_auth(&buyer)
+            .header("idempotency-key", format!("k{i}"))
+            .header("content-type", "application/json")
+            .body(json!({"quantity": 2, "address": address()}).to_string())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 201, "sale {id}");
+        assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 3);
+    }
     ledger_is_consistent(app).await;
 }
 
