@@ -64,15 +64,18 @@ impl User {
 const SESSION_CACHE_TTL_MS: i64 = 10_000;
 const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
 
+/// Cached sessions by token hash: the user, when the session expires, when it was cached.
+type Sessions = std::collections::HashMap<String, (Arc<User>, i64, i64)>;
+
 /// Recently seen live sessions by token hash, so hot paths (a flash sale) do not read the
 /// database for every request.
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (Arc<User>, i64, i64)>>,
+    entries: std::sync::Mutex<Sessions>,
 }
 
 impl SessionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Arc<User>, i64, i64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
