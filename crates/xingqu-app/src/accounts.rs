@@ -64,8 +64,10 @@ impl User {
 const SESSION_CACHE_TTL_MS: i64 = 10_000;
 const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
 
-/// Cached sessions by token hash: the user, when the session expires, when it was cached.
-type Sessions = std::collections::HashMap<String, (Arc<User>, i64, i64)>;
+/// Cached sessions by token digest: the user, when the session expires, when it was cached. The
+/// digest's bytes, not its hex, are the key: looked up on every authenticated request, a key held
+/// in the table needs no hex string made and no pointer followed to compare it.
+type Sessions = std::collections::HashMap<[u8; 32], (Arc<User>, i64, i64)>;
 
 /// Recently seen live sessions by token hash, so hot paths (a flash sale) do not read the
 /// database for every request.
@@ -79,13 +81,13 @@ impl SessionCache {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, token_sha256: &str, now_ms: i64) -> Option<Arc<User>> {
+    fn get(&self, digest: &[u8; 32], now_ms: i64) -> Option<Arc<User>> {
         let entries = self.lock();
-        let (user, expires_at_ms, cached_at_ms) = entries.get(token_sha256)?;
+        let (user, expires_at_ms, cached_at_ms) = entries.get(digest)?;
         (now_ms < *expires_at_ms && now_ms - cached_at_ms < SESSION_CACHE_TTL_MS).then(|| user.clone())
     }
 
-    fn put(&self, token_sha256: String, user: Arc<User>, expires_at_ms: i64, now_ms: i64) {
+    fn put(&self, digest: [u8; 32], user: Arc<User>, expires_at_ms: i64, now_ms: i64) {
         let mut entries = self.lock();
         if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
             entries.retain(|_, (_, _, cached_at_ms)| now_ms - *cached_at_ms < SESSION_CACHE_TTL_MS);
@@ -93,11 +95,11 @@ impl SessionCache {
                 entries.clear();
             }
         }
-        entries.insert(token_sha256, (user, expires_at_ms, now_ms));
+        entries.insert(digest, (user, expires_at_ms, now_ms));
     }
 
-    fn forget(&self, token_sha256: &str) {
-        self.lock().remove(token_sha256);
+    fn forget(&self, digest: &[u8; 32]) {
+        self.lock().remove(digest);
     }
 
     /// Drops every cached session of a user (after their role changes).
@@ -116,15 +118,35 @@ pub struct Session {
 
 /// The SHA-256 (hex) under which a bearer token is stored.
 pub fn token_sha256(token: &str) -> String {
-    // Every authenticated request hashes its token: hex without a formatter call per byte.
+    hex_of(&token_digest(token))
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex_of(digest: &[u8; 32]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(token.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in digest {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     hex
+}
+
+/// The digest a stored hex hash stands for (none if it is not 64 hex digits).
+fn digest_of_hex(hex: &str) -> Option<[u8; 32]> {
+    let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
+    }
+    Some(digest)
 }
 
 pub(crate) fn new_token() -> String {
@@ -247,14 +269,15 @@ impl App {
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
             return Err(AppError::InvalidToken);
         }
-        let hash = token_sha256(token);
+        let digest = token_digest(token);
         let now_ms = self.now_ms();
-        if let Some(user) = self.sessions().get(&hash, now_ms) {
+        if let Some(user) = self.sessions().get(&digest, now_ms) {
             return Ok(user);
         }
-        let (row, expires_at_ms) = self.store().session_user(&hash, now_ms).await?.ok_or(AppError::InvalidToken)?;
+        let (row, expires_at_ms) =
+            self.store().session_user(&hex_of(&digest), now_ms).await?.ok_or(AppError::InvalidToken)?;
         let user = Arc::new(User::try_from(row)?);
-        self.sessions().put(hash, user.clone(), expires_at_ms, now_ms);
+        self.sessions().put(digest, user.clone(), expires_at_ms, now_ms);
         Ok(user)
     }
 
@@ -267,16 +290,18 @@ impl App {
             self.store().recent_sessions(now_ms - 86_400_000, now_ms, SESSION_CACHE_ENTRIES_MAX as u32 / 2).await?;
         let n = rows.len();
         for (hash, row, expires_at_ms) in rows {
-            self.sessions().put(hash, Arc::new(row.try_into()?), expires_at_ms, now_ms);
+            if let Some(digest) = digest_of_hex(&hash) {
+                self.sessions().put(digest, Arc::new(row.try_into()?), expires_at_ms, now_ms);
+            }
         }
         Ok(n)
     }
 
     /// Revokes the session of `token`.
     pub async fn logout(&self, token: &str) -> AppResult<()> {
-        let hash = token_sha256(token);
-        self.store().revoke_session(&hash, self.now_ms()).await?;
-        self.sessions().forget(&hash);
+        let digest = token_digest(token);
+        self.store().revoke_session(&hex_of(&digest), self.now_ms()).await?;
+        self.sessions().forget(&digest);
         Ok(())
     }
 
@@ -308,5 +333,8 @@ mod tests {
         let (a, b) = (new_token(), new_token());
         assert!(a.starts_with(TOKEN_PREFIX) && a.len() == 46 && a != b);
         assert_eq!(token_sha256(&a).len(), 64);
+        assert_eq!(digest_of_hex(&token_sha256(&a)), Some(token_digest(&a)));
+        assert_eq!(digest_of_hex("ab"), None);
+        assert_eq!(digest_of_hex(&"g".repeat(64)), None);
     }
 }
