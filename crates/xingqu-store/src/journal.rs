@@ -412,22 +412,10 @@ impl Journal {
             state.next_seq - 1
         };
         let bytes = frame_bytes(seq, &records);
-        let (at, allocated) = {
-            let state = lock(&self.state);
-            (state.file_bytes, state.allocated_bytes)
-        };
-        let end = at + bytes.len() as u64;
-        let grown = if end > allocated {
-            let to = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            zero_fill(&file, allocated, to).map(|()| to)
-        } else {
-            Ok(allocated)
-        };
-        let written = grown
-            .and_then(|allocated| {
-                lock(&self.state).allocated_bytes = allocated;
-                file.write_all_at(&bytes, at)
-            })
+        let at = lock(&self.state).file_bytes;
+        let written = self
+            .zeros_ahead(&file, at + bytes.len() as u64)
+            .and_then(|()| file.write_all_at(&bytes, at))
             .and_then(|()| file.sync_data())
             .map_err(|e| StoreError::Journal(format!("write {}: {e}", self.path.display())));
         let mut state = lock(&self.state);
@@ -512,15 +500,22 @@ impl Journal {
     /// Writes the first stretch of zeros ahead of the frames (see [`PREALLOCATE_BYTES`]), unless
     /// it is there. A failure only costs the sale the faster syncs; appending grows the file then.
     fn preallocate(&self) {
-        let file = lock(&self.file);
+        if let Err(error) = self.zeros_ahead(&lock(&self.file), PREALLOCATE_BYTES) {
+            tracing::warn!(%error, "could not write the flash-sale journal's zeros ahead");
+        }
+    }
+
+    /// Makes sure zeros are written and synced up to `through` (in whole stretches of
+    /// [`PREALLOCATE_BYTES`]). The caller holds the file.
+    fn zeros_ahead(&self, file: &File, through: u64) -> std::io::Result<()> {
         let allocated = lock(&self.state).allocated_bytes;
-        if allocated >= PREALLOCATE_BYTES {
-            return;
+        if through <= allocated {
+            return Ok(());
         }
-        match zero_fill(&file, allocated, PREALLOCATE_BYTES) {
-            Ok(()) => lock(&self.state).allocated_bytes = PREALLOCATE_BYTES,
-            Err(error) => tracing::warn!(%error, "could not write the flash-sale journal's zeros ahead"),
-        }
+        let to = through.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+        zero_fill(file, allocated, to)?;
+        lock(&self.state).allocated_bytes = to;
+        Ok(())
     }
 
     /// What a loaded pool has left to sell (reservations of open cart transactions deducted).

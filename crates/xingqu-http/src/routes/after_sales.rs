@@ -3,13 +3,12 @@
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth, Id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Id, IdempotencyKey};
 use crate::routes::orders::Address;
 use crate::time_format::rfc3339;
 use crate::time_format::time_field as time;
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -308,10 +307,9 @@ async fn request_after_sale(
     State(state): State<AppState>,
     auth: Auth,
     Id(id): Id,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<AfterSaleRequest>,
 ) -> ApiResult<(StatusCode, Json<AfterSaleResponse>)> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let input = AfterSaleInput {
         line_id: body.line_id,
         kind: body.kind,
@@ -320,7 +318,7 @@ async fn request_after_sale(
         evidence: body.evidence,
         no_reason: body.no_reason,
     };
-    let (row, created) = state.app.request_after_sale(&auth.user.actor(), id, key, &input).await?;
+    let (row, created) = state.app.request_after_sale(&auth.user.actor(), id, key.as_deref(), &input).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(row.into())))
 }
 

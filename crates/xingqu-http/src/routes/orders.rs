@@ -348,10 +348,6 @@ impl From<CheckoutView> for CheckoutResponse {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Option<String> {
-    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
 /// Prices a cart: per line the list price, each discount with its lane and funder, the paid
 /// amount; per merchant the shipping. Reserves nothing.
 #[utoipa::path(post, path = "/v1/quotes", tag = "orders", request_body = QuoteRequest,
@@ -377,11 +373,11 @@ async fn create_quote(
 async fn create_orders(
     State(state): State<AppState>,
     auth: Auth,
+    IdempotencyKey(key): IdempotencyKey,
     headers: HeaderMap,
     ApiJson(body): ApiJson<OrderRequest>,
 ) -> ApiResult<(StatusCode, Json<CheckoutResponse>)> {
     let lines: Vec<CartLineInput> = body.lines.into_iter().map(Into::into).collect();
-    let key = idempotency_key(&headers);
     let device_id = headers.get("x-device-id").map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
     let choice = CouponChoice::from_request(body.coupons);
     let address = body.address.into();
