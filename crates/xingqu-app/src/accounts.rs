@@ -67,7 +67,7 @@ const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
 /// Cached sessions by token digest: the user, when the session expires, when it was cached. The
 /// digest's bytes, not its hex, are the key: looked up on every authenticated request, a key held
 /// in the table needs no hex string made and no pointer followed to compare it.
-type Sessions = std::collections::HashMap<[u8; 32], (Arc<User>, i64, i64)>;
+type Sessions = foldhash::HashMap<[u8; 32], (Arc<User>, i64, i64)>;
 
 /// Recently seen live sessions by token hash, so hot paths (a flash sale) do not read the
 /// database for every request.

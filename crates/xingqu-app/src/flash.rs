@@ -6,8 +6,8 @@
 
 use crate::orders::AddressInput;
 use crate::{App, AppError, AppResult};
+use foldhash::{HashMap, HashMapExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use xingqu_domain::account::{Actor, Role};

@@ -6,14 +6,14 @@ mod console;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+mod observe;
 mod routes;
 mod time_format;
 
 use crate::error::ApiError;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -150,8 +150,7 @@ pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error>
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(middleware::from_fn_with_state(timeout, time_limit))
-        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(observe::ObserveLayer::new(metrics, timeout))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -199,18 +198,6 @@ async fn route_not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
-}
-
-/// Answers 503 when a request outlives the time limit (the work is dropped, not left running).
-async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; retry later")
-                .into_response()
-        }
-    }
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -284,19 +271,6 @@ mod tests {
 
     fn request(path: &str) -> Request {
         Request::builder().uri(path).body(Body::empty()).unwrap_or_default()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn slow_requests_are_answered_503() {
-        let slow = || async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            "late"
-        };
-        let router = Router::new()
-            .route("/slow", get(slow))
-            .layer(middleware::from_fn_with_state(Duration::from_secs(1), time_limit));
-        let response = router.oneshot(request("/slow")).await.unwrap_or_default();
-        assert_eq!(error_of(response).await, (StatusCode::SERVICE_UNAVAILABLE, "timeout".to_owned()));
     }
 
     #[tokio::test]

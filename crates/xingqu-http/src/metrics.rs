@@ -1,18 +1,15 @@
 //! Prometheus metrics: request counts, latencies and in-flight requests by method, route and
-//! status, in a registry owned by the app (not a global), exposed at `/metrics`.
+//! status, in a registry owned by the app (not a global), exposed at `/metrics`; recorded by
+//! [`crate::observe`].
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
-use std::time::Instant;
 
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    requests_total: IntCounterVec,
-    request_duration_s: HistogramVec,
-    in_flight: IntGauge,
+    pub(crate) requests_total: IntCounterVec,
+    pub(crate) request_duration_s: HistogramVec,
+    pub(crate) in_flight: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,22 +45,4 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
-}
-
-/// Middleware: times each request and counts it under its route template (`/v1/products/{id}`),
-/// never the raw path, so ids do not explode the label set.
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    metrics.in_flight.inc();
-    let response = next.run(request).await;
-    metrics.in_flight.dec();
-    let status = response.status().as_u16().to_string();
-    metrics.requests_total.with_label_values(&[method.as_str(), route.as_str(), status.as_str()]).inc();
-    metrics
-        .request_duration_s
-        .with_label_values(&[method.as_str(), route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    response
 }

@@ -30,8 +30,9 @@
 
 use crate::orders::{FlashGroup, NewCheckout, NewLine, NewOrder};
 use crate::{Store, StoreError};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sqlx::Row;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -1024,7 +1025,7 @@ mod tests {
     #[test]
     fn admission_takes_all_or_nothing() {
         let mut pools = HashMap::new();
-        pools.insert(7, Pool { remaining_units: 3, held_units: HashMap::from([(2, 1)]) });
+        pools.insert(7, Pool { remaining_units: 3, held_units: [(2, 1)].into_iter().collect() });
         // The buyer holds 1 of a limit of 2: a second unit fits, a third does not.
         assert!(admit(&mut pools, &[(7, 1)], &[(7, 2, 1, 2)]).is_ok());
         assert!(matches!(admit(&mut pools, &[(7, 1)], &[(7, 2, 1, 2)]), Err(StoreError::Constraint)));

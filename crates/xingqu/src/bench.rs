@@ -95,6 +95,10 @@ struct ServerRun {
     p99_ms: f64,
     sell_out_s: f64,
     http_ceiling_rps: f64,
+    /// The server's CPU time per answer (all its threads; Linux only): a figure the machine's
+    /// noise moves far less than a rate, for comparing builds.
+    cpu_us_per_attempt: Option<f64>,
+    cpu_us_per_ceiling_request: Option<f64>,
     errors: usize,
 }
 
@@ -364,6 +368,18 @@ impl Server {
         bail!("the server did not become healthy")
     }
 
+    /// CPU time the server's threads have used so far, from `/proc` (None off Linux).
+    fn cpu_ns(&self) -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut total_ns = 0;
+        for task in tasks.flatten() {
+            // schedstat: time on the CPU (ns), time waiting to run, time slices.
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total_ns += stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()).unwrap_or(0);
+        }
+        Some(total_ns)
+    }
+
     /// Graceful stop (SIGTERM), then wait.
     fn stop(&mut self) {
         let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
@@ -403,9 +419,14 @@ async fn run_xingqu(
         })
         .collect();
     let ceiling_requests = vec![b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(); attempts.len()];
+    let cpu_at_start = server.cpu_ns();
     let result = load(&server.address, args.clients, Arc::new(requests)).await;
+    let cpu_after_sale = server.cpu_ns();
     let ceiling = load(&server.address, args.clients, Arc::new(ceiling_requests)).await;
+    let cpu_after_ceiling = server.cpu_ns();
     server.stop();
+    let cpu_us_per =
+        |from: Option<u64>, to: Option<u64>, n: usize| Some((to? - from?) as f64 / 1000.0 / n.max(1) as f64);
     let (outcomes, elapsed_s) = result?;
     let (ceiling_outcomes, ceiling_s) = ceiling?;
     let ceiling_ok = ceiling_outcomes.iter().filter(|o| o.1 == 200).count();
@@ -460,6 +481,8 @@ async fn run_xingqu(
         p99_ms: percentile(&latencies, 0.99),
         sell_out_s,
         http_ceiling_rps: ceiling_ok as f64 / ceiling_s,
+        cpu_us_per_attempt: cpu_us_per(cpu_at_start, cpu_after_sale, outcomes.len()),
+        cpu_us_per_ceiling_request: cpu_us_per(cpu_after_sale, cpu_after_ceiling, ceiling_outcomes.len()),
         errors,
     })
 }
@@ -557,6 +580,11 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
         main.http_ceiling_rps,
         main.orders_per_s / main.http_ceiling_rps
     );
+    if let (Some(sale_us), Some(ceiling_us)) = (main.cpu_us_per_attempt, main.cpu_us_per_ceiling_request) {
+        println!(
+            "server CPU per answer: {sale_us:.1} µs in the sale (orders, replays, sold-out answers, the applier), {ceiling_us:.1} µs per GET /healthz"
+        );
+    }
     println!("{} transport or server errors", main.errors);
     if args.json {
         let peer = |p: &Result<PeerResult, String>| p.as_ref().ok().map(|p| p.orders_per_s);
@@ -574,6 +602,8 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
             "postgres_attempts_per_s": pg.as_ref().ok().map(|p| p.attempts_per_s),
             "redis_attempts_per_s": redis.as_ref().ok().map(|p| p.attempts_per_s),
             "errors": main.errors,
+            "xingqu_cpu_us_per_attempt": main.cpu_us_per_attempt,
+            "xingqu_cpu_us_per_ceiling_request": main.cpu_us_per_ceiling_request,
             "stock": args.stock,
             "attempts": attempts.len(),
             "clients": args.clients,
