@@ -43,6 +43,11 @@ pub struct FlashSaleArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 256)]
     clients: usize,
+    /// Rounds of the whole comparison. Each round runs every system once, one after another
+    /// (Xingqu's sale then its ceiling on the same server, Redis, PostgreSQL); the table gives
+    /// each figure's median over the rounds, and stock and duplicates the worst round's.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The PostgreSQL the PostgreSQL peer runs on.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     peer_postgres_url: String,
@@ -83,6 +88,7 @@ fn attempts(total: usize) -> (Vec<Attempt>, usize) {
 }
 
 /// What the Xingqu server achieved.
+#[derive(Clone)]
 struct ServerRun {
     backend: &'static str,
     /// New orders per second while stock lasted: units sold over the sell-out time.
@@ -506,34 +512,158 @@ async fn drop_schema(base_url: &str, schema: &str) {
     }
 }
 
+/// One round of the comparison: every system once, in turn.
+struct Round {
+    /// Xingqu on SQLite, then on PostgreSQL when a PostgreSQL database URL was given.
+    servers: Vec<ServerRun>,
+    postgres: Result<PeerResult, String>,
+    redis: Result<PeerResult, String>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 for none.
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The median of the figures that are there (None if none is).
+fn median_of_some(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.into_iter().flatten().collect();
+    (!present.is_empty()).then(|| median(present))
+}
+
+/// One Xingqu run standing for several rounds: each rate and latency is the rounds' median, while
+/// units sold is the worst round's (one that missed the stock, if any), duplicates the most any
+/// round had, and errors the sum: correctness must hold in every round, not in the middle one.
+fn summarize_runs(runs: &[ServerRun], stock: i64) -> ServerRun {
+    let mid = |figure: fn(&ServerRun) -> f64| median(runs.iter().map(figure));
+    let worst_units_sold =
+        runs.iter().map(|r| r.units_sold).find(|&sold| sold != stock).unwrap_or(stock.min(runs[0].units_sold));
+    ServerRun {
+        backend: runs[0].backend,
+        orders_per_s: mid(|r| r.orders_per_s),
+        attempts_per_s: mid(|r| r.attempts_per_s),
+        units_sold: worst_units_sold,
+        duplicate_orders: runs.iter().map(|r| r.duplicate_orders).max().unwrap_or(0),
+        p50_ms: mid(|r| r.p50_ms),
+        p99_ms: mid(|r| r.p99_ms),
+        sell_out_s: mid(|r| r.sell_out_s),
+        http_ceiling_rps: mid(|r| r.http_ceiling_rps),
+        cpu_us_per_attempt: median_of_some(runs.iter().map(|r| r.cpu_us_per_attempt)),
+        cpu_us_per_ceiling_request: median_of_some(runs.iter().map(|r| r.cpu_us_per_ceiling_request)),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+/// A peer over several rounds, like [`summarize_runs`]; skipped if it answered in no round.
+fn summarize_peer<'a>(
+    results: impl IntoIterator<Item = &'a Result<PeerResult, String>>,
+    stock: i64,
+) -> Result<PeerResult, String> {
+    let mut done = Vec::new();
+    let mut skipped = None;
+    for result in results {
+        match result {
+            Ok(peer) => done.push(peer.clone()),
+            Err(reason) => skipped = skipped.or(Some(reason.clone())),
+        }
+    }
+    let Some(first) = done.first() else {
+        return Err(skipped.unwrap_or_else(|| "no round ran".to_owned()));
+    };
+    let mid = |figure: fn(&PeerResult) -> f64| median(done.iter().map(figure));
+    Ok(PeerResult {
+        name: first.name,
+        orders_per_s: mid(|p| p.orders_per_s),
+        sell_out_s: mid(|p| p.sell_out_s),
+        attempts_per_s: mid(|p| p.attempts_per_s),
+        units_sold: done.iter().map(|p| p.units_sold).find(|&sold| sold != stock).unwrap_or(first.units_sold),
+        duplicate_orders: done.iter().map(|p| p.duplicate_orders).max().unwrap_or(0),
+        p50_ms: mid(|p| p.p50_ms),
+        p99_ms: mid(|p| p.p99_ms),
+        elapsed_s: mid(|p| p.elapsed_s),
+    })
+}
+
+/// One round: Xingqu (sale, then the ceiling on the same server), then Redis, then PostgreSQL.
+/// Redis runs next to Xingqu because the two are closest, and this machine's speed drifts.
+async fn run_round(
+    args: &FlashSaleArgs,
+    database_url: &str,
+    attempts: &[Attempt],
+    n_buyers: usize,
+) -> anyhow::Result<Round> {
+    let mut servers = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    servers.push(run_xingqu("sqlite", &sqlite_url, args, attempts, n_buyers).await?);
+    let redis = peers::redis_peer(args.stock, attempts, args.clients).await;
+    if database_url.starts_with("postgres") {
+        let (url, schema) = postgres_schema_url(database_url).await?;
+        let run = run_xingqu("postgres", &url, args, attempts, n_buyers).await;
+        drop_schema(database_url, &schema).await;
+        servers.push(run?);
+    }
+    let postgres = peers::postgres_peer(&args.peer_postgres_url, args.stock, attempts, args.clients).await;
+    Ok(Round { servers, postgres, redis })
+}
+
 async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<()> {
-    if args.stock < 1 || args.attempts < 10 || args.clients < 1 {
-        bail!("--stock, --attempts (at least 10) and --clients must be positive");
+    if args.stock < 1 || args.attempts < 10 || args.clients < 1 || args.rounds < 1 {
+        bail!("--stock, --attempts (at least 10), --clients and --rounds must be positive");
     }
     let (attempts, n_buyers) = attempts(args.attempts);
     eprintln!(
-        "flash sale: {} units, {} attempts ({} retries), {} clients, {} buyers",
+        "flash sale: {} units, {} attempts ({} retries), {} clients, {} buyers, {} rounds",
         args.stock,
         attempts.len(),
         args.attempts / 10,
         args.clients,
-        n_buyers
+        n_buyers,
+        args.rounds
     );
-    let mut runs = Vec::new();
-    let dir = tempfile::tempdir()?;
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    runs.push(run_xingqu("sqlite", &sqlite_url, &args, &attempts, n_buyers).await?);
-    if database_url.starts_with("postgres") {
-        let (url, schema) = postgres_schema_url(database_url).await?;
-        let run = run_xingqu("postgres", &url, &args, &attempts, n_buyers).await;
-        drop_schema(database_url, &schema).await;
-        runs.push(run?);
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let r = run_round(&args, database_url, &attempts, n_buyers).await?;
+        let rate = |p: &Result<PeerResult, String>| {
+            p.as_ref().map_or("skipped".to_owned(), |p| format!("{:.0}", p.orders_per_s))
+        };
+        let x = &r.servers[0];
+        eprintln!(
+            "round {round}: xingqu {:.0} orders/s (p99 {:.1} ms, sold {}, dups {}), ceiling {:.0}/s ({:.2}), redis {}, postgres {}",
+            x.orders_per_s,
+            x.p99_ms,
+            x.units_sold,
+            x.duplicate_orders,
+            x.http_ceiling_rps,
+            x.orders_per_s / x.http_ceiling_rps.max(f64::MIN_POSITIVE),
+            rate(&r.redis),
+            rate(&r.postgres)
+        );
+        rounds.push(r);
     }
-    let pg = peers::postgres_peer(&args.peer_postgres_url, args.stock, &attempts, args.clients).await;
-    let redis = peers::redis_peer(args.stock, &attempts, args.clients).await;
+    let runs: Vec<ServerRun> = (0..rounds[0].servers.len())
+        .map(|i| {
+            let of_backend: Vec<ServerRun> = rounds.iter().map(|r| r.servers[i].clone()).collect();
+            summarize_runs(&of_backend, args.stock)
+        })
+        .collect();
+    let pg = summarize_peer(rounds.iter().map(|r| &r.postgres), args.stock);
+    let redis = summarize_peer(rounds.iter().map(|r| &r.redis), args.stock);
 
     let main = &runs[0];
     println!();
+    if args.rounds > 1 {
+        println!(
+            "medians over {} rounds (sold and dups: the worst round); each round's figures are above",
+            args.rounds
+        );
+    }
     println!("orders/s: new orders per second while stock lasted (units sold / time to the last new order)");
     println!("attempts/s: every answer (orders, replays, sold-out) per second over the whole run");
     println!(
@@ -607,6 +737,7 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
             "stock": args.stock,
             "attempts": attempts.len(),
             "clients": args.clients,
+            "rounds": args.rounds,
         });
         if let Some(run) = runs.get(1) {
             json["xingqu_postgres_orders_per_s"] = run.orders_per_s.into();
@@ -634,5 +765,53 @@ mod tests {
         assert_eq!(first_seen.len(), 900);
         assert!(list.iter().all(|a| (a.user_id as usize) < n_buyers));
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
+    }
+
+    fn run(orders_per_s: f64, units_sold: i64, duplicate_orders: i64) -> ServerRun {
+        ServerRun {
+            backend: "sqlite",
+            orders_per_s,
+            attempts_per_s: orders_per_s,
+            units_sold,
+            duplicate_orders,
+            p50_ms: 1.0,
+            p99_ms: orders_per_s / 1000.0,
+            sell_out_s: 1.0,
+            http_ceiling_rps: 2.0 * orders_per_s,
+            cpu_us_per_attempt: Some(orders_per_s),
+            cpu_us_per_ceiling_request: None,
+            errors: 1,
+        }
+    }
+
+    #[test]
+    fn rounds_report_medians_but_the_worst_correctness() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median([]), 0.0);
+        let all_right = summarize_runs(&[run(30.0, 100, 0), run(10.0, 100, 0), run(20.0, 100, 0)], 100);
+        assert_eq!((all_right.orders_per_s, all_right.p99_ms, all_right.http_ceiling_rps), (20.0, 0.02, 40.0));
+        assert_eq!((all_right.units_sold, all_right.duplicate_orders, all_right.errors), (100, 0, 3));
+        assert_eq!((all_right.cpu_us_per_attempt, all_right.cpu_us_per_ceiling_request), (Some(20.0), None));
+        // One bad round in three is not outvoted.
+        let one_wrong = summarize_runs(&[run(30.0, 100, 0), run(10.0, 101, 2), run(20.0, 100, 0)], 100);
+        assert_eq!((one_wrong.units_sold, one_wrong.duplicate_orders), (101, 2));
+        let peer = |orders_per_s: f64, units_sold: i64| {
+            Ok(PeerResult {
+                name: "redis",
+                orders_per_s,
+                sell_out_s: 1.0,
+                attempts_per_s: orders_per_s,
+                units_sold,
+                duplicate_orders: 0,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                elapsed_s: 1.0,
+            })
+        };
+        let peers = [peer(5.0, 100), Err("gone".to_owned()), peer(7.0, 99)];
+        let summary = summarize_peer(&peers, 100).map_err(|e| e.to_string());
+        assert_eq!(summary.as_ref().map(|p| (p.orders_per_s, p.units_sold)), Ok((6.0, 99)));
+        assert_eq!(summarize_peer(&[Err("not installed".to_owned())], 100).err(), Some("not installed".to_owned()));
     }
 }
