@@ -69,29 +69,34 @@ const SESSION_CACHE_ENTRIES_MAX: usize = 200_000;
 /// in the table needs no hex string made and no pointer followed to compare it.
 type Sessions = foldhash::HashMap<[u8; 32], (Arc<User>, i64, i64)>;
 
+/// Shards of the session cache: every request of a flash sale looks its session up, from every
+/// request thread at once, and one lock for all of them was a contended cache line.
+const SESSION_SHARDS: usize = 16;
+
 /// Recently seen live sessions by token hash, so hot paths (a flash sale) do not read the
-/// database for every request.
+/// database for every request. Sharded by the digest's first byte (uniform: it is a hash).
 #[derive(Debug, Default)]
 pub struct SessionCache {
-    entries: std::sync::Mutex<Sessions>,
+    shards: [std::sync::Mutex<Sessions>; SESSION_SHARDS],
 }
 
 impl SessionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self, digest: &[u8; 32]) -> std::sync::MutexGuard<'_, Sessions> {
+        let shard = &self.shards[usize::from(digest[0]) % SESSION_SHARDS];
+        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn get(&self, digest: &[u8; 32], now_ms: i64) -> Option<Arc<User>> {
-        let entries = self.lock();
+        let entries = self.lock(digest);
         let (user, expires_at_ms, cached_at_ms) = entries.get(digest)?;
         (now_ms < *expires_at_ms && now_ms - cached_at_ms < SESSION_CACHE_TTL_MS).then(|| user.clone())
     }
 
     fn put(&self, digest: [u8; 32], user: Arc<User>, expires_at_ms: i64, now_ms: i64) {
-        let mut entries = self.lock();
-        if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
+        let mut entries = self.lock(&digest);
+        if entries.len() >= SESSION_CACHE_ENTRIES_MAX / SESSION_SHARDS {
             entries.retain(|_, (_, _, cached_at_ms)| now_ms - *cached_at_ms < SESSION_CACHE_TTL_MS);
-            if entries.len() >= SESSION_CACHE_ENTRIES_MAX {
+            if entries.len() >= SESSION_CACHE_ENTRIES_MAX / SESSION_SHARDS {
                 entries.clear();
             }
         }
@@ -99,12 +104,14 @@ impl SessionCache {
     }
 
     fn forget(&self, digest: &[u8; 32]) {
-        self.lock().remove(digest);
+        self.lock(digest).remove(digest);
     }
 
     /// Drops every cached session of a user (after their role changes).
     pub(crate) fn forget_user(&self, user_id: i64) {
-        self.lock().retain(|_, (user, _, _)| user.id != user_id);
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (user, _, _)| user.id != user_id);
+        }
     }
 }
 

@@ -219,8 +219,12 @@ fn client_key(flash_sale_id: i64, stored_key: &str) -> &str {
 
 fn digest(quantity: i64, address: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // The bytes of `flash|{quantity}|{address}`, fed piece by piece rather than formatted first.
     let mut hasher = Sha256::new();
-    hasher.update(format!("flash|{quantity}|{address}").as_bytes());
+    hasher.update(b"flash|");
+    hasher.update(itoa::Buffer::new().format(quantity).as_bytes());
+    hasher.update(b"|");
+    hasher.update(address.as_bytes());
     let mut hex = String::with_capacity(64);
     for byte in hasher.finalize() {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -747,5 +751,20 @@ impl App {
         let mut state = gate.lock();
         state.remaining_units += units_back;
         *state.held_units.entry(buyer_user_id).or_default() -= units_back;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_digest_is_the_sha256_of_its_text() {
+        // Stored checkouts keep this digest: a retry after an upgrade must still match it.
+        let address = r#"{"detail":"延吉市光明街 1 号","name":"金顺姬","phone":"138","region_code":"222401"}"#;
+        let expected = Sha256::digest(format!("flash|12|{address}").as_bytes());
+        let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest(12, address), hex);
+        assert_ne!(digest(1, address), digest(12, address));
     }
 }

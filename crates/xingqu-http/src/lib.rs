@@ -172,23 +172,40 @@ pub fn router(app: App, config: HttpConfig) -> Result<Router, prometheus::Error>
 
 /// Request ids unique across processes without a random draw per request: a random prefix chosen
 /// when the router is built, then a counter (`3f9c1a2b7d4e5f60-1a`). A UUID per request costs a
-/// `getrandom` system call on every request of a flash sale.
+/// `getrandom` system call on every request of a flash sale; the id is written into a stack buffer,
+/// not through `format!`, as it is made for every request.
 #[derive(Clone)]
 struct ProcessRequestIds {
-    prefix: u64,
+    /// The prefix in hex and the dash.
+    prefix: [u8; 17],
     next: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ProcessRequestIds {
     fn new() -> Self {
-        Self { prefix: rand::random(), next: std::sync::Arc::default() }
+        let mut prefix = [b'-'; 17];
+        hex_into(rand::random(), &mut prefix[..16]);
+        Self { prefix, next: std::sync::Arc::default() }
+    }
+}
+
+/// Writes `value` as lowercase hex right-aligned in `out`, zero-padded.
+fn hex_into(mut value: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in out.iter_mut().rev() {
+        *byte = HEX[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
 impl MakeRequestId for ProcessRequestIds {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
         let sequence = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:016x}-{sequence:x}", self.prefix)).ok().map(RequestId::new)
+        let digits = (16 - sequence.leading_zeros() as usize / 4).max(1);
+        let mut id = [0u8; 33];
+        id[..17].copy_from_slice(&self.prefix);
+        hex_into(sequence, &mut id[17..17 + digits]);
+        HeaderValue::from_bytes(&id[..17 + digits]).ok().map(RequestId::new)
     }
 }
 
@@ -271,6 +288,19 @@ mod tests {
 
     fn request(path: &str) -> Request {
         Request::builder().uri(path).body(Body::empty()).unwrap_or_default()
+    }
+
+    #[test]
+    fn request_ids_are_the_prefix_then_the_counter_in_hex() {
+        let mut prefix = [b'-'; 17];
+        hex_into(0x3f9c_1a2b_7d4e_5f60, &mut prefix[..16]);
+        for sequence in [0, 1, 0x1a, 0xff, 0x100, 0x1234_5678_9abc, u64::MAX] {
+            let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(sequence));
+            let mut ids = ProcessRequestIds { prefix, next };
+            let id = ids.make_request_id(&request("/")).map(|id| id.into_header_value());
+            let expected = format!("3f9c1a2b7d4e5f60-{sequence:x}");
+            assert_eq!(id.as_ref().and_then(|v| v.to_str().ok()), Some(expected.as_str()));
+        }
     }
 
     #[tokio::test]
