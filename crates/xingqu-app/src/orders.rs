@@ -115,7 +115,7 @@ pub(crate) fn parse_idempotency_key(raw: Option<&str>) -> Result<String, Invalid
 }
 
 pub(crate) fn parse_address(address: &AddressInput) -> Result<String, Invalid> {
-    let name = text::bounded("address.name", &address.name, NAME_CHARS_MAX)?;
+    let name = text::bounded_str("address.name", &address.name, NAME_CHARS_MAX)?;
     let phone = address.phone.trim();
     let phone_ok =
         (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-');
@@ -123,8 +123,8 @@ pub(crate) fn parse_address(address: &AddressInput) -> Result<String, Invalid> {
         return Err(Invalid::new("address.phone", "invalid_phone", "must be 5-20 digits, + or -"));
     }
     let region = RegionCode::parse("address.region_code", &address.region_code)?;
-    let detail = text::bounded("address.detail", &address.detail, 200)?;
-    Ok(xingqu_store::orders::encode_address(&name, phone, region.as_str(), &detail))
+    let detail = text::bounded_str("address.detail", &address.detail, 200)?;
+    Ok(xingqu_store::orders::encode_address(name, phone, region.as_str(), detail))
 }
 
 /// A stable digest of what a request asked for, to tell a retry from a different request.

@@ -4,6 +4,11 @@ use crate::Invalid;
 
 /// Trimmed, non-empty text of at most `max_chars` characters, without control characters.
 pub fn bounded(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Invalid> {
+    bounded_str(field, raw, max_chars).map(str::to_owned)
+}
+
+/// [`bounded`] without the copy, for callers that only pass the text on (a flash purchase's address).
+pub fn bounded_str<'a>(field: &'static str, raw: &'a str, max_chars: usize) -> Result<&'a str, Invalid> {
     let value = raw.trim();
     if value.is_empty() {
         return Err(Invalid::new(field, "empty", "must not be empty"));
@@ -16,7 +21,7 @@ pub fn bounded(field: &'static str, raw: &str, max_chars: usize) -> Result<Strin
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
         return Err(Invalid::new(field, "invalid_characters", "must not contain control characters"));
     }
-    Ok(value.to_owned())
+    Ok(value)
 }
 
 /// Like [`bounded`], but empty input is allowed and becomes the empty string.
