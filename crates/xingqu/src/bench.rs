@@ -172,22 +172,29 @@ impl Connection {
     }
 }
 
-/// Sends the prepared `requests` from `clients` connections, each taking the next request.
-/// Runs [`load_here`] on its own single-threaded runtime and OS thread: one client thread keeps
-/// the load generator from competing with the server for both cores with a thread pool of its
-/// own (the same for the flash sale and the ceiling).
+/// Sends the prepared `requests` from `clients` connections, each taking the next request, on the
+/// client thread ([`on_client_thread`]).
 async fn load(address: &str, clients: usize, requests: Arc<Vec<Vec<u8>>>) -> anyhow::Result<(Vec<Outcome>, f64)> {
     let address = address.to_owned();
+    on_client_thread(move || async move { load_here(&address, clients, requests).await }).await?
+}
+
+/// Runs a load generator on its own OS thread with a single-threaded runtime. Every system in a
+/// comparison is driven this way — Xingqu's sale and its ceiling, Redis, PostgreSQL — so each gets
+/// the same client: one thread, which does not compete with the system under test for both cores
+/// with a thread pool of its own.
+pub(crate) async fn on_client_thread<F, Fut, T>(make: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let result = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(load_here(&address, clients, requests)));
+    std::thread::Builder::new().name("xingqu-bench-client".to_owned()).spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| rt.block_on(make()));
         let _ = sender.send(result);
-    });
-    receiver.await.map_err(|_| anyhow::anyhow!("the load thread stopped"))?
+    })?;
+    Ok(receiver.await.map_err(|_| anyhow::anyhow!("the client thread stopped"))??)
 }
 
 /// The one field the load generator reads from an answer; parsed into a struct rather than a
@@ -603,14 +610,21 @@ async fn run_round(
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     servers.push(run_xingqu("sqlite", &sqlite_url, args, attempts, n_buyers).await?);
-    let redis = peers::redis_peer(args.stock, attempts, args.clients).await;
+    let (stock, clients, shared) = (args.stock, args.clients, Arc::new(attempts.to_vec()));
+    let of_round = shared.clone();
+    let redis = on_client_thread(move || async move { peers::redis_peer(stock, &of_round, clients).await })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
     if database_url.starts_with("postgres") {
         let (url, schema) = postgres_schema_url(database_url).await?;
         let run = run_xingqu("postgres", &url, args, attempts, n_buyers).await;
         drop_schema(database_url, &schema).await;
         servers.push(run?);
     }
-    let postgres = peers::postgres_peer(&args.peer_postgres_url, args.stock, attempts, args.clients).await;
+    let url = args.peer_postgres_url.clone();
+    let postgres = on_client_thread(move || async move { peers::postgres_peer(&url, stock, &shared, clients).await })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
     Ok(Round { servers, postgres, redis })
 }
 
