@@ -82,8 +82,7 @@ pub struct SessionCache {
 
 impl SessionCache {
     fn lock(&self, digest: &[u8; 32]) -> std::sync::MutexGuard<'_, Sessions> {
-        let shard = &self.shards[usize::from(digest[0]) % SESSION_SHARDS];
-        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_shard(&self.shards[usize::from(digest[0]) % SESSION_SHARDS])
     }
 
     fn get(&self, digest: &[u8; 32], now_ms: i64) -> Option<Arc<User>> {
@@ -110,9 +109,13 @@ impl SessionCache {
     /// Drops every cached session of a user (after their role changes).
     pub(crate) fn forget_user(&self, user_id: i64) {
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (user, _, _)| user.id != user_id);
+            lock_shard(shard).retain(|_, (user, _, _)| user.id != user_id);
         }
     }
+}
+
+fn lock_shard(shard: &std::sync::Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
+    shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A fresh session: the token is shown once, only its hash is stored.
@@ -132,7 +135,7 @@ fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex_of(digest: &[u8; 32]) -> String {
+pub(crate) fn hex_of(digest: &[u8; 32]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(64);
     for byte in digest {

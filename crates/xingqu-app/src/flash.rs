@@ -218,19 +218,13 @@ fn client_key(flash_sale_id: i64, stored_key: &str) -> &str {
 }
 
 fn digest(quantity: i64, address: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     // The bytes of `flash|{quantity}|{address}`, fed piece by piece rather than formatted first.
     let mut hasher = Sha256::new();
     hasher.update(b"flash|");
     hasher.update(itoa::Buffer::new().format(quantity).as_bytes());
     hasher.update(b"|");
     hasher.update(address.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
+    crate::accounts::hex_of(&hasher.finalize().into())
 }
 
 /// A group's rows, apart from the jobs that answer for them.

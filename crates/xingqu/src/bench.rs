@@ -603,16 +603,16 @@ fn summarize_peer<'a>(
 async fn run_round(
     args: &FlashSaleArgs,
     database_url: &str,
-    attempts: &[Attempt],
+    attempts: &Arc<Vec<Attempt>>,
     n_buyers: usize,
 ) -> anyhow::Result<Round> {
     let mut servers = Vec::new();
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     servers.push(run_xingqu("sqlite", &sqlite_url, args, attempts, n_buyers).await?);
-    let (stock, clients, shared) = (args.stock, args.clients, Arc::new(attempts.to_vec()));
-    let of_round = shared.clone();
-    let redis = on_client_thread(move || async move { peers::redis_peer(stock, &of_round, clients).await })
+    let (stock, clients) = (args.stock, args.clients);
+    let of_redis = attempts.clone();
+    let redis = on_client_thread(move || async move { peers::redis_peer(stock, &of_redis, clients).await })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     if database_url.starts_with("postgres") {
@@ -621,10 +621,11 @@ async fn run_round(
         drop_schema(database_url, &schema).await;
         servers.push(run?);
     }
-    let url = args.peer_postgres_url.clone();
-    let postgres = on_client_thread(move || async move { peers::postgres_peer(&url, stock, &shared, clients).await })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let (url, of_postgres) = (args.peer_postgres_url.clone(), attempts.clone());
+    let postgres =
+        on_client_thread(move || async move { peers::postgres_peer(&url, stock, &of_postgres, clients).await })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
     Ok(Round { servers, postgres, redis })
 }
 
@@ -633,6 +634,7 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
         bail!("--stock, --attempts (at least 10), --clients and --rounds must be positive");
     }
     let (attempts, n_buyers) = attempts(args.attempts);
+    let attempts = Arc::new(attempts);
     eprintln!(
         "flash sale: {} units, {} attempts ({} retries), {} clients, {} buyers, {} rounds",
         args.stock,
