@@ -14,6 +14,7 @@ use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{ProductStatus, Qualification};
 use xingqu_domain::money::PriceFen;
 use xingqu_domain::order::DispatchPromise;
+use xingqu_store::journal::EncodedOrder;
 use xingqu_store::orders::{FlashGroup, FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder};
 use xingqu_store::{Store, StoreError};
 
@@ -96,12 +97,17 @@ impl Gate {
 }
 
 struct Job {
-    checkout: NewCheckout,
-    order: NewOrder,
-    line: NewLine,
-    /// The order encoded for the flash-sale journal (on SQLite), by the request's own thread.
-    record: Option<Vec<u8>>,
+    order: JobOrder,
     answer: Answer,
+}
+
+/// A purchase's order as the writer gets it.
+enum JobOrder {
+    /// Its rows, for a store that writes them in the writer's transaction (PostgreSQL).
+    Rows(Box<(NewCheckout, NewOrder, NewLine)>),
+    /// Encoded for the flash-sale journal (SQLite) by the request's own thread, which keeps and
+    /// frees the rows: the writer is handed a record and a few ids.
+    Encoded(EncodedOrder),
 }
 
 /// Who to tell about a purchase: its slot in its gate, which the writer resolves (so a request
@@ -125,21 +131,32 @@ type Replies = Vec<(oneshot::Sender<Reply>, Reply)>;
 /// the gate.
 fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>, replies: &mut Replies) {
     let result = result.map(|()| answer.order_id);
-    let waiters = match state.keys.remove(&answer.slot_key) {
-        Some(KeySlot::Pending { waiters, .. }) => waiters,
-        _ => Vec::new(),
-    };
-    match &result {
+    let waiters = match &result {
+        // The slot becomes Done where it is: no second hash of the key, no re-insert.
         Ok(order_id) => {
-            state.keys.insert(answer.slot_key, KeySlot::Done { order_id: *order_id, digest: answer.request_digest });
+            let done = KeySlot::Done { order_id: *order_id, digest: answer.request_digest };
+            match state.keys.get_mut(&answer.slot_key) {
+                Some(slot) => match std::mem::replace(slot, done) {
+                    KeySlot::Pending { waiters, .. } => waiters,
+                    KeySlot::Done { .. } => Vec::new(),
+                },
+                None => {
+                    state.keys.insert(answer.slot_key, done);
+                    Vec::new()
+                }
+            }
         }
         Err(_) => {
             state.remaining_units += answer.quantity;
             if let Some(held) = state.held_units.get_mut(&answer.buyer_user_id) {
                 *held -= answer.quantity;
             }
+            match state.keys.remove(&answer.slot_key) {
+                Some(KeySlot::Pending { waiters, .. }) => waiters,
+                _ => Vec::new(),
+            }
         }
-    }
+    };
     for waiter in waiters {
         replies.push((waiter, result.clone()));
     }
@@ -208,7 +225,15 @@ pub struct FlashSaleInput {
 /// `/` cannot occur in a client's key, so these never meet a cart checkout's key, and the
 /// flash-sale journal can know every key its pools' orders hold.
 fn flash_checkout_key(flash_sale_id: i64, key: &str) -> String {
-    format!("flash/{flash_sale_id}/{key}")
+    // Built piece by piece: `format!` cost several times as much on the path of every purchase.
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(flash_sale_id);
+    let mut stored = String::with_capacity(7 + digits.len() + key.len());
+    stored.push_str("flash/");
+    stored.push_str(digits);
+    stored.push('/');
+    stored.push_str(key);
+    stored
 }
 
 /// The client's key of a stored flash checkout key (orders stored before keys had their sale's
@@ -227,28 +252,53 @@ fn digest(quantity: i64, address: &str) -> String {
     crate::accounts::hex_of(&hasher.finalize().into())
 }
 
-/// A group's rows, apart from the jobs that answer for them.
+/// A group's orders, apart from the jobs that answer for them.
 #[derive(Default)]
 struct Rows {
     checkouts: Vec<NewCheckout>,
     orders: Vec<NewOrder>,
     lines: Vec<NewLine>,
-    /// Per row: (flash sale, per-buyer limit).
-    sales: Vec<(i64, i64)>,
-    records: Vec<Vec<u8>>,
+    encoded: Vec<EncodedOrder>,
+    /// Per order: (flash sale, per-buyer limit, buyer, units).
+    sales: Vec<(i64, i64, i64, i64)>,
 }
 
 impl Rows {
-    /// Moves a job's rows here and returns who to answer.
+    /// Moves a job's order here and returns who to answer.
     fn push(&mut self, job: Job) -> Answer {
-        self.sales.push((job.answer.gate.sale.id, job.answer.gate.sale.per_user_limit));
-        self.checkouts.push(job.checkout);
-        self.orders.push(job.order);
-        self.lines.push(job.line);
-        if let Some(record) = job.record {
-            self.records.push(record);
+        let answer = job.answer;
+        let sale = &answer.gate.sale;
+        self.sales.push((sale.id, sale.per_user_limit, answer.buyer_user_id, answer.quantity));
+        match job.order {
+            JobOrder::Rows(rows) => {
+                let (checkout, order, line) = *rows;
+                self.checkouts.push(checkout);
+                self.orders.push(order);
+                self.lines.push(line);
+            }
+            JobOrder::Encoded(encoded) => self.encoded.push(encoded),
         }
-        job.answer
+        answer
+    }
+
+    /// The checkout of order `i`: its id, buyer and stored idempotency key.
+    fn checkout(&self, i: usize) -> (i64, i64, &str) {
+        match self.encoded.get(i) {
+            Some(o) if self.checkouts.is_empty() => (o.checkout_id, o.buyer_user_id, &o.idempotency_key),
+            _ => {
+                let c = &self.checkouts[i];
+                (c.id, c.buyer_user_id, &c.idempotency_key)
+            }
+        }
+    }
+
+    /// The rows `range` of a group, as the store takes them.
+    fn slices(&self, range: std::ops::Range<usize>) -> (&[NewCheckout], &[NewOrder], &[NewLine], &[EncodedOrder]) {
+        if self.checkouts.is_empty() {
+            (&[], &[], &[], &self.encoded[range])
+        } else {
+            (&self.checkouts[range.clone()], &self.orders[range.clone()], &self.lines[range], &[])
+        }
     }
 }
 
@@ -262,8 +312,7 @@ async fn commit_group(store: &Store, rows: &Rows, range: std::ops::Range<usize>)
     };
     let mut takes: HashMap<i64, i64> = HashMap::new();
     let mut holdings: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
-    for i in range.clone() {
-        let ((sale, limit), units, buyer) = (rows.sales[i], rows.lines[i].quantity, rows.orders[i].buyer_user_id);
+    for &(sale, limit, buyer, units) in &rows.sales[range.clone()] {
         *takes.entry(sale).or_default() += units;
         holdings.entry((sale, buyer)).or_insert((0, limit)).0 += units;
     }
@@ -272,14 +321,8 @@ async fn commit_group(store: &Store, rows: &Rows, range: std::ops::Range<usize>)
     let mut holdings: Vec<(i64, i64, i64, i64)> =
         holdings.into_iter().map(|((sale, user), (units, limit))| (sale, user, units, limit)).collect();
     holdings.sort_unstable();
-    let group = FlashGroup {
-        checkouts: &rows.checkouts[range.clone()],
-        orders: &rows.orders[range.clone()],
-        lines: &rows.lines[range.clone()],
-        takes: &takes,
-        holdings: &holdings,
-        records: if rows.records.len() == rows.orders.len() { &rows.records[range] } else { &[] },
-    };
+    let (checkouts, orders, lines, encoded) = rows.slices(range);
+    let group = FlashGroup { checkouts, orders, lines, takes: &takes, holdings: &holdings, encoded };
     store.commit_flash_group(&group).await.map_err(failure)
 }
 
@@ -360,9 +403,9 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, gather: Gather
                         commit_group(&store, &rows, i..i + 1).await
                     };
                     if result.is_err() {
-                        let checkout = &rows.checkouts[i];
-                        let stored = store.checkout_by_key(checkout.buyer_user_id, &checkout.idempotency_key).await;
-                        if matches!(stored, Ok(Some((id, _))) if id == checkout.id) {
+                        let (checkout_id, buyer_user_id, key) = rows.checkout(i);
+                        let stored = store.checkout_by_key(buyer_user_id, key).await;
+                        if matches!(stored, Ok(Some((id, _))) if id == checkout_id) {
                             result = Ok(());
                         } else if single {
                             result = commit_group(&store, &rows, i..i + 1).await;
@@ -625,11 +668,12 @@ impl App {
             order_id: order.id,
             reply,
         };
-        let record = self
-            .store()
-            .journalled()
-            .then(|| xingqu_store::journal::encode_record(&checkout, &order, &line, gate.sale.per_user_limit));
-        let job = Job { checkout, order, line, record, answer: answer_to };
+        let order = if self.store().journalled() {
+            JobOrder::Encoded(EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit))
+        } else {
+            JobOrder::Rows(Box::new((checkout, order, line)))
+        };
+        let job = Job { order, answer: answer_to };
         if let Err(refused) = self.writer().try_send(job) {
             let job = match refused {
                 mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
@@ -760,5 +804,14 @@ mod tests {
         let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(digest(12, address), hex);
         assert_ne!(digest(1, address), digest(12, address));
+    }
+
+    #[test]
+    fn a_flash_checkout_key_is_its_sale_then_the_client_key() {
+        // Stored checkouts keep these keys: the text must not change.
+        assert_eq!(flash_checkout_key(12, "k-1"), "flash/12/k-1");
+        assert_eq!(flash_checkout_key(i64::MAX, ""), format!("flash/{}/", i64::MAX));
+        assert_eq!(client_key(12, &flash_checkout_key(12, "k-1")), "k-1");
+        assert_eq!(client_key(12, "k-1"), "k-1");
     }
 }

@@ -112,6 +112,37 @@ pub fn encode_record(checkout: &NewCheckout, order: &NewOrder, line: &NewLine, l
     postcard::to_extend(&RecordRef { checkout, order, line, limit_units }, bytes).unwrap_or_default()
 }
 
+/// A flash-sale order as the journal takes it: its record, encoded on the request's own thread,
+/// and what the journal keeps of it in memory. The rows it was encoded from stay with (and are
+/// freed by) the thread that built them; only this crosses to the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedOrder {
+    pub record: Vec<u8>,
+    pub checkout_id: i64,
+    pub order_id: i64,
+    pub buyer_user_id: i64,
+    pub merchant_id: i64,
+    pub expires_at_ms: i64,
+    /// The checkout's idempotency key as stored.
+    pub idempotency_key: String,
+}
+
+impl EncodedOrder {
+    /// Encodes an order's rows, keeping the checkout's key.
+    pub fn new(checkout: NewCheckout, order: &NewOrder, line: &NewLine, limit_units: i64) -> Self {
+        let record = encode_record(&checkout, order, line, limit_units);
+        EncodedOrder {
+            record,
+            checkout_id: checkout.id,
+            order_id: order.id,
+            buyer_user_id: order.buyer_user_id,
+            merchant_id: order.merchant_id,
+            expires_at_ms: order.expires_at_ms,
+            idempotency_key: checkout.idempotency_key,
+        }
+    }
+}
+
 /// Reads one record back, in the encoding its first byte names.
 fn decode_record(bytes: &[u8]) -> Result<Record, String> {
     match bytes.first() {
@@ -389,22 +420,22 @@ impl Journal {
 
     /// Admits the group against the pools and keys, writes it and syncs it.
     fn append(&self, group: &FlashGroup<'_>) -> Result<(), StoreError> {
-        let keys: Vec<(i64, String)> =
-            group.checkouts.iter().map(|c| (c.buyer_user_id, c.idempotency_key.clone())).collect();
-        let encoded: Vec<Vec<u8>>;
-        let records: Vec<&[u8]> = if group.records.len() == group.orders.len() {
-            group.records.iter().map(Vec::as_slice).collect()
-        } else {
+        let from_rows: Vec<EncodedOrder>;
+        let orders: &[EncodedOrder] = if group.encoded.is_empty() {
             let limits: HashMap<(i64, i64), i64> = group.holdings.iter().map(|h| ((h.0, h.1), h.3)).collect();
-            encoded = (0..group.orders.len())
+            from_rows = (0..group.orders.len())
                 .map(|i| {
                     let (order, line) = (&group.orders[i], &group.lines[i]);
                     let limit = limits.get(&(line.flash_sale_id.unwrap_or(0), order.buyer_user_id)).copied();
-                    encode_record(&group.checkouts[i], order, line, limit.unwrap_or(0))
+                    EncodedOrder::new(group.checkouts[i].clone(), order, line, limit.unwrap_or(0))
                 })
                 .collect();
-            encoded.iter().map(Vec::as_slice).collect()
+            &from_rows
+        } else {
+            group.encoded
         };
+        let keys: Vec<(i64, String)> = orders.iter().map(|o| (o.buyer_user_id, o.idempotency_key.clone())).collect();
+        let records: Vec<&[u8]> = orders.iter().map(|o| o.record.as_slice()).collect();
         let file = lock(&self.file);
         let seq = {
             let mut state = lock(&self.state);
@@ -429,13 +460,15 @@ impl Journal {
                 // Held from now on; no other append ran meanwhile (this one holds the file).
                 state.flash_keys.extend(keys);
                 state.file_bytes += bytes.len() as u64;
-                for (pending, seq) in pendings(group.orders, seq) {
-                    state.pending.insert(pending, seq);
+                for o in orders {
+                    for pending in pendings(o.order_id, o.checkout_id, o.buyer_user_id, o.merchant_id) {
+                        state.pending.insert(pending, seq);
+                    }
                 }
                 let was_empty = state.unapplied.is_empty();
                 let now = Instant::now();
-                let expires_at_min_ms = group.orders.iter().map(|o| o.expires_at_ms).min().unwrap_or(i64::MIN);
-                let (orders, records_at) = (group.orders.len(), FRAME_HEADER_BYTES + 8);
+                let expires_at_min_ms = orders.iter().map(|o| o.expires_at_ms).min().unwrap_or(i64::MIN);
+                let (orders, records_at) = (orders.len(), FRAME_HEADER_BYTES + 8);
                 let written = Written { seq, orders, expires_at_min_ms, bytes, records_at };
                 state.unapplied.push_back((Arc::new(written), now));
                 state.last_append = now;
@@ -659,15 +692,14 @@ fn give_back(pools: &mut HashMap<i64, Pool>, takes: &[(i64, i64)], holdings: &[(
     }
 }
 
-fn pendings(orders: &[NewOrder], seq: u64) -> Vec<(Pending, u64)> {
-    let mut all: Vec<(Pending, u64)> = Vec::with_capacity(orders.len() * 4);
-    for order in orders {
-        all.push((Pending::Order(order.id), seq));
-        all.push((Pending::Checkout(order.checkout_id), seq));
-        all.push((Pending::Buyer(order.buyer_user_id), seq));
-        all.push((Pending::Merchant(order.merchant_id), seq));
-    }
-    all
+/// What reads of an order may wait for (see [`Pending`]).
+fn pendings(order_id: i64, checkout_id: i64, buyer_user_id: i64, merchant_id: i64) -> [Pending; 4] {
+    [
+        Pending::Order(order_id),
+        Pending::Checkout(checkout_id),
+        Pending::Buyer(buyer_user_id),
+        Pending::Merchant(merchant_id),
+    ]
 }
 
 /// Consecutive runs of frames of at most [`APPLY_ORDERS_MAX`] orders (a larger frame alone).
@@ -786,9 +818,11 @@ async fn apply_front(store: &Store, journal: &Journal) -> Result<(), StoreError>
         for _ in &frames {
             state.unapplied.pop_front();
         }
-        for (pending, _) in pendings(&rows.orders, last_seq) {
-            if state.pending.get(&pending).is_some_and(|&seq| seq <= last_seq) {
-                state.pending.remove(&pending);
+        for o in &rows.orders {
+            for pending in pendings(o.id, o.checkout_id, o.buyer_user_id, o.merchant_id) {
+                if state.pending.get(&pending).is_some_and(|&seq| seq <= last_seq) {
+                    state.pending.remove(&pending);
+                }
             }
         }
         if state.unapplied.is_empty() {

@@ -850,9 +850,9 @@ pub struct FlashGroup<'a> {
     pub takes: &'a [(i64, i64)],
     /// (flash sale, buyer, units bought now, the sale's per-buyer limit).
     pub holdings: &'a [(i64, i64, i64, i64)],
-    /// Each order encoded for the flash-sale journal ([`crate::journal::encode_record`]), when
-    /// [`Store::journalled`]; empty otherwise (the journal then encodes them itself).
-    pub records: &'a [Vec<u8>],
+    /// The orders encoded for the flash-sale journal instead of as rows (the three row slices are
+    /// then empty), when [`Store::journalled`]. Given rows, the journal encodes them itself.
+    pub encoded: &'a [crate::journal::EncodedOrder],
 }
 
 impl Store {

@@ -876,7 +876,7 @@ async fn one_store_owns_a_sqlite_flash_journal() {
         lines: &[],
         takes: &[],
         holdings: &[],
-        records: &[],
+        encoded: &[],
     };
     assert!(matches!(second.commit_flash_group(&empty).await, Err(StoreError::FlashPoolsElsewhere)));
     let mut tx = second.begin().await.expect("begin");
