@@ -100,7 +100,9 @@ struct ServerRun {
     p50_ms: f64,
     p99_ms: f64,
     sell_out_s: f64,
+    /// The mean of the ceiling measured just before the sale and just after it.
     http_ceiling_rps: f64,
+    http_ceiling_rps_before_after: (f64, f64),
     /// The server's CPU time per answer (all its threads; Linux only): a figure the machine's
     /// noise moves far less than a rate, for comparing builds.
     cpu_us_per_attempt: Option<f64>,
@@ -393,6 +395,23 @@ impl Server {
         Some(total_ns)
     }
 
+    /// Waits until the server is quiet — under a tenth of a core over 50 ms, or 5 s at most — so
+    /// that what it does after starting (warming caches) or after a sale (the journal's applier
+    /// writing the sale's orders into the tables) is not measured with what comes next.
+    async fn quiet(&self) {
+        const WINDOW: Duration = Duration::from_millis(50);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let Some(mut last_ns) = self.cpu_ns() else { return };
+        while Instant::now() < deadline {
+            tokio::time::sleep(WINDOW).await;
+            let Some(now_ns) = self.cpu_ns() else { return };
+            if now_ns.saturating_sub(last_ns) < WINDOW.as_nanos() as u64 / 10 {
+                return;
+            }
+            last_ns = now_ns;
+        }
+    }
+
     /// Graceful stop (SIGTERM), then wait.
     fn stop(&mut self) {
         let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
@@ -431,20 +450,37 @@ async fn run_xingqu(
             .into_bytes()
         })
         .collect();
-    let ceiling_requests = vec![b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(); attempts.len()];
-    // The ceiling first, on the idle server: after the sale the journal's applier writes the
-    // sale's orders into the tables, which would take from the ceiling's share of the machine.
+    let ceiling_requests = Arc::new(vec![b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(); attempts.len()]);
+    // The ceiling is measured just before the sale and again just after it, each time on the quiet
+    // server (after the sale, once the journal's applier has written the sale's orders into the
+    // tables), and the two are averaged: this machine's speed drifts within seconds, and the
+    // mean of the two brackets the sale in time.
+    server.quiet().await;
     let cpu_at_start = server.cpu_ns();
-    let ceiling = load(&server.address, args.clients, Arc::new(ceiling_requests)).await;
+    let ceiling_before = load(&server.address, args.clients, ceiling_requests.clone()).await;
     let cpu_after_ceiling = server.cpu_ns();
     let result = load(&server.address, args.clients, Arc::new(requests)).await;
+    server.quiet().await;
     let cpu_after_sale = server.cpu_ns();
+    let ceiling_after = load(&server.address, args.clients, ceiling_requests).await;
+    let cpu_after_second_ceiling = server.cpu_ns();
     server.stop();
     let cpu_us_per =
         |from: Option<u64>, to: Option<u64>, n: usize| Some((to? - from?) as f64 / 1000.0 / n.max(1) as f64);
     let (outcomes, elapsed_s) = result?;
-    let (ceiling_outcomes, ceiling_s) = ceiling?;
-    let ceiling_ok = ceiling_outcomes.iter().filter(|o| o.1 == 200).count();
+    let ceiling_rps = |run: anyhow::Result<(Vec<Outcome>, f64)>| -> anyhow::Result<(f64, usize)> {
+        let (outcomes, elapsed_s) = run?;
+        Ok((outcomes.iter().filter(|o| o.1 == 200).count() as f64 / elapsed_s, outcomes.len()))
+    };
+    let (before_rps, ceiling_n) = ceiling_rps(ceiling_before)?;
+    let (after_rps, _) = ceiling_rps(ceiling_after)?;
+    let cpu_us_per_ceiling_request = match (
+        cpu_us_per(cpu_at_start, cpu_after_ceiling, ceiling_n),
+        cpu_us_per(cpu_after_sale, cpu_after_second_ceiling, ceiling_n),
+    ) {
+        (Some(before), Some(after)) => Some((before + after) / 2.0),
+        _ => None,
+    };
 
     let mut latencies: Vec<f64> = outcomes.iter().map(|o| o.2).collect();
     latencies.sort_by(f64::total_cmp);
@@ -495,9 +531,10 @@ async fn run_xingqu(
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         sell_out_s,
-        http_ceiling_rps: ceiling_ok as f64 / ceiling_s,
+        http_ceiling_rps: (before_rps + after_rps) / 2.0,
+        http_ceiling_rps_before_after: (before_rps, after_rps),
         cpu_us_per_attempt: cpu_us_per(cpu_after_ceiling, cpu_after_sale, outcomes.len()),
-        cpu_us_per_ceiling_request: cpu_us_per(cpu_at_start, cpu_after_ceiling, ceiling_outcomes.len()),
+        cpu_us_per_ceiling_request,
         errors,
     })
 }
@@ -526,7 +563,8 @@ struct Round {
     /// Xingqu on SQLite, then on PostgreSQL when a PostgreSQL database URL was given.
     servers: Vec<ServerRun>,
     postgres: Result<PeerResult, String>,
-    redis: Result<PeerResult, String>,
+    /// Before Xingqu's sale and after it.
+    redis: Vec<Result<PeerResult, String>>,
 }
 
 /// The median of `values` (the mean of the middle two for an even count); 0 for none.
@@ -562,6 +600,10 @@ fn summarize_runs(runs: &[ServerRun], stock: i64) -> ServerRun {
         p99_ms: mid(|r| r.p99_ms),
         sell_out_s: mid(|r| r.sell_out_s),
         http_ceiling_rps: mid(|r| r.http_ceiling_rps),
+        http_ceiling_rps_before_after: (
+            mid(|r| r.http_ceiling_rps_before_after.0),
+            mid(|r| r.http_ceiling_rps_before_after.1),
+        ),
         cpu_us_per_attempt: median_of_some(runs.iter().map(|r| r.cpu_us_per_attempt)),
         cpu_us_per_ceiling_request: median_of_some(runs.iter().map(|r| r.cpu_us_per_ceiling_request)),
         errors: runs.iter().map(|r| r.errors).sum(),
@@ -598,8 +640,10 @@ fn summarize_peer<'a>(
     })
 }
 
-/// One round: Xingqu (the ceiling, then the sale on the same server), then Redis, then PostgreSQL.
-/// Redis runs next to Xingqu because the two are closest, and this machine's speed drifts.
+/// One round: Redis, Xingqu (the ceiling, the sale and the ceiling again, on one server), Redis
+/// again, then PostgreSQL. Redis runs on both sides of Xingqu, as the ceiling does, because the
+/// two are closest and this machine's speed drifts within seconds: each is measured around the
+/// same moment as Xingqu's sale, not only before or after it.
 async fn run_round(
     args: &FlashSaleArgs,
     database_url: &str,
@@ -609,12 +653,18 @@ async fn run_round(
     let mut servers = Vec::new();
     let dir = tempfile::tempdir()?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    servers.push(run_xingqu("sqlite", &sqlite_url, args, attempts, n_buyers).await?);
     let (stock, clients) = (args.stock, args.clients);
-    let of_redis = attempts.clone();
-    let redis = on_client_thread(move || async move { peers::redis_peer(stock, &of_redis, clients).await })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let redis_run = || {
+        let of_redis = attempts.clone();
+        async move {
+            on_client_thread(move || async move { peers::redis_peer(stock, &of_redis, clients).await })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        }
+    };
+    let redis_before = redis_run().await;
+    servers.push(run_xingqu("sqlite", &sqlite_url, args, attempts, n_buyers).await?);
+    let redis = vec![redis_before, redis_run().await];
     if database_url.starts_with("postgres") {
         let (url, schema) = postgres_schema_url(database_url).await?;
         let run = run_xingqu("postgres", &url, args, attempts, n_buyers).await;
@@ -651,15 +701,18 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
             p.as_ref().map_or("skipped".to_owned(), |p| format!("{:.0}", p.orders_per_s))
         };
         let x = &r.servers[0];
+        let (ceiling_before, ceiling_after) = x.http_ceiling_rps_before_after;
         eprintln!(
-            "round {round}: xingqu {:.0} orders/s (p99 {:.1} ms, sold {}, dups {}), ceiling {:.0}/s ({:.2}), redis {}, postgres {}",
+            "round {round}: xingqu {:.0} orders/s (p99 {:.1} ms, sold {}, dups {}), ceiling {:.0}/s ({:.0} before, {:.0} after; {:.2}), redis {} (before and after), postgres {}",
             x.orders_per_s,
             x.p99_ms,
             x.units_sold,
             x.duplicate_orders,
             x.http_ceiling_rps,
+            ceiling_before,
+            ceiling_after,
             x.orders_per_s / x.http_ceiling_rps.max(f64::MIN_POSITIVE),
-            rate(&r.redis),
+            r.redis.iter().map(rate).collect::<Vec<_>>().join(" and "),
             rate(&r.postgres)
         );
         rounds.push(r);
@@ -671,7 +724,7 @@ async fn flash_sale(args: FlashSaleArgs, database_url: &str) -> anyhow::Result<(
         })
         .collect();
     let pg = summarize_peer(rounds.iter().map(|r| &r.postgres), args.stock);
-    let redis = summarize_peer(rounds.iter().map(|r| &r.redis), args.stock);
+    let redis = summarize_peer(rounds.iter().flat_map(|r| &r.redis), args.stock);
 
     let main = &runs[0];
     println!();
@@ -795,6 +848,7 @@ mod tests {
             p99_ms: orders_per_s / 1000.0,
             sell_out_s: 1.0,
             http_ceiling_rps: 2.0 * orders_per_s,
+            http_ceiling_rps_before_after: (orders_per_s, 3.0 * orders_per_s),
             cpu_us_per_attempt: Some(orders_per_s),
             cpu_us_per_ceiling_request: None,
             errors: 1,
@@ -810,6 +864,7 @@ mod tests {
         assert_eq!((all_right.orders_per_s, all_right.p99_ms, all_right.http_ceiling_rps), (20.0, 0.02, 40.0));
         assert_eq!((all_right.units_sold, all_right.duplicate_orders, all_right.errors), (100, 0, 3));
         assert_eq!((all_right.cpu_us_per_attempt, all_right.cpu_us_per_ceiling_request), (Some(20.0), None));
+        assert_eq!(all_right.http_ceiling_rps_before_after, (20.0, 60.0));
         // One bad round in three is not outvoted.
         let one_wrong = summarize_runs(&[run(30.0, 100, 0), run(10.0, 101, 2), run(20.0, 100, 0)], 100);
         assert_eq!((one_wrong.units_sold, one_wrong.duplicate_orders), (101, 2));
