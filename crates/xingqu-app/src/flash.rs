@@ -132,18 +132,12 @@ type Replies = Vec<(oneshot::Sender<Reply>, Reply)>;
 fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>, replies: &mut Replies) {
     let result = result.map(|()| answer.order_id);
     let waiters = match &result {
-        // The slot becomes Done where it is: no second hash of the key, no re-insert.
+        // The slot becomes Done where it is: one lookup of the key, not a removal and an insert.
         Ok(order_id) => {
             let done = KeySlot::Done { order_id: *order_id, digest: answer.request_digest };
-            match state.keys.get_mut(&answer.slot_key) {
-                Some(slot) => match std::mem::replace(slot, done) {
-                    KeySlot::Pending { waiters, .. } => waiters,
-                    KeySlot::Done { .. } => Vec::new(),
-                },
-                None => {
-                    state.keys.insert(answer.slot_key, done);
-                    Vec::new()
-                }
+            match state.keys.insert(answer.slot_key, done) {
+                Some(KeySlot::Pending { waiters, .. }) => waiters,
+                _ => Vec::new(),
             }
         }
         Err(_) => {
@@ -283,11 +277,11 @@ impl Rows {
 
     /// The checkout of order `i`: its id, buyer and stored idempotency key.
     fn checkout(&self, i: usize) -> (i64, i64, &str) {
-        match self.encoded.get(i) {
-            Some(o) if self.checkouts.is_empty() => (o.checkout_id, o.buyer_user_id, &o.idempotency_key),
-            _ => {
-                let c = &self.checkouts[i];
-                (c.id, c.buyer_user_id, &c.idempotency_key)
+        match self.checkouts.get(i) {
+            Some(c) => (c.id, c.buyer_user_id, &c.idempotency_key),
+            None => {
+                let o = &self.encoded[i];
+                (o.checkout_id, o.buyer_user_id, &o.idempotency_key)
             }
         }
     }

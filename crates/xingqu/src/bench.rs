@@ -474,13 +474,9 @@ async fn run_xingqu(
     };
     let (before_rps, ceiling_n) = ceiling_rps(ceiling_before)?;
     let (after_rps, _) = ceiling_rps(ceiling_after)?;
-    let cpu_us_per_ceiling_request = match (
-        cpu_us_per(cpu_at_start, cpu_after_ceiling, ceiling_n),
-        cpu_us_per(cpu_after_sale, cpu_after_second_ceiling, ceiling_n),
-    ) {
-        (Some(before), Some(after)) => Some((before + after) / 2.0),
-        _ => None,
-    };
+    let cpu_us_per_ceiling_request = cpu_us_per(cpu_at_start, cpu_after_ceiling, ceiling_n)
+        .zip(cpu_us_per(cpu_after_sale, cpu_after_second_ceiling, ceiling_n))
+        .map(|(before, after)| (before + after) / 2.0);
 
     let mut latencies: Vec<f64> = outcomes.iter().map(|o| o.2).collect();
     latencies.sort_by(f64::total_cmp);
