@@ -502,17 +502,18 @@ impl App {
             .sku_for_order(sale.sku_id)
             .await?
             .ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
-        let state = GateState {
-            remaining_units: sale.remaining_units,
-            held_units: holdings.into_iter().collect(),
-            keys: keys
-                .into_iter()
-                .map(|(user_id, stored_key, digest, order_id)| {
-                    let key = client_key(flash_sale_id, &stored_key).to_owned();
-                    ((user_id, key), KeySlot::Done { order_id, digest })
-                })
-                .collect(),
-        };
+        // Sized for every order the pool can still take (each takes a unit at least): a map that
+        // grows mid-sale copies all of itself under the gate's lock while every buyer waits.
+        let orders_ahead =
+            usize::try_from(sale.remaining_units).unwrap_or(0).min(xingqu_store::journal::PRESIZED_ORDERS_MAX);
+        let mut held_units = HashMap::with_capacity(holdings.len() + orders_ahead);
+        held_units.extend(holdings);
+        let mut slots = HashMap::with_capacity(keys.len() + orders_ahead);
+        slots.extend(keys.into_iter().map(|(user_id, stored_key, digest, order_id)| {
+            let key = client_key(flash_sale_id, &stored_key).to_owned();
+            ((user_id, key), KeySlot::Done { order_id, digest })
+        }));
+        let state = GateState { remaining_units: sale.remaining_units, held_units, keys: slots };
         let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
         let assurance = crate::assurance::line_assurance(&sku);
         let discounts = (1..=sale.per_user_limit)
