@@ -72,8 +72,10 @@ const PREALLOCATE_BYTES: u64 = 8 << 20;
 /// A pool's orders that its maps are sized for when it is loaded, at most: growing a map of
 /// tens of thousands of entries mid-sale copies all of it, on the writer's thread, while the
 /// group it is journalling waits (a tenth of the writer's CPU in a 60,000-unit sale, measured).
-/// Larger pools still grow as they sell.
-pub const PRESIZED_ORDERS_MAX: usize = 1 << 17;
+/// Larger pools still grow as they sell. The cap bounds what a pool that does not sell out holds
+/// for nothing: about 12 MB here and as much in its gate at 65,536 orders (a pool that sells out
+/// grows its maps to that size anyway), so dozens of sales preheated at once stay affordable.
+pub const PRESIZED_ORDERS_MAX: usize = 1 << 16;
 /// A read waiting for its order to be applied reads what is there after this long (the applier
 /// is failing; the error is logged).
 const SETTLE_WAIT_MAX: Duration = Duration::from_secs(10);
