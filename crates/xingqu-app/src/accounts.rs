@@ -146,7 +146,7 @@ pub(crate) fn hex_of(digest: &[u8; 32]) -> String {
 }
 
 /// The digest a stored hex hash stands for (none if it is not 64 hex digits).
-fn digest_of_hex(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn digest_of_hex(hex: &str) -> Option<[u8; 32]> {
     let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {

@@ -68,15 +68,113 @@ impl From<Failure> for AppError {
 
 type Reply = Result<i64, Failure>;
 
+/// What became of a purchase under one idempotency key, with the SHA-256 of what it asked for.
 enum KeySlot {
-    Done { order_id: i64, digest: String },
-    Pending { digest: String, waiters: Vec<oneshot::Sender<Reply>> },
+    /// `digest` is `None` for a stored checkout whose digest is not one (it matches no request).
+    Done {
+        order_id: i64,
+        digest: Option<[u8; 32]>,
+    },
+    Pending {
+        digest: [u8; 32],
+        waiters: Vec<oneshot::Sender<Reply>>,
+    },
 }
 
 struct GateState {
     remaining_units: i64,
-    held_units: HashMap<i64, i64>,
-    keys: HashMap<(i64, String), KeySlot>,
+    /// Each buyer's units and purchases in the sale, so a purchase looks its buyer up once
+    /// (under the gate's lock, which every purchase of the sale takes).
+    buyers: HashMap<i64, Buyer>,
+}
+
+/// A buyer in one flash sale.
+#[derive(Default)]
+struct Buyer {
+    held_units: i64,
+    /// Purchases by the client's idempotency key. A buyer has a few (the per-buyer limit bounds
+    /// the orders held at once), so a list searched in order, in the buyer's own allocation,
+    /// costs less than a map of every buyer's keys.
+    slots: Vec<(String, KeySlot)>,
+}
+
+impl Buyer {
+    fn slot_mut(&mut self, key: &str) -> Option<&mut KeySlot> {
+        self.slots.iter_mut().find(|(k, _)| k == key).map(|(_, slot)| slot)
+    }
+
+    fn take_slot(&mut self, key: &str) -> Option<KeySlot> {
+        let i = self.slots.iter().position(|(k, _)| k == key)?;
+        Some(self.slots.swap_remove(i).1)
+    }
+}
+
+/// How a purchase got past the gate.
+enum Admission {
+    /// A retry of a purchase already made: its order.
+    Replay(i64),
+    /// A retry of a purchase still being committed: its answer, when there is one.
+    Wait(oneshot::Receiver<Reply>),
+    /// A new purchase: its units are taken and its key is pending.
+    Admitted,
+}
+
+/// Decides a purchase against the gate: a retry is answered from its slot; a new purchase must
+/// be in the sale's time, within the buyer's limit and the pool, and takes its units at once.
+fn admit(
+    state: &mut GateState,
+    gate: &Gate,
+    buyer_user_id: i64,
+    key: &str,
+    digest: [u8; 32],
+    quantity: i64,
+    now_ms: i64,
+) -> AppResult<Admission> {
+    let GateState { remaining_units, buyers } = state;
+    let mut buyer = buyers.get_mut(&buyer_user_id);
+    if let Some(slot) = buyer.as_mut().and_then(|buyer| buyer.slot_mut(key)) {
+        return match slot {
+            KeySlot::Done { order_id, digest: stored } if *stored == Some(digest) => Ok(Admission::Replay(*order_id)),
+            KeySlot::Pending { digest: pending, waiters } if *pending == digest => {
+                let (sender, receiver) = oneshot::channel();
+                waiters.push(sender);
+                Ok(Admission::Wait(receiver))
+            }
+            _ => Err(Failure::KeyReused.into()),
+        };
+    }
+    let sale = &gate.sale;
+    if now_ms < sale.starts_at_ms || now_ms >= sale.ends_at_ms {
+        return Err(AppError::conflict("flash_sale_not_active", "the flash sale is not running now"));
+    }
+    let sku_on_sale = gate.sku.product_status == ProductStatus::Listed.as_str()
+        && gate.sku.merchant_qualification == Qualification::Approved.as_str();
+    if !sku_on_sale {
+        return Err(AppError::conflict("not_for_sale", "the product is not for sale"));
+    }
+    let held = buyer.as_ref().map_or(0, |buyer| buyer.held_units);
+    if held + quantity > sale.per_user_limit {
+        return Err(AppError::conflict(
+            "purchase_limit_exceeded",
+            format!("at most {} per buyer in this flash sale", sale.per_user_limit),
+        ));
+    }
+    if *remaining_units < quantity {
+        return Err(Failure::SoldOut.into());
+    }
+    *remaining_units -= quantity;
+    let slot = (key.to_owned(), KeySlot::Pending { digest, waiters: Vec::new() });
+    match buyer {
+        Some(buyer) => {
+            buyer.held_units += quantity;
+            buyer.slots.push(slot);
+        }
+        // Only an admitted buyer gets a record: refused attempts leave nothing behind.
+        None => {
+            buyers.insert(buyer_user_id, Buyer { held_units: quantity, slots: vec![slot] });
+        }
+    }
+    Ok(Admission::Admitted)
 }
 
 struct Gate {
@@ -114,8 +212,8 @@ enum JobOrder {
 /// dropped midway never leaves its key pending or its units taken), and the buyer's request.
 struct Answer {
     gate: Arc<Gate>,
-    slot_key: (i64, String),
-    request_digest: String,
+    key: String,
+    request_digest: [u8; 32],
     buyer_user_id: i64,
     quantity: i64,
     order_id: i64,
@@ -131,23 +229,38 @@ type Replies = Vec<(oneshot::Sender<Reply>, Reply)>;
 /// the gate.
 fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>, replies: &mut Replies) {
     let result = result.map(|()| answer.order_id);
+    let GateState { remaining_units, buyers } = state;
     let waiters = match &result {
-        // The slot becomes Done where it is: one lookup of the key, not a removal and an insert.
+        // The slot becomes Done where it is.
         Ok(order_id) => {
-            let done = KeySlot::Done { order_id: *order_id, digest: answer.request_digest };
-            match state.keys.insert(answer.slot_key, done) {
-                Some(KeySlot::Pending { waiters, .. }) => waiters,
-                _ => Vec::new(),
+            let done = KeySlot::Done { order_id: *order_id, digest: Some(answer.request_digest) };
+            let buyer = buyers.entry(answer.buyer_user_id).or_default();
+            match buyer.slot_mut(&answer.key) {
+                Some(slot) => match std::mem::replace(slot, done) {
+                    KeySlot::Pending { waiters, .. } => waiters,
+                    KeySlot::Done { .. } => Vec::new(),
+                },
+                None => {
+                    buyer.slots.push((answer.key, done));
+                    Vec::new()
+                }
             }
         }
         Err(_) => {
-            state.remaining_units += answer.quantity;
-            if let Some(held) = state.held_units.get_mut(&answer.buyer_user_id) {
-                *held -= answer.quantity;
-            }
-            match state.keys.remove(&answer.slot_key) {
-                Some(KeySlot::Pending { waiters, .. }) => waiters,
-                _ => Vec::new(),
+            *remaining_units += answer.quantity;
+            match buyers.get_mut(&answer.buyer_user_id) {
+                Some(buyer) => {
+                    buyer.held_units -= answer.quantity;
+                    let waiters = match buyer.take_slot(&answer.key) {
+                        Some(KeySlot::Pending { waiters, .. }) => waiters,
+                        _ => Vec::new(),
+                    };
+                    if buyer.held_units == 0 && buyer.slots.is_empty() {
+                        buyers.remove(&answer.buyer_user_id);
+                    }
+                    waiters
+                }
+                None => Vec::new(),
             }
         }
     };
@@ -236,14 +349,14 @@ fn client_key(flash_sale_id: i64, stored_key: &str) -> &str {
     stored_key.strip_prefix(&format!("flash/{flash_sale_id}/")).unwrap_or(stored_key)
 }
 
-fn digest(quantity: i64, address: &str) -> String {
+fn digest(quantity: i64, address: &str) -> [u8; 32] {
     // The bytes of `flash|{quantity}|{address}`, fed piece by piece rather than formatted first.
     let mut hasher = Sha256::new();
     hasher.update(b"flash|");
     hasher.update(itoa::Buffer::new().format(quantity).as_bytes());
     hasher.update(b"|");
     hasher.update(address.as_bytes());
-    crate::accounts::hex_of(&hasher.finalize().into())
+    hasher.finalize().into()
 }
 
 /// A group's orders, apart from the jobs that answer for them.
@@ -506,14 +619,16 @@ impl App {
         // grows mid-sale copies all of itself under the gate's lock while every buyer waits.
         let orders_ahead =
             usize::try_from(sale.remaining_units).unwrap_or(0).min(xingqu_store::journal::PRESIZED_ORDERS_MAX);
-        let mut held_units = HashMap::with_capacity(holdings.len() + orders_ahead);
-        held_units.extend(holdings);
-        let mut slots = HashMap::with_capacity(keys.len() + orders_ahead);
-        slots.extend(keys.into_iter().map(|(user_id, stored_key, digest, order_id)| {
+        let mut buyers: HashMap<i64, Buyer> = HashMap::with_capacity(holdings.len() + orders_ahead);
+        for (user_id, units) in holdings {
+            buyers.entry(user_id).or_default().held_units += units;
+        }
+        for (user_id, stored_key, digest, order_id) in keys {
             let key = client_key(flash_sale_id, &stored_key).to_owned();
-            ((user_id, key), KeySlot::Done { order_id, digest })
-        }));
-        let state = GateState { remaining_units: sale.remaining_units, held_units, keys: slots };
+            let done = KeySlot::Done { order_id, digest: crate::accounts::digest_of_hex(&digest) };
+            buyers.entry(user_id).or_default().slots.push((key, done));
+        }
+        let state = GateState { remaining_units: sale.remaining_units, buyers };
         let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
         let assurance = crate::assurance::line_assurance(&sku);
         let discounts = (1..=sale.per_user_limit)
@@ -596,57 +711,14 @@ impl App {
             total_fen: sale.price_fen * quantity + self.flash_shipping_fen(&gate.sku, sale.price_fen * quantity),
             created,
         };
-        let slot_key = (actor.user_id, key.clone());
-        let waiting = {
-            let mut state = gate.lock();
-            match state.keys.get_mut(&slot_key) {
-                Some(KeySlot::Done { order_id, digest }) => {
-                    return if *digest == request_digest {
-                        Ok(order_of(*order_id, false))
-                    } else {
-                        Err(Failure::KeyReused.into())
-                    };
-                }
-                Some(KeySlot::Pending { digest, waiters }) => {
-                    if *digest != request_digest {
-                        return Err(Failure::KeyReused.into());
-                    }
-                    let (sender, receiver) = oneshot::channel();
-                    waiters.push(sender);
-                    Some(receiver)
-                }
-                None => {
-                    if now_ms < sale.starts_at_ms || now_ms >= sale.ends_at_ms {
-                        return Err(AppError::conflict("flash_sale_not_active", "the flash sale is not running now"));
-                    }
-                    let sku_on_sale = gate.sku.product_status == ProductStatus::Listed.as_str()
-                        && gate.sku.merchant_qualification == Qualification::Approved.as_str();
-                    if !sku_on_sale {
-                        return Err(AppError::conflict("not_for_sale", "the product is not for sale"));
-                    }
-                    let held = state.held_units.get(&actor.user_id).copied().unwrap_or(0);
-                    if held + quantity > sale.per_user_limit {
-                        return Err(AppError::conflict(
-                            "purchase_limit_exceeded",
-                            format!("at most {} per buyer in this flash sale", sale.per_user_limit),
-                        ));
-                    }
-                    if state.remaining_units < quantity {
-                        return Err(Failure::SoldOut.into());
-                    }
-                    state.remaining_units -= quantity;
-                    *state.held_units.entry(actor.user_id).or_default() += quantity;
-                    state.keys.insert(
-                        slot_key.clone(),
-                        KeySlot::Pending { digest: request_digest.clone(), waiters: Vec::new() },
-                    );
-                    None
-                }
+        let admission = admit(&mut gate.lock(), &gate, actor.user_id, &key, request_digest, quantity, now_ms)?;
+        match admission {
+            Admission::Replay(order_id) => return Ok(order_of(order_id, false)),
+            Admission::Wait(receiver) => {
+                let order_id = receiver.await.map_err(|_| AppError::internal("flash writer stopped"))??;
+                return Ok(order_of(order_id, false));
             }
-        };
-        if let Some(receiver) = waiting {
-            let order_id = receiver.await.map_err(|_| AppError::internal("flash writer stopped"))??;
-            return Ok(order_of(order_id, false));
+            Admission::Admitted => {}
         }
 
         // From here the writer owns the slot: it resolves it whatever becomes of this request (a
@@ -656,7 +728,7 @@ impl App {
             self.flash_rows(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms);
         let answer_to = Answer {
             gate: gate.clone(),
-            slot_key,
+            key,
             request_digest,
             buyer_user_id: actor.user_id,
             quantity,
@@ -694,7 +766,7 @@ impl App {
         gate: &Gate,
         buyer_user_id: i64,
         key: &str,
-        request_digest: &str,
+        request_digest: &[u8; 32],
         quantity: i64,
         address: String,
         now_ms: i64,
@@ -716,7 +788,7 @@ impl App {
                 id: checkout_id,
                 buyer_user_id,
                 idempotency_key: flash_checkout_key(sale.id, key),
-                request_sha256: request_digest.to_owned(),
+                request_sha256: crate::accounts::hex_of(request_digest),
                 total_fen: paid_fen + shipping_fen,
                 created_at_ms: now_ms,
             },
@@ -783,7 +855,7 @@ impl App {
         };
         let mut state = gate.lock();
         state.remaining_units += units_back;
-        *state.held_units.entry(buyer_user_id).or_default() -= units_back;
+        state.buyers.entry(buyer_user_id).or_default().held_units -= units_back;
     }
 }
 
@@ -797,7 +869,7 @@ mod tests {
         let address = r#"{"detail":"延吉市光明街 1 号","name":"金顺姬","phone":"138","region_code":"222401"}"#;
         let expected = Sha256::digest(format!("flash|12|{address}").as_bytes());
         let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(digest(12, address), hex);
+        assert_eq!(crate::accounts::hex_of(&digest(12, address)), hex);
         assert_ne!(digest(1, address), digest(12, address));
     }
 

@@ -530,6 +530,22 @@ async fn a_node_whose_gate_is_wrong_is_refused_by_the_store(app: &TestApp) {
     // The writer still works: a replay of a stored order answers as before.
     let replay = second.flash_purchase(&buyers[0], id, Some("k0"), 1, &address).await;
     assert_eq!(replay.ok().map(|o| o.order_id), first_sale.ok().map(|o| o.order_id));
+    // A gate loaded from the store knows its stored purchases by their digests: a replay gets its
+    // order, a different request under the same key is refused, a buyer at the limit stays there.
+    let third = xingqu_app::App::new(
+        app.app.store().clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        xingqu_app::AppConfig { node_id: 2, ..xingqu_app::AppConfig::default() },
+    );
+    let replay = third.flash_purchase(&buyers[1], id, Some("k1"), 2, &address).await;
+    assert_eq!(replay.map(|o| (o.order_id, o.created)).ok(), rest.map(|o| (o.order_id, false)).ok());
+    let reused = third.flash_purchase(&buyers[1], id, Some("k1"), 1, &address).await;
+    assert!(
+        matches!(&reused, Err(xingqu_app::AppError::Invalid(i)) if i.code == "idempotency_key_reused"),
+        "{reused:?}"
+    );
+    let over = third.flash_purchase(&buyers[1], id, Some("k9"), 1, &address).await;
+    assert!(matches!(&over, Err(xingqu_app::AppError::Conflict { code: "purchase_limit_exceeded", .. })), "{over:?}");
 }
 
 async fn carts_buy_flash_sales_at_the_flash_price(app: &TestApp) {
