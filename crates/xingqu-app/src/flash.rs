@@ -617,10 +617,9 @@ impl App {
             .sku_for_order(sale.sku_id)
             .await?
             .ok_or_else(|| AppError::internal("flash sale SKU vanished"))?;
-        // Sized for every order the pool can still take (each takes a unit at least): a map that
-        // grows mid-sale copies all of itself under the gate's lock while every buyer waits.
-        let orders_ahead =
-            usize::try_from(sale.remaining_units).unwrap_or(0).min(xingqu_store::journal::PRESIZED_ORDERS_MAX);
+        // Sized for the orders the pool can still take: a map that grows mid-sale copies all of
+        // itself under the gate's lock while every buyer waits.
+        let orders_ahead = xingqu_store::journal::presized_orders(sale.remaining_units);
         let mut buyers: HashMap<i64, Buyer> = HashMap::with_capacity(holdings.len() + orders_ahead);
         for (user_id, units) in holdings {
             buyers.entry(user_id).or_default().held_units += units;

@@ -76,6 +76,13 @@ const PREALLOCATE_BYTES: u64 = 8 << 20;
 /// for nothing: about 12 MB here and as much in its gate at 65,536 orders (a pool that sells out
 /// grows its maps to that size anyway), so dozens of sales preheated at once stay affordable.
 pub const PRESIZED_ORDERS_MAX: usize = 1 << 16;
+
+/// How many orders a pool's maps are sized for when it is loaded: every order the pool can still
+/// take (each takes a unit at least), up to [`PRESIZED_ORDERS_MAX`]. The flash gate in memory
+/// sizes its maps by the same figure.
+pub fn presized_orders(remaining_units: i64) -> usize {
+    usize::try_from(remaining_units).unwrap_or(0).min(PRESIZED_ORDERS_MAX)
+}
 /// A read waiting for its order to be applied reads what is there after this long (the applier
 /// is failing; the error is logged).
 const SETTLE_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -518,7 +525,7 @@ impl Journal {
             return Err(StoreError::NotFound);
         };
         let remaining_units: i64 = row.try_get("remaining_units")?;
-        let held_units = sqlx::query("SELECT user_id, units FROM flash_purchases WHERE flash_sale_id = $1")
+        let mut held_units = sqlx::query("SELECT user_id, units FROM flash_purchases WHERE flash_sale_id = $1")
             .bind(flash_sale_id)
             .fetch_all(&mut *conn)
             .await?
@@ -535,10 +542,9 @@ impl Journal {
         .iter()
         .map(|r| Ok((r.try_get("buyer_user_id")?, r.try_get("idempotency_key")?)))
         .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
-        // Room for every order the pool can still take (each takes a unit at least), its key and
-        // what reads wait for, so no map grows during the sale.
-        let orders_ahead = usize::try_from(remaining_units).unwrap_or(0).min(PRESIZED_ORDERS_MAX);
-        let mut held_units = held_units;
+        // Room for the orders the pool can still take, their keys and what reads wait for, so no
+        // map grows during the sale.
+        let orders_ahead = presized_orders(remaining_units);
         held_units.reserve(orders_ahead);
         let mut state = lock(&self.state);
         state.flash_keys.reserve(keys.len() + orders_ahead);
