@@ -137,12 +137,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Result<Option<String>, ApiError> {
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().map_err(|_| ApiError::from(AppError::InvalidToken))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(Some(token.trim().to_owned()))
+            Ok(Some(token.trim()))
         }
         _ => Err(AppError::InvalidToken.into()),
     }
@@ -159,8 +159,21 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?.ok_or(AppError::Unauthenticated)?;
-        let user = state.app.authenticate(&token).await?;
-        Ok(Auth { user, token })
+        let user = state.app.authenticate(token).await?;
+        Ok(Auth { user, token: token.to_owned() })
+    }
+}
+
+/// Who a signed-in request is (`401` without a live bearer token), for handlers that need only
+/// the actor: it is read from the session cache's own entry, with no user record shared.
+pub struct AuthActor(pub xingqu_domain::account::Actor);
+
+impl FromRequestParts<AppState> for AuthActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts)?.ok_or(AppError::Unauthenticated)?;
+        Ok(AuthActor(state.app.authenticate_actor(token).await?))
     }
 }
 
@@ -173,7 +186,7 @@ impl FromRequestParts<AppState> for MaybeAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer_token(parts)? {
             None => Ok(MaybeAuth(None)),
-            Some(token) => Ok(MaybeAuth(Some(state.app.authenticate(&token).await?))),
+            Some(token) => Ok(MaybeAuth(Some(state.app.authenticate(token).await?))),
         }
     }
 }

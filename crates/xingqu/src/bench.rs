@@ -45,8 +45,11 @@ pub struct FlashSaleArgs {
     clients: usize,
     /// Rounds of the whole comparison. Each round runs every system once, one after another
     /// (Xingqu's ceiling then its sale on the same server, Redis, PostgreSQL); the table gives
-    /// each figure's median over the rounds, and stock and duplicates the worst round's.
-    #[arg(long, default_value_t = 3)]
+    /// each figure's median over the rounds, and stock and duplicates the worst round's. Five by
+    /// default: on a shared two-core machine one round's ratios swing by a fifth either way, and
+    /// the median of five wanders less than the median of three (its spread shrinks as the root of
+    /// the rounds' count), for about 25 s more.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// The PostgreSQL the PostgreSQL peer runs on.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
