@@ -14,7 +14,7 @@ use xingqu_domain::account::{Actor, Role};
 use xingqu_domain::catalog::{ProductStatus, Qualification};
 use xingqu_domain::money::PriceFen;
 use xingqu_domain::order::DispatchPromise;
-use xingqu_store::journal::EncodedOrder;
+use xingqu_store::journal::{EncodedOrder, OrderOwn, RecordTemplate};
 use xingqu_store::orders::{FlashGroup, FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder};
 use xingqu_store::{Store, StoreError};
 
@@ -187,10 +187,31 @@ struct Gate {
     assurance: crate::assurance::LineAssurance,
     /// A line's stored discounts for each quantity a buyer may take (index 0 is 1 unit).
     discounts: Vec<String>,
+    /// The sale's journal records less each order's own fields (SQLite).
+    template: RecordTemplate,
     state: Mutex<GateState>,
 }
 
 impl Gate {
+    /// The gate of `sale`, with what every line of it carries worked out once.
+    fn new(sale: FlashSaleRow, sku: SkuForOrder, state: GateState, journalled: bool) -> Self {
+        let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
+        let assurance = crate::assurance::line_assurance(&sku);
+        let discounts = (1..=sale.per_user_limit)
+            .map(|quantity| {
+                let amount_fen = (sku.price_fen - sale.price_fen) * quantity;
+                xingqu_store::orders::encode_discounts(&[("item_price", "merchant", "flash_sale", amount_fen)])
+            })
+            .collect();
+        let template = RecordTemplate::default();
+        let mut gate = Gate { sale, sku, promise, assurance, discounts, template, state: Mutex::new(state) };
+        if journalled {
+            let rows = (1..=gate.sale.per_user_limit).map(|quantity| flash_rows(&gate, Purchase::example(quantity)));
+            gate.template = RecordTemplate::new(rows.collect::<Vec<_>>(), gate.sale.per_user_limit);
+        }
+        gate
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -291,6 +312,125 @@ fn resolve_all(answers: Vec<(Answer, Result<(), Failure>)>) {
         }
     }
     send_all(replies);
+}
+
+/// A purchase's own part of its rows; the rest is its gate's.
+struct Purchase {
+    /// Its checkout's, order's and line's.
+    ids: [i64; 3],
+    buyer_user_id: i64,
+    stored_key: String,
+    request_sha256: String,
+    quantity: i64,
+    address: String,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+}
+
+impl Purchase {
+    /// A purchase of `quantity` whose own fields are placeholders (for a record template).
+    fn example(quantity: i64) -> Self {
+        Purchase {
+            ids: [0; 3],
+            buyer_user_id: 0,
+            stored_key: String::new(),
+            request_sha256: String::new(),
+            quantity,
+            address: String::new(),
+            created_at_ms: 0,
+            expires_at_ms: 0,
+        }
+    }
+
+    fn own(&self) -> OrderOwn<'_> {
+        let [checkout_id, order_id, line_id] = self.ids;
+        OrderOwn {
+            checkout_id,
+            order_id,
+            line_id,
+            buyer_user_id: self.buyer_user_id,
+            idempotency_key: &self.stored_key,
+            request_sha256: &self.request_sha256,
+            address: &self.address,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+}
+
+fn flash_shipping_fen(sku: &SkuForOrder, goods_fen: i64) -> i64 {
+    let free = sku.free_shipping_over_fen.is_some_and(|threshold| goods_fen >= threshold);
+    if free { 0 } else { sku.shipping_fee_fen }
+}
+
+/// The rows of a flash purchase: its checkout, order and line.
+fn flash_rows(gate: &Gate, purchase: Purchase) -> (NewCheckout, NewOrder, NewLine) {
+    let (sale, sku) = (&gate.sale, &gate.sku);
+    let Purchase { ids, buyer_user_id, stored_key, request_sha256, quantity, address, created_at_ms, expires_at_ms } =
+        purchase;
+    let [checkout_id, order_id, line_id] = ids;
+    let list_total_fen = sku.price_fen * quantity;
+    let paid_fen = sale.price_fen * quantity;
+    let shipping_fen = flash_shipping_fen(sku, paid_fen);
+    let assurance = &gate.assurance;
+    let discounts =
+        usize::try_from(quantity - 1).ok().and_then(|i| gate.discounts.get(i)).cloned().unwrap_or_else(|| {
+            let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
+            xingqu_store::orders::encode_discounts(&discount)
+        });
+    (
+        NewCheckout {
+            id: checkout_id,
+            buyer_user_id,
+            idempotency_key: stored_key,
+            request_sha256,
+            total_fen: paid_fen + shipping_fen,
+            created_at_ms,
+        },
+        NewOrder {
+            id: order_id,
+            checkout_id,
+            buyer_user_id,
+            merchant_id: sale.merchant_id,
+            trade_type: "flash_sale",
+            flash_sale_id: Some(sale.id),
+            goods_list_fen: list_total_fen,
+            discount_fen: list_total_fen - paid_fen,
+            shipping_fen,
+            total_fen: paid_fen + shipping_fen,
+            address,
+            dispatch_promise: gate.promise,
+            created_at_ms,
+            expires_at_ms,
+        },
+        NewLine {
+            id: line_id,
+            order_id,
+            sku_id: sku.sku_id,
+            product_id: sku.product_id,
+            product_version: sku.product_version,
+            title: sku.title.clone(),
+            spec: sku.spec.clone(),
+            unit_price_fen: sku.price_fen,
+            quantity,
+            list_total_fen,
+            discount_fen: list_total_fen - paid_fen,
+            paid_fen,
+            discounts,
+            commission_bps: sku.commission_bps,
+            dispatch_promise: gate.promise,
+            flash_sale_id: Some(sale.id),
+            // The flash price is the merchant's own (item-price lane).
+            merchant_net_fen: paid_fen,
+            protect_window_days: sku.protect_window_days,
+            protect_from: sku.protect_from.clone(),
+            services: assurance.services.clone(),
+            insurance_premium_fen: assurance.insurance_premium_fen,
+            insurance_cap_fen: assurance.insurance_cap_fen,
+            // Flash purchases carry no checkout confirmation: the return stands.
+            unsealed_no_return_confirmed: false,
+        },
+    )
 }
 
 /// The in-memory gates and the group-commit writer, shared by every request of the process.
@@ -630,15 +770,7 @@ impl App {
             buyers.entry(user_id).or_default().slots.push((key, done));
         }
         let state = GateState { remaining_units: sale.remaining_units, buyers };
-        let promise = DispatchPromise::parse(&sku.dispatch_promise).unwrap_or(DispatchPromise::None).as_str();
-        let assurance = crate::assurance::line_assurance(&sku);
-        let discounts = (1..=sale.per_user_limit)
-            .map(|quantity| {
-                let amount_fen = (sku.price_fen - sale.price_fen) * quantity;
-                xingqu_store::orders::encode_discounts(&[("item_price", "merchant", "flash_sale", amount_fen)])
-            })
-            .collect();
-        let gate = Arc::new(Gate { sale, sku, promise, assurance, discounts, state: Mutex::new(state) });
+        let gate = Arc::new(Gate::new(sale, sku, state, self.store().journalled()));
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
     }
@@ -709,7 +841,7 @@ impl App {
             order_id,
             flash_sale_id,
             quantity,
-            total_fen: sale.price_fen * quantity + self.flash_shipping_fen(&gate.sku, sale.price_fen * quantity),
+            total_fen: sale.price_fen * quantity + flash_shipping_fen(&gate.sku, sale.price_fen * quantity),
             created,
         };
         let admission = admit(&mut gate.lock(), &gate, actor.user_id, &key, request_digest, quantity, now_ms)?;
@@ -725,21 +857,34 @@ impl App {
         // From here the writer owns the slot: it resolves it whatever becomes of this request (a
         // timeout, a client gone), so the key never stays pending and no units stay taken.
         let (reply, answer) = oneshot::channel();
-        let (checkout, order, line) =
-            self.flash_rows(&gate, actor.user_id, &key, &request_digest, quantity, address, now_ms);
+        let ids = [self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms)];
+        let purchase = Purchase {
+            ids,
+            buyer_user_id: actor.user_id,
+            stored_key: flash_checkout_key(flash_sale_id, &key),
+            request_sha256: crate::accounts::hex_of(&request_digest),
+            quantity,
+            address,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + self.config().order_expiry_s * 1000,
+        };
         let answer_to = Answer {
             gate: gate.clone(),
             key,
             request_digest,
             buyer_user_id: actor.user_id,
             quantity,
-            order_id: order.id,
+            order_id: purchase.ids[1],
             reply,
         };
-        let order = if self.store().journalled() {
-            JobOrder::Encoded(EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit))
-        } else {
-            JobOrder::Rows(Box::new((checkout, order, line)))
+        let encoded = if self.store().journalled() { gate.template.encode(quantity, purchase.own()) } else { None };
+        let order = match encoded {
+            Some(encoded) => JobOrder::Encoded(encoded),
+            None if self.store().journalled() => {
+                let (checkout, order, line) = flash_rows(&gate, purchase);
+                JobOrder::Encoded(EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit))
+            }
+            None => JobOrder::Rows(Box::new(flash_rows(&gate, purchase))),
         };
         let job = Job { order, answer: answer_to };
         if let Err(refused) = self.writer().try_send(job) {
@@ -753,90 +898,6 @@ impl App {
         }
         let order_id = answer.await.map_err(|_| AppError::internal("flash writer stopped"))??;
         Ok(order_of(order_id, true))
-    }
-
-    fn flash_shipping_fen(&self, sku: &SkuForOrder, goods_fen: i64) -> i64 {
-        let free = sku.free_shipping_over_fen.is_some_and(|threshold| goods_fen >= threshold);
-        if free { 0 } else { sku.shipping_fee_fen }
-    }
-
-    /// The rows of a flash purchase: its checkout, order and line.
-    #[allow(clippy::too_many_arguments)]
-    fn flash_rows(
-        &self,
-        gate: &Gate,
-        buyer_user_id: i64,
-        key: &str,
-        request_digest: &[u8; 32],
-        quantity: i64,
-        address: String,
-        now_ms: i64,
-    ) -> (NewCheckout, NewOrder, NewLine) {
-        let (sale, sku) = (&gate.sale, &gate.sku);
-        let list_total_fen = sku.price_fen * quantity;
-        let paid_fen = sale.price_fen * quantity;
-        let shipping_fen = self.flash_shipping_fen(sku, paid_fen);
-        let (checkout_id, order_id, line_id) =
-            (self.ids().next(now_ms), self.ids().next(now_ms), self.ids().next(now_ms));
-        let assurance = &gate.assurance;
-        let discounts =
-            usize::try_from(quantity - 1).ok().and_then(|i| gate.discounts.get(i)).cloned().unwrap_or_else(|| {
-                let discount = [("item_price", "merchant", "flash_sale", list_total_fen - paid_fen)];
-                xingqu_store::orders::encode_discounts(&discount)
-            });
-        (
-            NewCheckout {
-                id: checkout_id,
-                buyer_user_id,
-                idempotency_key: flash_checkout_key(sale.id, key),
-                request_sha256: crate::accounts::hex_of(request_digest),
-                total_fen: paid_fen + shipping_fen,
-                created_at_ms: now_ms,
-            },
-            NewOrder {
-                id: order_id,
-                checkout_id,
-                buyer_user_id,
-                merchant_id: sale.merchant_id,
-                trade_type: "flash_sale",
-                flash_sale_id: Some(sale.id),
-                goods_list_fen: list_total_fen,
-                discount_fen: list_total_fen - paid_fen,
-                shipping_fen,
-                total_fen: paid_fen + shipping_fen,
-                address,
-                dispatch_promise: gate.promise,
-                created_at_ms: now_ms,
-                expires_at_ms: now_ms + self.config().order_expiry_s * 1000,
-            },
-            NewLine {
-                id: line_id,
-                order_id,
-                sku_id: sku.sku_id,
-                product_id: sku.product_id,
-                product_version: sku.product_version,
-                title: sku.title.clone(),
-                spec: sku.spec.clone(),
-                unit_price_fen: sku.price_fen,
-                quantity,
-                list_total_fen,
-                discount_fen: list_total_fen - paid_fen,
-                paid_fen,
-                discounts,
-                commission_bps: sku.commission_bps,
-                dispatch_promise: gate.promise,
-                flash_sale_id: Some(sale.id),
-                // The flash price is the merchant's own (item-price lane).
-                merchant_net_fen: paid_fen,
-                protect_window_days: sku.protect_window_days,
-                protect_from: sku.protect_from.clone(),
-                services: assurance.services.clone(),
-                insurance_premium_fen: assurance.insurance_premium_fen,
-                insurance_cap_fen: assurance.insurance_cap_fen,
-                // Flash purchases carry no checkout confirmation: the return stands.
-                unsealed_no_return_confirmed: false,
-            },
-        )
     }
 
     /// Tells a loaded gate that units went back to a pool (a closed order released them).
@@ -872,6 +933,70 @@ mod tests {
         let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(crate::accounts::hex_of(&digest(12, address)), hex);
         assert_ne!(digest(1, address), digest(12, address));
+    }
+
+    #[test]
+    fn a_record_from_the_template_is_the_record_of_the_rows() {
+        let sale = FlashSaleRow {
+            id: 9,
+            sku_id: 31,
+            merchant_id: 4,
+            price_fen: 990,
+            starts_at_ms: 0,
+            ends_at_ms: i64::MAX,
+            pool_units: 100,
+            remaining_units: 100,
+            per_user_limit: 3,
+        };
+        let sku = SkuForOrder {
+            sku_id: 31,
+            product_id: 12,
+            price_fen: 1_590,
+            spec: r#"{"重量":"5 斤"}"#.to_owned(),
+            per_user_limit: 0,
+            merchant_id: 4,
+            product_version: 7,
+            title: "赣南脐橙 \"果园直发\"".to_owned(),
+            product_status: "listed".to_owned(),
+            commission_bps: 350,
+            merchant_qualification: "approved".to_owned(),
+            shipping_fee_fen: 600,
+            // Shipping depends on the quantity: free from 2 units.
+            free_shipping_over_fen: Some(1_980),
+            dispatch_promise: "within_24h".to_owned(),
+            protect_window_days: 15,
+            protect_from: "delivery".to_owned(),
+            category_fresh: true,
+            category_cosmetics: false,
+            assurance_services: Some(vec!["fresh_rot_refund".to_owned(), "return_shipping_insurance".to_owned()]),
+            insurance_premium_fen: 80,
+            insurance_cap_fen: 1_200,
+            unsealed_no_return: false,
+        };
+        let state = GateState { remaining_units: 100, buyers: HashMap::new() };
+        let gate = Gate::new(sale, sku, state, true);
+        let purchases = [
+            (1, [1, 2, 3], 5, "flash/9/k", [0u8; 32], "{}", 1_000, 901_000),
+            (2, [i64::MAX - 2, i64::MAX - 1, i64::MAX], i64::MAX, "flash/9/长的键-🍊", [0xff; 32], "延吉市", -1, 0),
+            (3, [1 << 40, 1 << 41, 1 << 42], 300, "", [7; 32], "", i64::MIN, i64::MAX),
+        ];
+        for (quantity, ids, buyer_user_id, stored_key, digest, address, created_at_ms, expires_at_ms) in purchases {
+            let purchase = || Purchase {
+                ids,
+                buyer_user_id,
+                stored_key: stored_key.to_owned(),
+                request_sha256: crate::accounts::hex_of(&digest),
+                quantity,
+                address: address.to_owned(),
+                created_at_ms,
+                expires_at_ms,
+            };
+            let (checkout, order, line) = flash_rows(&gate, purchase());
+            let from_rows = EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit);
+            assert_eq!(gate.template.encode(quantity, purchase().own()), Some(from_rows), "{quantity} units");
+        }
+        assert_eq!(gate.template.encode(4, Purchase::example(4).own()), None);
+        assert_eq!(gate.template.encode(0, Purchase::example(0).own()), None);
     }
 
     #[test]

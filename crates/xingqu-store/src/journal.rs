@@ -158,6 +158,133 @@ impl EncodedOrder {
     }
 }
 
+/// What one flash-sale order has of its own, apart from what every order of its sale (and
+/// quantity) shares: see [`RecordTemplate`].
+#[derive(Debug, Clone, Copy)]
+pub struct OrderOwn<'a> {
+    pub checkout_id: i64,
+    pub order_id: i64,
+    pub line_id: i64,
+    pub buyer_user_id: i64,
+    /// The checkout's idempotency key as stored.
+    pub idempotency_key: &'a str,
+    pub request_sha256: &'a str,
+    pub address: &'a str,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// A flash sale's journal records less each order's own fields, encoded once per quantity a
+/// buyer may take when the sale's gate loads. A purchase then encodes its few fields and copies
+/// the rest (the SKU's title, spec and services, the amounts, the discounts) as a few slices,
+/// rather than cloning them into rows to encode those field by field: on the path of every
+/// purchase of a sale. The bytes are the very ones [`encode_record`] writes for the same rows
+/// (the flash-sale engine tests this for its rows); a record is postcard, which writes a struct
+/// as its fields one after another, so stretches of consecutive fields encode on their own.
+#[derive(Debug, Default)]
+pub struct RecordTemplate {
+    /// Index 0 is 1 unit.
+    per_quantity: Vec<Stretches>,
+}
+
+/// A record's shared stretches, between the fields of [`OrderOwn`].
+#[derive(Debug)]
+struct Stretches {
+    /// The checkout's `total_fen`.
+    checkout_tail: Vec<u8>,
+    /// The order's `merchant_id` to `total_fen`.
+    order_terms: Vec<u8>,
+    /// The order's `dispatch_promise`.
+    order_promise: Vec<u8>,
+    /// The line from `sku_id` on, then the per-buyer limit.
+    line_tail: Vec<u8>,
+    /// What the encoded rest is about (for [`EncodedOrder`]).
+    merchant_id: i64,
+}
+
+impl RecordTemplate {
+    /// From one order's rows per quantity, in order from 1 unit; their own fields are ignored.
+    pub fn new(
+        rows_per_quantity: impl IntoIterator<Item = (NewCheckout, NewOrder, NewLine)>,
+        limit_units: i64,
+    ) -> Self {
+        let per_quantity = rows_per_quantity
+            .into_iter()
+            .map(|(c, o, l)| Stretches {
+                checkout_tail: put(Vec::new(), &c.total_fen),
+                order_terms: put(
+                    Vec::new(),
+                    &(
+                        o.merchant_id,
+                        o.trade_type,
+                        o.flash_sale_id,
+                        o.goods_list_fen,
+                        o.discount_fen,
+                        o.shipping_fen,
+                        o.total_fen,
+                    ),
+                ),
+                order_promise: put(Vec::new(), o.dispatch_promise),
+                line_tail: put(
+                    Vec::new(),
+                    &(
+                        (l.sku_id, l.product_id, l.product_version, &l.title, &l.spec, l.unit_price_fen, l.quantity),
+                        (
+                            l.list_total_fen,
+                            l.discount_fen,
+                            l.paid_fen,
+                            &l.discounts,
+                            l.commission_bps,
+                            l.dispatch_promise,
+                        ),
+                        (l.flash_sale_id, l.merchant_net_fen, l.protect_window_days, &l.protect_from, &l.services),
+                        (l.insurance_premium_fen, l.insurance_cap_fen, l.unsealed_no_return_confirmed, limit_units),
+                    ),
+                ),
+                merchant_id: o.merchant_id,
+            })
+            .collect();
+        RecordTemplate { per_quantity }
+    }
+
+    /// The order of `quantity` units with `own` fields, encoded; `None` for a quantity the
+    /// template was not made for.
+    pub fn encode(&self, quantity: i64, own: OrderOwn<'_>) -> Option<EncodedOrder> {
+        let shared = self.per_quantity.get(usize::try_from(quantity.checked_sub(1)?).ok()?)?;
+        let mut bytes = Vec::with_capacity(
+            64 + own.idempotency_key.len()
+                + own.request_sha256.len()
+                + own.address.len()
+                + shared.order_terms.len()
+                + shared.line_tail.len(),
+        );
+        bytes.push(RECORD_POSTCARD);
+        bytes = put(bytes, &(own.checkout_id, own.buyer_user_id, own.idempotency_key, own.request_sha256));
+        bytes.extend_from_slice(&shared.checkout_tail);
+        bytes = put(bytes, &(own.created_at_ms, own.order_id, own.checkout_id, own.buyer_user_id));
+        bytes.extend_from_slice(&shared.order_terms);
+        bytes = put(bytes, own.address);
+        bytes.extend_from_slice(&shared.order_promise);
+        bytes = put(bytes, &(own.created_at_ms, own.expires_at_ms, own.line_id, own.order_id));
+        bytes.extend_from_slice(&shared.line_tail);
+        Some(EncodedOrder {
+            record: bytes,
+            checkout_id: own.checkout_id,
+            order_id: own.order_id,
+            buyer_user_id: own.buyer_user_id,
+            merchant_id: shared.merchant_id,
+            expires_at_ms: own.expires_at_ms,
+            idempotency_key: own.idempotency_key.to_owned(),
+        })
+    }
+}
+
+/// `value` in postcard after `bytes`. Integers, strings, options and tuples of them, which is all
+/// a template encodes, cannot fail to serialise into a `Vec`.
+fn put<T: serde::Serialize + ?Sized>(bytes: Vec<u8>, value: &T) -> Vec<u8> {
+    postcard::to_extend(value, bytes).unwrap_or_default()
+}
+
 /// Reads one record back, in the encoding its first byte names.
 fn decode_record(bytes: &[u8]) -> Result<Record, String> {
     match bytes.first() {
