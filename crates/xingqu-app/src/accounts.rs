@@ -153,6 +153,15 @@ pub fn token_sha256(token: &str) -> String {
     hex_of(&token_digest(token))
 }
 
+/// The digest a bearer token's session is kept under; a token that is not one of ours is refused
+/// before it is hashed.
+fn session_digest(token: &str) -> AppResult<[u8; 32]> {
+    if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+        return Err(AppError::InvalidToken);
+    }
+    Ok(token_digest(token))
+}
+
 fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -298,31 +307,32 @@ impl App {
     /// every authenticated request asks, and a copy of the user's strings each time showed up in
     /// the flash sale's profile.
     pub async fn authenticate(&self, token: &str) -> AppResult<Arc<User>> {
-        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
-            return Err(AppError::InvalidToken);
-        }
-        let digest = token_digest(token);
+        let digest = session_digest(token)?;
         let now_ms = self.now_ms();
         if let Some(user) = self.sessions().get(&digest, now_ms) {
             return Ok(user);
         }
-        let (row, expires_at_ms) =
-            self.store().session_user(&hex_of(&digest), now_ms).await?.ok_or(AppError::InvalidToken)?;
-        let user = Arc::new(User::try_from(row)?);
-        self.sessions().put(digest, user.clone(), expires_at_ms, now_ms);
-        Ok(user)
+        self.load_session(digest, now_ms).await
     }
 
     /// The actor of a bearer token: [`App::authenticate`] for requests that need no more of the
     /// user than who they are and their role (a flash purchase, every buyer of a sale at once).
     pub async fn authenticate_actor(&self, token: &str) -> AppResult<Actor> {
-        if token.starts_with(TOKEN_PREFIX)
-            && token.len() <= 128
-            && let Some(actor) = self.sessions().get_actor(&token_digest(token), self.now_ms())
-        {
+        let digest = session_digest(token)?;
+        let now_ms = self.now_ms();
+        if let Some(actor) = self.sessions().get_actor(&digest, now_ms) {
             return Ok(actor);
         }
-        Ok(self.authenticate(token).await?.actor())
+        Ok(self.load_session(digest, now_ms).await?.actor())
+    }
+
+    /// The user of a session not in the cache, read from the store and cached.
+    async fn load_session(&self, digest: [u8; 32], now_ms: i64) -> AppResult<Arc<User>> {
+        let (row, expires_at_ms) =
+            self.store().session_user(&hex_of(&digest), now_ms).await?.ok_or(AppError::InvalidToken)?;
+        let user = Arc::new(User::try_from(row)?);
+        self.sessions().put(digest, user.clone(), expires_at_ms, now_ms);
+        Ok(user)
     }
 
     /// Loads the sessions created in the last day into the session cache, so the first minutes

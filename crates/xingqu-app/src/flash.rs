@@ -877,14 +877,14 @@ impl App {
             order_id: purchase.ids[1],
             reply,
         };
-        let encoded = if self.store().journalled() { gate.template.encode(quantity, purchase.own()) } else { None };
-        let order = match encoded {
-            Some(encoded) => JobOrder::Encoded(encoded),
-            None if self.store().journalled() => {
+        let order = if self.store().journalled() {
+            let encoded = gate.template.encode(quantity, purchase.own()).unwrap_or_else(|| {
                 let (checkout, order, line) = flash_rows(&gate, purchase);
-                JobOrder::Encoded(EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit))
-            }
-            None => JobOrder::Rows(Box::new(flash_rows(&gate, purchase))),
+                EncodedOrder::new(checkout, &order, &line, gate.sale.per_user_limit)
+            });
+            JobOrder::Encoded(encoded)
+        } else {
+            JobOrder::Rows(Box::new(flash_rows(&gate, purchase)))
         };
         let job = Job { order, answer: answer_to };
         if let Err(refused) = self.writer().try_send(job) {

@@ -183,8 +183,10 @@ pub struct OrderOwn<'a> {
 /// as its fields one after another, so stretches of consecutive fields encode on their own.
 #[derive(Debug, Default)]
 pub struct RecordTemplate {
-    /// Index 0 is 1 unit.
+    /// Index 0 is 1 unit. Empty when the stretches could not be encoded: every purchase then
+    /// encodes its rows.
     per_quantity: Vec<Stretches>,
+    merchant_id: i64,
 }
 
 /// A record's shared stretches, between the fields of [`OrderOwn`].
@@ -198,8 +200,6 @@ struct Stretches {
     order_promise: Vec<u8>,
     /// The line from `sku_id` on, then the per-buyer limit.
     line_tail: Vec<u8>,
-    /// What the encoded rest is about (for [`EncodedOrder`]).
-    merchant_id: i64,
 }
 
 impl RecordTemplate {
@@ -208,47 +208,40 @@ impl RecordTemplate {
         rows_per_quantity: impl IntoIterator<Item = (NewCheckout, NewOrder, NewLine)>,
         limit_units: i64,
     ) -> Self {
+        let mut merchant_id = 0;
         let per_quantity = rows_per_quantity
             .into_iter()
-            .map(|(c, o, l)| Stretches {
-                checkout_tail: put(Vec::new(), &c.total_fen),
-                order_terms: put(
-                    Vec::new(),
-                    &(
-                        o.merchant_id,
-                        o.trade_type,
-                        o.flash_sale_id,
-                        o.goods_list_fen,
-                        o.discount_fen,
-                        o.shipping_fen,
-                        o.total_fen,
-                    ),
-                ),
-                order_promise: put(Vec::new(), o.dispatch_promise),
-                line_tail: put(
-                    Vec::new(),
-                    &(
-                        (l.sku_id, l.product_id, l.product_version, &l.title, &l.spec, l.unit_price_fen, l.quantity),
-                        (
-                            l.list_total_fen,
-                            l.discount_fen,
-                            l.paid_fen,
-                            &l.discounts,
-                            l.commission_bps,
-                            l.dispatch_promise,
-                        ),
-                        (l.flash_sale_id, l.merchant_net_fen, l.protect_window_days, &l.protect_from, &l.services),
-                        (l.insurance_premium_fen, l.insurance_cap_fen, l.unsealed_no_return_confirmed, limit_units),
-                    ),
-                ),
-                merchant_id: o.merchant_id,
+            .map(|(c, o, l)| {
+                merchant_id = o.merchant_id;
+                let order_terms = (
+                    o.merchant_id,
+                    o.trade_type,
+                    o.flash_sale_id,
+                    o.goods_list_fen,
+                    o.discount_fen,
+                    o.shipping_fen,
+                    o.total_fen,
+                );
+                let line_tail = (
+                    (l.sku_id, l.product_id, l.product_version, &l.title, &l.spec, l.unit_price_fen, l.quantity),
+                    (l.list_total_fen, l.discount_fen, l.paid_fen, &l.discounts, l.commission_bps, l.dispatch_promise),
+                    (l.flash_sale_id, l.merchant_net_fen, l.protect_window_days, &l.protect_from, &l.services),
+                    (l.insurance_premium_fen, l.insurance_cap_fen, l.unsealed_no_return_confirmed, limit_units),
+                );
+                Some(Stretches {
+                    checkout_tail: put(Vec::new(), &c.total_fen)?,
+                    order_terms: put(Vec::new(), &order_terms)?,
+                    order_promise: put(Vec::new(), o.dispatch_promise)?,
+                    line_tail: put(Vec::new(), &line_tail)?,
+                })
             })
-            .collect();
-        RecordTemplate { per_quantity }
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        RecordTemplate { per_quantity, merchant_id }
     }
 
     /// The order of `quantity` units with `own` fields, encoded; `None` for a quantity the
-    /// template was not made for.
+    /// template was not made for (or a field that would not encode: the caller encodes rows).
     pub fn encode(&self, quantity: i64, own: OrderOwn<'_>) -> Option<EncodedOrder> {
         let shared = self.per_quantity.get(usize::try_from(quantity.checked_sub(1)?).ok()?)?;
         let mut bytes = Vec::with_capacity(
@@ -259,30 +252,30 @@ impl RecordTemplate {
                 + shared.line_tail.len(),
         );
         bytes.push(RECORD_POSTCARD);
-        bytes = put(bytes, &(own.checkout_id, own.buyer_user_id, own.idempotency_key, own.request_sha256));
+        bytes = put(bytes, &(own.checkout_id, own.buyer_user_id, own.idempotency_key, own.request_sha256))?;
         bytes.extend_from_slice(&shared.checkout_tail);
-        bytes = put(bytes, &(own.created_at_ms, own.order_id, own.checkout_id, own.buyer_user_id));
+        bytes = put(bytes, &(own.created_at_ms, own.order_id, own.checkout_id, own.buyer_user_id))?;
         bytes.extend_from_slice(&shared.order_terms);
-        bytes = put(bytes, own.address);
+        bytes = put(bytes, own.address)?;
         bytes.extend_from_slice(&shared.order_promise);
-        bytes = put(bytes, &(own.created_at_ms, own.expires_at_ms, own.line_id, own.order_id));
+        bytes = put(bytes, &(own.created_at_ms, own.expires_at_ms, own.line_id, own.order_id))?;
         bytes.extend_from_slice(&shared.line_tail);
         Some(EncodedOrder {
             record: bytes,
             checkout_id: own.checkout_id,
             order_id: own.order_id,
             buyer_user_id: own.buyer_user_id,
-            merchant_id: shared.merchant_id,
+            merchant_id: self.merchant_id,
             expires_at_ms: own.expires_at_ms,
             idempotency_key: own.idempotency_key.to_owned(),
         })
     }
 }
 
-/// `value` in postcard after `bytes`. Integers, strings, options and tuples of them, which is all
-/// a template encodes, cannot fail to serialise into a `Vec`.
-fn put<T: serde::Serialize + ?Sized>(bytes: Vec<u8>, value: &T) -> Vec<u8> {
-    postcard::to_extend(value, bytes).unwrap_or_default()
+/// `value` in postcard after `bytes` (integers, strings, options and tuples of them, which do not
+/// fail to serialise into a `Vec`; if one did, the template is not used rather than a record cut).
+fn put<T: serde::Serialize + ?Sized>(bytes: Vec<u8>, value: &T) -> Option<Vec<u8>> {
+    postcard::to_extend(value, bytes).ok()
 }
 
 /// Reads one record back, in the encoding its first byte names.
