@@ -15,7 +15,9 @@ use xingqu_domain::catalog::{ProductStatus, Qualification};
 use xingqu_domain::money::PriceFen;
 use xingqu_domain::order::DispatchPromise;
 use xingqu_store::journal::{EncodedOrder, OrderOwn, RecordTemplate};
-use xingqu_store::orders::{FlashGroup, FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder};
+use xingqu_store::orders::{
+    FlashGroup, FlashSaleEnd, FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder,
+};
 use xingqu_store::{Store, StoreError};
 
 /// Orders committed in one transaction at most.
@@ -35,6 +37,8 @@ const POOL_UNITS_MAX: i64 = 1_000_000;
 const PER_USER_LIMIT_MAX: i64 = 99;
 /// How long before its start a flash sale is made ready in memory ([`App::preheat_flash_sales`]).
 const PREHEAT_LEAD_MS: i64 = 5 * 60_000;
+/// Why a flash sale was ended early, at most this many characters.
+const END_REASON_CHARS_MAX: usize = 200;
 
 /// Why a flash purchase failed, shared with requests waiting on the same idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +89,9 @@ enum KeySlot {
 
 struct GateState {
     remaining_units: i64,
+    /// When the sale stops admitting: its scheduled end, or earlier when it was ended early
+    /// ([`App::end_flash_sale`]), which changes it under this lock.
+    ends_at_ms: i64,
     /// Each buyer's units and purchases in the sale, so a purchase looks its buyer up once
     /// (under the gate's lock, which every purchase of the sale takes).
     buyers: HashMap<i64, Buyer>,
@@ -132,7 +139,7 @@ fn admit(
     quantity: i64,
     now_ms: i64,
 ) -> AppResult<Admission> {
-    let GateState { remaining_units, buyers } = state;
+    let GateState { remaining_units, ends_at_ms, buyers } = state;
     let mut buyer = buyers.get_mut(&buyer_user_id);
     if let Some(slot) = buyer.as_mut().and_then(|buyer| buyer.slot_mut(key)) {
         return match slot {
@@ -146,7 +153,7 @@ fn admit(
         };
     }
     let sale = &gate.sale;
-    if now_ms < sale.starts_at_ms || now_ms >= sale.ends_at_ms {
+    if now_ms < sale.starts_at_ms || now_ms >= *ends_at_ms {
         return Err(AppError::conflict("flash_sale_not_active", "the flash sale is not running now"));
     }
     let sku_on_sale = gate.sku.product_status == ProductStatus::Listed.as_str()
@@ -252,7 +259,7 @@ type Replies = Vec<(oneshot::Sender<Reply>, Reply)>;
 /// the gate.
 fn resolve(state: &mut GateState, answer: Answer, result: Result<(), Failure>, replies: &mut Replies) {
     let result = result.map(|()| answer.order_id);
-    let GateState { remaining_units, buyers } = state;
+    let GateState { remaining_units, buyers, .. } = state;
     let waiters = match &result {
         // The slot becomes Done where it is.
         Ok(order_id) => {
@@ -738,6 +745,78 @@ impl App {
         self.store().flash_sale(id).await?.ok_or(AppError::not_found("flash_sale"))
     }
 
+    /// Ends a flash sale before its time (the shop's staff or an operator: a wrong price, a
+    /// recall). No purchase is admitted after this returns; the orders admitted before stand. A
+    /// sale ended before its start never runs: its window becomes empty, and the price-protection
+    /// sweep its start would have run is dropped (its price never applied). Ending a sale that
+    /// was ended early already returns it unchanged; one that is over is `409 flash_sale_over`.
+    pub async fn end_flash_sale(&self, actor: &Actor, flash_sale_id: i64, reason: &str) -> AppResult<FlashSaleRow> {
+        let reason = xingqu_domain::text::bounded_str("reason", reason, END_REASON_CHARS_MAX)?.to_owned();
+        // Serialised with gate loading: a gate built from the row as it was before this change
+        // cannot be put in place after it.
+        let _loading = self.flash().loading.lock().await;
+        let sale = self.flash_sale(flash_sale_id).await?;
+        if !actor.manages_merchant(sale.merchant_id) {
+            return Err(AppError::Forbidden("only the shop's staff or an operator end its flash sales"));
+        }
+        if sale.ended_early.is_some() {
+            return Ok(sale);
+        }
+        let now_ms = self.now_ms();
+        if now_ms >= sale.ends_at_ms {
+            return Err(AppError::conflict("flash_sale_over", "the flash sale is over"));
+        }
+        // The same end the store records: the sale's start when it has not begun, else the end of
+        // this millisecond (what the gate admitted in it stays inside the window).
+        let ends_at_ms = if sale.starts_at_ms > now_ms { sale.starts_at_ms } else { now_ms + 1 };
+        // The gate first: from here it admits nobody past the end, so every order of the sale
+        // lies inside the window the store records next.
+        let gate = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned();
+        if let Some(gate) = &gate {
+            let mut state = gate.lock();
+            state.ends_at_ms = state.ends_at_ms.min(ends_at_ms);
+        }
+        let end = FlashSaleEnd { by_user_id: actor.user_id, at_ms: now_ms, reason };
+        let ended = async {
+            let mut tx = self.store().begin().await?;
+            let ended = tx.end_flash_sale(flash_sale_id, &end).await?;
+            if ended.is_some() && sale.starts_at_ms > now_ms {
+                tx.drop_flash_protection_sweeps(flash_sale_id, now_ms).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(ended)
+        }
+        .await;
+        match ended {
+            Ok(Some(sale)) => Ok(sale),
+            outcome => {
+                // The store did not take the end (over meanwhile, or an error): the gate is
+                // rebuilt from the store's row on its next purchase.
+                if gate.is_some() {
+                    self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).remove(&flash_sale_id);
+                }
+                outcome?;
+                Err(AppError::conflict("flash_sale_over", "the flash sale is over"))
+            }
+        }
+    }
+
+    /// Brings loaded gates up to date with sales ended early elsewhere (another node on the same
+    /// PostgreSQL database): each gate still admitting reads its sale's end from the store.
+    async fn refresh_flash_gates(&self, now_ms: i64) -> AppResult<()> {
+        let live: Vec<Arc<Gate>> = {
+            let gates = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner());
+            gates.values().filter(|gate| gate.lock().ends_at_ms > now_ms).cloned().collect()
+        };
+        for gate in live {
+            if let Some(sale) = self.store().flash_sale(gate.sale.id).await? {
+                let mut state = gate.lock();
+                state.ends_at_ms = state.ends_at_ms.min(sale.ends_at_ms);
+            }
+        }
+        Ok(())
+    }
+
     /// The gate of a flash sale, built from the store the first time it is needed.
     async fn gate(&self, flash_sale_id: i64) -> AppResult<Arc<Gate>> {
         let engine = self.flash();
@@ -769,7 +848,7 @@ impl App {
             let done = KeySlot::Done { order_id, digest: crate::accounts::digest_of_hex(&digest) };
             buyers.entry(user_id).or_default().slots.push((key, done));
         }
-        let state = GateState { remaining_units: sale.remaining_units, buyers };
+        let state = GateState { remaining_units: sale.remaining_units, ends_at_ms: sale.ends_at_ms, buyers };
         let gate = Arc::new(Gate::new(sale, sku, state, self.store().journalled()));
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
@@ -778,10 +857,12 @@ impl App {
     /// Makes the flash sales running now or starting within minutes ready in memory before their
     /// first buyer arrives (预热): the admission gate, the journal's pool, the writer. Otherwise
     /// the first requests of a sale wait for all three while thousands more queue behind them.
-    /// Runs at start-up and with the timers; returns how many sales it loaded. A sale that cannot
+    /// Runs at start-up and with the timers (every second), which also bring loaded gates up to
+    /// date with sales ended early by another node; returns how many sales it loaded. A sale that cannot
     /// be loaded is logged and left to load on its first purchase, as without preheating.
     pub async fn preheat_flash_sales(&self) -> AppResult<usize> {
         let now_ms = self.now_ms();
+        self.refresh_flash_gates(now_ms).await?;
         let mut loaded = 0;
         for flash_sale_id in self.store().flash_sales_due(now_ms, now_ms + PREHEAT_LEAD_MS).await? {
             if self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&flash_sale_id) {
@@ -947,6 +1028,7 @@ mod tests {
             pool_units: 100,
             remaining_units: 100,
             per_user_limit: 3,
+            ended_early: None,
         };
         let sku = SkuForOrder {
             sku_id: 31,
@@ -973,7 +1055,7 @@ mod tests {
             insurance_cap_fen: 1_200,
             unsealed_no_return: false,
         };
-        let state = GateState { remaining_units: 100, buyers: HashMap::new() };
+        let state = GateState { remaining_units: 100, ends_at_ms: i64::MAX, buyers: HashMap::new() };
         let gate = Gate::new(sale, sku, state, true);
         let purchases = [
             (1, [1, 2, 3], 5, "flash/9/k", [0u8; 32], "{}", 1_000, 901_000),

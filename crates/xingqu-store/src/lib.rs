@@ -129,7 +129,7 @@ fn sqlite_url_creating(url: &str) -> String {
 
 /// Migrations, oldest first: version, description, SQLite text, PostgreSQL text. Released entries
 /// are never edited (their checksums are recorded); changes are new entries.
-const MIGRATIONS: [(i64, &str, &str, &str); 11] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 12] = [
     (
         1,
         "accounts catalog",
@@ -196,11 +196,17 @@ const MIGRATIONS: [(i64, &str, &str, &str); 11] = [
         include_str!("../migrations/sqlite/0011_flash_journal.sql"),
         include_str!("../migrations/postgres/0011_flash_journal.sql"),
     ),
+    (
+        12,
+        "flash sales ended early",
+        include_str!("../migrations/sqlite/0012_flash_sale_end.sql"),
+        include_str!("../migrations/postgres/0012_flash_sale_end.sql"),
+    ),
 ];
 
 /// SQLite table rebuilds (see [`Store::migrate`]): after which migration each runs, the query
 /// that says whether it is still needed, and its SQL.
-const SQLITE_REBUILDS: [(i64, &str, &str); 2] = [
+const SQLITE_REBUILDS: [(i64, &str, &str); 3] = [
     (
         5,
         "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'orders' \
@@ -212,6 +218,12 @@ const SQLITE_REBUILDS: [(i64, &str, &str); 2] = [
         "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'live_sessions' \
          AND sql NOT LIKE '%''scheduled''%'",
         include_str!("../migrations/sqlite/rebuild/live_sessions_scheduled.sql"),
+    ),
+    (
+        12,
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'flash_sales' \
+         AND sql NOT LIKE '%flash_sales_window%'",
+        include_str!("../migrations/sqlite/rebuild/flash_sales_end.sql"),
     ),
 ];
 

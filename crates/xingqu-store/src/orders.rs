@@ -249,10 +249,21 @@ pub struct FlashSaleRow {
     pub pool_units: i64,
     pub remaining_units: i64,
     pub per_user_limit: i64,
+    /// Set when the sale was ended before its time (`ends_at_ms` is then when it ended, or its
+    /// start when it never ran).
+    pub ended_early: Option<FlashSaleEnd>,
 }
 
-const FLASH_COLUMNS: &str =
-    "id, sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, per_user_limit";
+/// Who ended a flash sale before its time, when, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashSaleEnd {
+    pub by_user_id: i64,
+    pub at_ms: i64,
+    pub reason: String,
+}
+
+const FLASH_COLUMNS: &str = "id, sku_id, merchant_id, price_fen, starts_at_ms, ends_at_ms, pool_units, remaining_units, \
+     per_user_limit, ended_by, ended_at_ms, end_reason";
 
 impl FlashSaleRow {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -266,6 +277,14 @@ impl FlashSaleRow {
             pool_units: row.try_get("pool_units")?,
             remaining_units: row.try_get("remaining_units")?,
             per_user_limit: row.try_get("per_user_limit")?,
+            ended_early: match (row.try_get("ended_by")?, row.try_get("ended_at_ms")?) {
+                (Some(by_user_id), Some(at_ms)) => Some(FlashSaleEnd {
+                    by_user_id,
+                    at_ms,
+                    reason: row.try_get::<Option<String>, _>("end_reason")?.unwrap_or_default(),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -809,6 +828,28 @@ impl Tx {
         Ok(FlashSaleRow::from_row(&row)?)
     }
 
+    /// Ends a flash sale at `now_ms`, before its time: it sells through this millisecond (what a
+    /// gate admitted in it stays inside the window), or, not yet started, never runs (its window
+    /// becomes empty at its start). `None` when it is over already.
+    pub async fn end_flash_sale(
+        &mut self,
+        flash_sale_id: i64,
+        end: &FlashSaleEnd,
+    ) -> Result<Option<FlashSaleRow>, StoreError> {
+        let sql = format!(
+            "UPDATE flash_sales SET ends_at_ms = CASE WHEN starts_at_ms > $1 THEN starts_at_ms ELSE $1 + 1 END, \
+             ended_by = $2, ended_at_ms = $1, end_reason = $3 WHERE id = $4 AND ends_at_ms > $1 RETURNING {FLASH_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(end.at_ms)
+            .bind(end.by_user_id)
+            .bind(&end.reason)
+            .bind(flash_sale_id)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+    }
+
     /// Takes an order's row lock (PostgreSQL; SQLite's single writer already serialises) before
     /// its lines: every writer that touches both takes the order first, so none waits on another
     /// in a cycle.
@@ -1128,7 +1169,8 @@ impl Store {
     /// Flash sales running at `now_ms` or starting by `until_ms`, soonest first (at most 100).
     pub async fn flash_sales_due(&self, now_ms: i64, until_ms: i64) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM flash_sales WHERE ends_at_ms > $1 AND starts_at_ms <= $2 ORDER BY starts_at_ms, id LIMIT 100",
+            "SELECT id FROM flash_sales WHERE ends_at_ms > $1 AND starts_at_ms <= $2 AND ends_at_ms > starts_at_ms \
+             ORDER BY starts_at_ms, id LIMIT 100",
         )
         .bind(now_ms)
         .bind(until_ms)

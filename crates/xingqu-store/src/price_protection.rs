@@ -219,7 +219,7 @@ impl Tx {
     }
 
     /// The lowest flash-sale price of the SKU among sales that started in `[from_ms, until_ms)`:
-    /// (sale id, price, start).
+    /// (sale id, price, start). A sale ended before its start (an empty window) never sold.
     pub async fn lowest_flash_between(
         &mut self,
         sku_id: i64,
@@ -228,7 +228,7 @@ impl Tx {
     ) -> Result<Option<(i64, i64, i64)>, StoreError> {
         let row = sqlx::query(
             "SELECT id, price_fen, starts_at_ms FROM flash_sales WHERE sku_id = $1 AND starts_at_ms >= $2 \
-             AND starts_at_ms < $3 ORDER BY price_fen, id LIMIT 1",
+             AND starts_at_ms < $3 AND ends_at_ms > starts_at_ms ORDER BY price_fen, id LIMIT 1",
         )
         .bind(sku_id)
         .bind(from_ms)
@@ -284,6 +284,20 @@ impl Tx {
         .bind(starts_at_ms)
         .bind(drop.sku_id)
         .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the pending sweeps of a flash sale ended before its start: its price never applied,
+    /// so it owes no line anything.
+    pub async fn drop_flash_protection_sweeps(&mut self, flash_sale_id: i64, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE protection_sweeps SET status = 'done', finished_at_ms = $1 \
+             WHERE flash_sale_id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(flash_sale_id)
         .execute(self.conn())
         .await?;
         Ok(())

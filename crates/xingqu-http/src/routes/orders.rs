@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
         .routes(routes!(create_flash_sale))
         .routes(routes!(get_flash_sale))
+        .routes(routes!(end_flash_sale))
         .routes(routes!(flash_purchase))
 }
 
@@ -621,15 +622,41 @@ pub struct FlashSaleResponse {
     merchant_id: i64,
     price_fen: i64,
     starts_at: String,
+    /// When it stops selling: as scheduled, or when it was ended early (its start, when it was
+    /// ended before it began).
     ends_at: String,
     pool_units: i64,
     /// Units not held by live orders.
     remaining_units: i64,
     per_user_limit: i64,
+    /// upcoming, running, ended, or withdrawn (ended before its start: it never ran).
+    status: &'static str,
+    /// Set when the shop's staff or an operator ended it before its time.
+    ended_early: Option<FlashSaleEndResponse>,
 }
 
-impl From<FlashSaleRow> for FlashSaleResponse {
-    fn from(f: FlashSaleRow) -> Self {
+#[derive(Serialize, ToSchema)]
+pub struct FlashSaleEndResponse {
+    at: String,
+    by_user_id: i64,
+    reason: String,
+}
+
+impl FlashSaleResponse {
+    fn new(f: FlashSaleRow, now_ms: i64) -> Self {
+        // Ended early, it is over as of the answer that ended it (its window closes at the end of
+        // that millisecond).
+        let status = if f.ends_at_ms <= f.starts_at_ms {
+            "withdrawn"
+        } else if f.ended_early.is_some() {
+            "ended"
+        } else if now_ms < f.starts_at_ms {
+            "upcoming"
+        } else if now_ms < f.ends_at_ms {
+            "running"
+        } else {
+            "ended"
+        };
         Self {
             id: f.id,
             sku_id: f.sku_id,
@@ -640,6 +667,12 @@ impl From<FlashSaleRow> for FlashSaleResponse {
             pool_units: f.pool_units,
             remaining_units: f.remaining_units,
             per_user_limit: f.per_user_limit,
+            status,
+            ended_early: f.ended_early.map(|end| FlashSaleEndResponse {
+                at: rfc3339(end.at_ms),
+                by_user_id: end.by_user_id,
+                reason: end.reason,
+            }),
         }
     }
 }
@@ -661,14 +694,39 @@ async fn create_flash_sale(
         pool_units: body.pool_units,
         per_user_limit: body.per_user_limit,
     };
-    Ok((StatusCode::CREATED, Json(state.app.create_flash_sale(&auth.user.actor(), input).await?.into())))
+    let sale = state.app.create_flash_sale(&auth.user.actor(), input).await?;
+    Ok((StatusCode::CREATED, Json(FlashSaleResponse::new(sale, state.app.now_ms()))))
 }
 
 /// One flash sale.
 #[utoipa::path(get, path = "/v1/flash-sales/{id}", tag = "orders", params(("id" = i64, Path)),
     responses((status = 200, body = FlashSaleResponse), (status = 404, body = ErrorBody)))]
 async fn get_flash_sale(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<FlashSaleResponse>> {
-    Ok(Json(state.app.flash_sale(id).await?.into()))
+    Ok(Json(FlashSaleResponse::new(state.app.flash_sale(id).await?, state.app.now_ms())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndFlashSaleRequest {
+    /// Why, 1-200 characters (kept with the sale).
+    reason: String,
+}
+
+/// Ends a flash sale before its time (the shop's staff or an operator): nobody is admitted after
+/// the answer; orders placed before stand. Before its start, the sale is withdrawn and never runs.
+/// Ending a sale already ended early returns it unchanged.
+#[utoipa::path(post, path = "/v1/flash-sales/{id}/end", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = EndFlashSaleRequest,
+    responses((status = 200, body = FlashSaleResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "flash_sale_over"), (status = 422, body = ErrorBody)))]
+async fn end_flash_sale(
+    State(state): State<AppState>,
+    auth: Auth,
+    Id(id): Id,
+    ApiJson(body): ApiJson<EndFlashSaleRequest>,
+) -> ApiResult<Json<FlashSaleResponse>> {
+    let sale = state.app.end_flash_sale(&auth.user.actor(), id, &body.reason).await?;
+    Ok(Json(FlashSaleResponse::new(sale, state.app.now_ms())))
 }
 
 #[derive(Deserialize, ToSchema)]

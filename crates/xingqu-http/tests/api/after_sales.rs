@@ -15,6 +15,7 @@ crate::api_tests!(
     after_sale_requests_refuse_bad_input_and_strangers,
     price_protection_claims_pay_the_drop_once,
     automatic_protection_sweeps_eligible_lines_only,
+    a_flash_sale_withdrawn_before_its_start_owes_no_protection,
     price_protection_bad_input_and_strangers_are_refused,
     the_assurance_queue_lists_requests_for_operators_only
 );
@@ -247,6 +248,43 @@ async fn automatic_protection_sweeps_eligible_lines_only(app: &TestApp) {
     let store = app.app.store();
     assert!(store.account_balance("platform_subsidy_budget").await.expect("balance") > 0);
     assert!(store.account_balance(&format!("merchant_receivable:{merchant}")).await.expect("balance") < 0);
+    ledger_is_clean(app).await;
+}
+
+/// A flash sale below the list price queues the sweep its start runs; withdrawn before it starts,
+/// its price never applied, so its start pays nobody. One that does start pays the same line.
+async fn a_flash_sale_withdrawn_before_its_start_owes_no_protection(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 10_000).await;
+    let set = put(
+        app,
+        &format!("/v1/skus/{sku}/price-protection"),
+        &staff,
+        json!({"window_days": 15, "from": "sign_off", "auto": true}),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let (order_id, _) = paid_order(app, &buyer, "a", sku, 1).await;
+    ship(app, &staff, order_id).await;
+
+    let sale = |starts_at: &str| {
+        json!({"sku_id": sku, "price_fen": 7_000, "starts_at": starts_at, "ends_at": "2025-11-28T00:00:00Z",
+               "pool_units": 10, "per_user_limit": 1})
+    };
+    let withdrawn = app.post("/v1/flash-sales", Some(&staff), sale("2025-11-26T01:00:00Z")).await.id();
+    let ended =
+        app.post(&format!("/v1/flash-sales/{withdrawn}/end"), Some(&staff), json!({"reason": "活动取消"})).await;
+    assert_eq!(ended.body["status"], "withdrawn", "{ended:?}");
+    app.clock.advance_ms(2 * 3_600_000);
+    assert_eq!(app.app.run_due_timers().await.expect("timers").protection_refunds, 0);
+    let (staff, buyer) = (app.login("延吉米铺@shop.test").await, app.login("buyer@example.com").await);
+    assert_eq!(app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&buyer)).await.body, json!([]));
+
+    app.post("/v1/flash-sales", Some(&staff), sale("2025-11-26T02:00:00Z")).await.id();
+    assert_eq!(app.app.run_due_timers().await.expect("timers").protection_refunds, 1);
+    let paid = app.get(&format!("/v1/orders/{order_id}/after-sales"), Some(&buyer)).await;
+    assert_eq!(paid.body[0]["amount_fen"], 3_000, "{paid:?}");
     ledger_is_clean(app).await;
 }
 

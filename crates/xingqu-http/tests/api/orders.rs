@@ -17,6 +17,7 @@ crate::api_tests!(
     a_node_whose_gate_is_wrong_is_refused_by_the_store,
     flash_orders_can_be_read_and_paid_at_once,
     flash_sales_are_preheated_before_they_start,
+    flash_sales_can_be_ended_early,
     order_bad_input_is_refused
 );
 
@@ -690,6 +691,146 @@ async fn flash_sales_are_preheated_before_they_start(app: &TestApp) {
         assert_eq!(response.status().as_u16(), 201, "sale {id}");
         assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 3);
     }
+    ledger_is_consistent(app).await;
+}
+
+/// A flash sale ended before its time admits nobody afterwards, on this node at once and on
+/// another node by its next timer tick, while what it sold stands; a sale ended before its start
+/// is withdrawn and never runs; only its shop's staff or an operator may end it.
+async fn flash_sales_can_be_ended_early(app: &TestApp) {
+    let (staff, _) = app.shop("延吉米铺", "222401").await;
+    let (other_staff, _) = app.shop("苏州绣坊", "320500").await;
+    let (_, sku) = app.listed_product(&staff, "延边大米", 5990).await;
+    let sale = |starts_at: &str| {
+        json!({"sku_id": sku, "price_fen": 2990, "starts_at": starts_at, "ends_at": "2025-11-27T00:00:00Z",
+               "pool_units": 10, "per_user_limit": 2})
+    };
+    let created = app.post("/v1/flash-sales", Some(&staff), sale("2025-11-26T00:00:00Z")).await;
+    assert_eq!((created.status, created.body["status"].as_str()), (201, Some("running")), "{created:?}");
+    let id = created.id();
+    let buy = |token: String, key: &'static str| async move {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(json!({"quantity": 1, "address": address()}).to_string())
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        Reply { status, body: response.json().await.unwrap_or(Value::Null) }
+    };
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let bought = buy(buyer.clone(), "k1").await;
+    assert_eq!(bought.status, 201, "{bought:?}");
+    // A second node over the same store, its gate loaded by a purchase of its own.
+    let second = xingqu_app::App::new(
+        app.app.store().clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        xingqu_app::AppConfig { node_id: 1, ..xingqu_app::AppConfig::default() },
+    );
+    let address_input = xingqu_app::orders::AddressInput {
+        name: "金顺姬".into(),
+        phone: "13800000000".into(),
+        region_code: "222401".into(),
+        detail: "延吉市光明街 1 号".into(),
+    };
+    app.register("second@example.com", "consumer").await;
+    let user = app.app.store().user_by_email("second@example.com").await.expect("user").expect("row");
+    let actor = xingqu_domain::account::Actor {
+        user_id: user.id,
+        role: xingqu_domain::account::Role::Consumer,
+        merchant_id: None,
+    };
+    let on_second = second.flash_purchase(&actor, id, Some("s1"), 1, &address_input).await;
+    assert!(on_second.is_ok(), "{on_second:?}");
+
+    // Who may end it, and with what.
+    let end = |token: String, body: Value| async move {
+        app.post(&format!("/v1/flash-sales/{id}/end"), Some(&token), body).await
+    };
+    end(buyer.clone(), json!({"reason": "价格设错"})).await.assert_error(403, "forbidden");
+    end(other_staff.clone(), json!({"reason": "价格设错"})).await.assert_error(403, "forbidden");
+    end(staff.clone(), json!({"reason": "  "})).await.assert_error(422, "empty");
+    end(staff.clone(), json!({"reason": "很".repeat(201)})).await.assert_error(422, "too_long");
+    end(staff.clone(), json!({})).await.assert_error(422, "missing_field");
+    app.post("/v1/flash-sales/999999/end", Some(&staff), json!({"reason": "价格设错"}))
+        .await
+        .assert_error(404, "flash_sale_not_found");
+    assert_eq!(
+        app.get(&format!("/v1/flash-sales/{id}"), None).await.body["status"],
+        "running",
+        "refusals change nothing"
+    );
+
+    let ended = end(staff.clone(), json!({"reason": "价格设错"})).await;
+    assert_eq!(ended.status, 200, "{ended:?}");
+    assert_eq!(
+        (ended.body["status"].as_str(), ended.body["ended_early"]["reason"].as_str()),
+        (Some("ended"), Some("价格设错")),
+        "{ended:?}"
+    );
+    assert_eq!(ended.body["ends_at"], "2025-11-26T00:00:00.001Z", "it sold through the millisecond it was ended in");
+    // Nobody is admitted any more; a retry of an earlier purchase still gets its order.
+    app.clock.advance_ms(1);
+    buy(app.register("late@example.com", "consumer").await, "k2").await.assert_error(409, "flash_sale_not_active");
+    let replay = buy(buyer.clone(), "k1").await;
+    assert_eq!((replay.status, &replay.body["order_id"]), (200, &bought.body["order_id"]), "{replay:?}");
+    // The second node learns of the end at its next timer tick.
+    second.preheat_flash_sales().await.expect("the second node's timers");
+    let refused = second.flash_purchase(&actor, id, Some("s2"), 1, &address_input).await;
+    assert!(
+        matches!(&refused, Err(xingqu_app::AppError::Conflict { code: "flash_sale_not_active", .. })),
+        "{refused:?}"
+    );
+    // Ending it again changes nothing; a cart pays the list price again.
+    let again = end(staff.clone(), json!({"reason": "再试一次"})).await;
+    assert_eq!((again.status, &again.body["ended_early"]), (200, &ended.body["ended_early"]), "{again:?}");
+    let quote = app.post("/v1/quotes", None, json!({"lines": [{"sku_id": sku, "quantity": 1}]})).await;
+    assert_eq!(quote.body["merchants"][0]["lines"][0]["paid_fen"], 5990, "{quote:?}");
+    // What it sold stands and is paid as usual.
+    assert_eq!(pay(app, &buyer, bought.body["order_id"].as_i64().expect("order")).await.status, 200);
+    assert_eq!(app.get(&format!("/v1/flash-sales/{id}"), None).await.body["remaining_units"], 8);
+
+    // A sale ended before its start is withdrawn: it never runs, nor is it preheated.
+    let (_, later_sku) = app.listed_product(&staff, "延边黄牛肉", 12800).await;
+    let later = json!({"sku_id": later_sku, "price_fen": 9990, "starts_at": "2025-11-26T02:00:00Z",
+        "ends_at": "2025-11-27T00:00:00Z", "pool_units": 10, "per_user_limit": 2});
+    let later_id = app.post("/v1/flash-sales", Some(&staff), later).await.id();
+    let op = app.operator().await;
+    let withdrawn =
+        app.post(&format!("/v1/flash-sales/{later_id}/end"), Some(&op), json!({"reason": "活动取消"})).await;
+    assert_eq!(
+        (withdrawn.status, withdrawn.body["status"].as_str(), withdrawn.body["ends_at"].as_str()),
+        (200, Some("withdrawn"), withdrawn.body["starts_at"].as_str()),
+        "{withdrawn:?}"
+    );
+    app.clock.advance_ms(3 * 3_600_000);
+    assert_eq!(app.app.preheat_flash_sales().await.expect("preheat"), 0);
+    // (Sessions here last an hour.)
+    let buyer = app.login("buyer@example.com").await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/flash-sales/{later_id}/orders", app.url))
+        .bearer_auth(&buyer)
+        .header("idempotency-key", "w1")
+        .header("content-type", "application/json")
+        .body(json!({"quantity": 1, "address": address()}).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 409);
+    // A sale that is over cannot be ended.
+    app.clock.advance_ms(24 * 3_600_000);
+    let staff = app.login("延吉米铺@shop.test").await;
+    let (_, third_sku) = app.listed_product(&staff, "长白山人参", 5990).await;
+    let short = json!({"sku_id": third_sku, "price_fen": 2990, "starts_at": "2025-11-27T03:00:00Z",
+        "ends_at": "2025-11-27T03:00:01Z", "pool_units": 10, "per_user_limit": 2});
+    let short_id = app.post("/v1/flash-sales", Some(&staff), short).await.id();
+    app.clock.advance_ms(2_000);
+    app.post(&format!("/v1/flash-sales/{short_id}/end"), Some(&staff), json!({"reason": "晚了"}))
+        .await
+        .assert_error(409, "flash_sale_over");
     ledger_is_consistent(app).await;
 }
 
