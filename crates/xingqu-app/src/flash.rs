@@ -16,7 +16,8 @@ use xingqu_domain::money::PriceFen;
 use xingqu_domain::order::DispatchPromise;
 use xingqu_store::journal::{EncodedOrder, OrderOwn, RecordTemplate};
 use xingqu_store::orders::{
-    FlashGroup, FlashSaleEnd, FlashSaleRow, NewCheckout, NewFlashSale, NewLine, NewOrder, SkuForOrder,
+    FlashGroup, FlashSaleEnd, FlashSaleFilter, FlashSalePhase, FlashSaleRow, NewCheckout, NewFlashSale, NewLine,
+    NewOrder, SkuForOrder,
 };
 use xingqu_store::{Store, StoreError};
 
@@ -743,6 +744,38 @@ impl App {
 
     pub async fn flash_sale(&self, id: i64) -> AppResult<FlashSaleRow> {
         self.store().flash_sale(id).await?.ok_or(AppError::not_found("flash_sale"))
+    }
+
+    /// Flash sales newest first, for the sale channel and shops' own lists: by phase at this
+    /// moment, shop and SKU. Sales of products not on sale or of shops not approved are listed
+    /// only to the shop's staff and to operators.
+    pub async fn list_flash_sales(
+        &self,
+        viewer: Option<&Actor>,
+        phase: Option<&str>,
+        merchant_id: Option<i64>,
+        sku_id: Option<i64>,
+        page: (Option<i64>, u32),
+    ) -> AppResult<Vec<FlashSaleRow>> {
+        let phase = match phase {
+            None => None,
+            Some("upcoming") => Some(FlashSalePhase::Upcoming),
+            Some("running") => Some(FlashSalePhase::Running),
+            Some("ended") => Some(FlashSalePhase::Ended),
+            Some("withdrawn") => Some(FlashSalePhase::Withdrawn),
+            Some(_) => {
+                return Err(AppError::invalid("status", "invalid_status", "upcoming, running, ended or withdrawn"));
+            }
+        };
+        let filter = FlashSaleFilter {
+            at_ms: self.now_ms(),
+            phase,
+            merchant_id,
+            sku_id,
+            everything: viewer.is_some_and(Actor::is_operator),
+            viewer_merchant_id: viewer.filter(|a| a.role == Role::MerchantStaff).and_then(|a| a.merchant_id),
+        };
+        Ok(self.store().flash_sales(&filter, page.0, page.1).await?)
     }
 
     /// Ends a flash sale before its time (the shop's staff or an operator: a wrong price, a

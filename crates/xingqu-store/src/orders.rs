@@ -254,6 +254,31 @@ pub struct FlashSaleRow {
     pub ended_early: Option<FlashSaleEnd>,
 }
 
+/// Where a flash sale stands at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashSalePhase {
+    Upcoming,
+    Running,
+    /// Past its end, or ended early after its start.
+    Ended,
+    /// Ended before its start: it never ran.
+    Withdrawn,
+}
+
+/// Which flash sales a listing holds.
+#[derive(Debug, Clone, Default)]
+pub struct FlashSaleFilter {
+    /// The time phases are judged at.
+    pub at_ms: i64,
+    pub phase: Option<FlashSalePhase>,
+    pub merchant_id: Option<i64>,
+    pub sku_id: Option<i64>,
+    /// Operators see every sale; others the sales of listed products of approved shops, and
+    /// shop staff their own shop's too.
+    pub everything: bool,
+    pub viewer_merchant_id: Option<i64>,
+}
+
 /// Who ended a flash sale before its time, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlashSaleEnd {
@@ -1155,6 +1180,63 @@ impl Store {
         let sql = format!("SELECT {FLASH_COLUMNS} FROM flash_sales WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(self.reader()).await?;
         Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?.map(|sale| self.with_journal_pool(sale)))
+    }
+
+    /// Flash sales newest first, before `before_id`, at most `limit`, as `filter` asks.
+    pub async fn flash_sales(
+        &self,
+        filter: &FlashSaleFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<FlashSaleRow>, StoreError> {
+        // $1 is the time the phases are judged at; the rest are bound in the order pushed.
+        let mut conditions = vec![
+            match filter.phase {
+                None => "TRUE",
+                Some(FlashSalePhase::Upcoming) => "f.starts_at_ms > $1 AND f.ends_at_ms > f.starts_at_ms",
+                Some(FlashSalePhase::Running) => "f.starts_at_ms <= $1 AND f.ends_at_ms > $1 AND f.ended_at_ms IS NULL",
+                Some(FlashSalePhase::Ended) => {
+                    "f.ends_at_ms > f.starts_at_ms AND (f.ends_at_ms <= $1 OR f.ended_at_ms IS NOT NULL)"
+                }
+                Some(FlashSalePhase::Withdrawn) => "f.ends_at_ms <= f.starts_at_ms",
+            }
+            .to_owned(),
+        ];
+        let mut binds = Vec::new();
+        for (column, value) in [("f.merchant_id", filter.merchant_id), ("f.sku_id", filter.sku_id)] {
+            if let Some(value) = value {
+                binds.push(value);
+                conditions.push(format!("{column} = ${}", binds.len() + 1));
+            }
+        }
+        if let Some(before_id) = before_id {
+            binds.push(before_id);
+            conditions.push(format!("f.id < ${}", binds.len() + 1));
+        }
+        // A sale of a product not on sale, or of a shop not approved, is shown only to those who
+        // run the shop.
+        if !filter.everything {
+            let shown = "(p.status = 'listed' AND m.qualification = 'approved')";
+            conditions.push(match filter.viewer_merchant_id {
+                Some(merchant_id) => {
+                    binds.push(merchant_id);
+                    format!("({shown} OR f.merchant_id = ${})", binds.len() + 1)
+                }
+                None => shown.to_owned(),
+            });
+        }
+        let columns = FLASH_COLUMNS.split(", ").map(|c| format!("f.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM flash_sales f JOIN skus s ON s.id = f.sku_id JOIN products p ON p.id = s.product_id \
+             JOIN merchants m ON m.id = f.merchant_id WHERE {} ORDER BY f.id DESC LIMIT {limit}",
+            conditions.join(" AND ")
+        );
+        let query = binds.iter().fold(sqlx::query(&sql).bind(filter.at_ms), |query, value| query.bind(*value));
+        let rows = query.fetch_all(self.reader()).await?;
+        rows.iter()
+            .map(|row| Ok(self.with_journal_pool(FlashSaleRow::from_row(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// A sale as the flash-sale journal sees it: its pool's figure there is the deciding one (the

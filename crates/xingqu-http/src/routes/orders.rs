@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliver_order))
         .routes(routes!(confirm_receipt))
         .routes(routes!(cancel_order))
-        .routes(routes!(create_flash_sale))
+        .routes(routes!(create_flash_sale, list_flash_sales))
         .routes(routes!(get_flash_sale))
         .routes(routes!(end_flash_sale))
         .routes(routes!(flash_purchase))
@@ -703,6 +703,47 @@ async fn create_flash_sale(
     responses((status = 200, body = FlashSaleResponse), (status = 404, body = ErrorBody)))]
 async fn get_flash_sale(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<FlashSaleResponse>> {
     Ok(Json(FlashSaleResponse::new(state.app.flash_sale(id).await?, state.app.now_ms())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FlashSaleListQuery {
+    /// upcoming, running, ended or withdrawn; all when absent.
+    status: Option<String>,
+    merchant_id: Option<i64>,
+    sku_id: Option<i64>,
+    /// Sales older than this id.
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FlashSaleList {
+    items: Vec<FlashSaleResponse>,
+    next_before_id: Option<i64>,
+}
+
+/// Flash sales, newest first: the sale channel (anyone: sales of listed products of approved
+/// shops), and a shop's own (its staff see all of theirs; operators see every sale).
+#[utoipa::path(get, path = "/v1/flash-sales", tag = "orders", params(FlashSaleListQuery),
+    responses((status = 200, body = FlashSaleList), (status = 422, body = ErrorBody)))]
+async fn list_flash_sales(
+    State(state): State<AppState>,
+    viewer: MaybeAuth,
+    ApiQuery(q): ApiQuery<FlashSaleListQuery>,
+) -> ApiResult<Json<FlashSaleList>> {
+    let limit = page_limit(q.limit)?;
+    let viewer = viewer.actor();
+    let rows = state
+        .app
+        .list_flash_sales(viewer.as_ref(), q.status.as_deref(), q.merchant_id, q.sku_id, (q.before_id, limit))
+        .await?;
+    let next_before_id = if rows.len() == limit as usize { rows.last().map(|f| f.id) } else { None };
+    let now_ms = state.app.now_ms();
+    Ok(Json(FlashSaleList {
+        items: rows.into_iter().map(|f| FlashSaleResponse::new(f, now_ms)).collect(),
+        next_before_id,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -18,6 +18,7 @@ crate::api_tests!(
     flash_orders_can_be_read_and_paid_at_once,
     flash_sales_are_preheated_before_they_start,
     flash_sales_can_be_ended_early,
+    flash_sales_are_listed_by_phase_to_those_who_may_see_them,
     order_bad_input_is_refused
 );
 
@@ -832,6 +833,80 @@ async fn flash_sales_can_be_ended_early(app: &TestApp) {
         .await
         .assert_error(409, "flash_sale_over");
     ledger_is_consistent(app).await;
+}
+
+/// The sale channel lists sales by phase, newest first, in pages; a sale of a product taken off
+/// sale is listed to its shop's staff and operators only.
+async fn flash_sales_are_listed_by_phase_to_those_who_may_see_them(app: &TestApp) {
+    let (staff, merchant) = app.shop("延吉米铺", "222401").await;
+    let (other_staff, _) = app.shop("苏州绣坊", "320500").await;
+    let (_, rice) = app.listed_product(&staff, "延边大米", 5990).await;
+    let (beef_product, beef) = app.listed_product(&staff, "延边黄牛肉", 12800).await;
+    let (_, silk) = app.listed_product(&other_staff, "苏绣团扇", 38000).await;
+    let sale = |token: &str, sku: i64, price: i64, starts_at: &'static str| {
+        let body = json!({"sku_id": sku, "price_fen": price, "starts_at": starts_at, "ends_at": "2025-11-27T00:00:00Z",
+                          "pool_units": 10, "per_user_limit": 2});
+        let token = token.to_owned();
+        async move { app.post("/v1/flash-sales", Some(&token), body).await.id() }
+    };
+    let running = sale(&staff, rice, 2990, "2025-11-25T00:00:00Z").await;
+    let upcoming = sale(&staff, rice, 2990, "2025-11-26T08:00:00Z").await;
+    let withdrawn = sale(&staff, beef, 9990, "2025-11-26T09:00:00Z").await;
+    let beef_running = sale(&staff, beef, 9990, "2025-11-25T12:00:00Z").await;
+    let silk_running = sale(&other_staff, silk, 30000, "2025-11-25T00:00:00Z").await;
+    let ended = app.post(&format!("/v1/flash-sales/{withdrawn}/end"), Some(&staff), json!({"reason": "取消"})).await;
+    assert_eq!(ended.body["status"], "withdrawn");
+    let ids = |reply: &Reply| -> Vec<i64> {
+        reply.body["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|i| i["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+
+    let everyone = app.get("/v1/flash-sales", None).await;
+    assert_eq!(ids(&everyone), vec![silk_running, beef_running, withdrawn, upcoming, running], "{everyone:?}");
+    let now_running = app.get("/v1/flash-sales?status=running", None).await;
+    assert_eq!(ids(&now_running), vec![silk_running, beef_running, running]);
+    assert!(now_running.body["items"].as_array().into_iter().flatten().all(|i| i["status"] == "running"));
+    assert_eq!(ids(&app.get("/v1/flash-sales?status=upcoming", None).await), vec![upcoming]);
+    assert_eq!(ids(&app.get("/v1/flash-sales?status=withdrawn", None).await), vec![withdrawn]);
+    assert_eq!(
+        ids(&app.get(&format!("/v1/flash-sales?merchant_id={merchant}&status=running"), None).await),
+        vec![beef_running, running]
+    );
+    assert_eq!(ids(&app.get(&format!("/v1/flash-sales?sku_id={rice}"), None).await), vec![upcoming, running]);
+    // Pages.
+    let first = app.get("/v1/flash-sales?limit=2", None).await;
+    assert_eq!(
+        (ids(&first), first.body["next_before_id"].as_i64()),
+        (vec![silk_running, beef_running], Some(beef_running))
+    );
+    let second = app.get(&format!("/v1/flash-sales?limit=2&before_id={beef_running}"), None).await;
+    assert_eq!(ids(&second), vec![withdrawn, upcoming]);
+
+    // The beef is taken off sale: its sales leave the channel, but not its shop's own list.
+    let delisted =
+        app.post(&format!("/v1/products/{beef_product}/delist"), Some(&staff), json!({"reason": "换季"})).await;
+    assert_eq!(delisted.body["status"], "delisted", "{delisted:?}");
+    let buyer = app.register("buyer@example.com", "consumer").await;
+    let as_buyer = app.get("/v1/flash-sales?status=running", Some(&buyer)).await;
+    assert_eq!(ids(&as_buyer), vec![silk_running, running]);
+    assert_eq!(ids(&app.get("/v1/flash-sales?status=running", Some(&other_staff)).await), vec![silk_running, running]);
+    assert_eq!(
+        ids(&app.get("/v1/flash-sales?status=running", Some(&staff)).await),
+        vec![silk_running, beef_running, running]
+    );
+    let op = app.operator().await;
+    assert_eq!(
+        ids(&app.get("/v1/flash-sales?status=running", Some(&op)).await),
+        vec![silk_running, beef_running, running]
+    );
+
+    // Bad input.
+    app.get("/v1/flash-sales?status=soon", None).await.assert_error(422, "invalid_status");
+    app.get("/v1/flash-sales?limit=0", None).await.assert_error(422, "out_of_range");
+    app.get("/v1/flash-sales?before_id=x", None).await.assert_error(400, "invalid_query");
+    app.get("/v1/flash-sales", Some("not-a-token")).await.assert_error(401, "invalid_token");
 }
 
 async fn order_bad_input_is_refused(app: &TestApp) {
