@@ -26,6 +26,33 @@ fn address() -> Value {
     json!({"name": "金顺姬", "phone": "13800000000", "region_code": "222401", "detail": "延吉市光明街 1 号"})
 }
 
+/// Another node over the test app's store and clock. Nodes writing to one database have distinct
+/// node ids (the ids of their orders).
+fn another_node(app: &TestApp, node_id: u16) -> xingqu_app::App {
+    xingqu_app::App::new(
+        app.app.store().clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        xingqu_app::AppConfig { node_id, ..xingqu_app::AppConfig::default() },
+    )
+}
+
+/// [`address`] as the app takes it.
+fn address_input() -> xingqu_app::orders::AddressInput {
+    xingqu_app::orders::AddressInput {
+        name: "金顺姬".into(),
+        phone: "13800000000".into(),
+        region_code: "222401".into(),
+        detail: "延吉市光明街 1 号".into(),
+    }
+}
+
+/// A newly registered consumer, as the app sees them.
+async fn consumer_actor(app: &TestApp, email: &str) -> xingqu_domain::account::Actor {
+    app.register(email, "consumer").await;
+    let user = app.app.store().user_by_email(email).await.expect("user").expect("row");
+    xingqu_domain::account::Actor { user_id: user.id, role: xingqu_domain::account::Role::Consumer, merchant_id: None }
+}
+
 async fn order(app: &TestApp, token: &str, key: &str, lines: Value) -> Reply {
     let body = json!({"lines": lines, "address": address()}).to_string().into_bytes();
     let request = reqwest::Client::new()
@@ -486,27 +513,11 @@ async fn a_node_whose_gate_is_wrong_is_refused_by_the_store(app: &TestApp) {
     let sale = json!({"sku_id": sku, "price_fen": 2990, "starts_at": "2025-11-26T00:00:00Z",
         "ends_at": "2025-11-27T00:00:00Z", "pool_units": 3, "per_user_limit": 2});
     let id = app.post("/v1/flash-sales", Some(&staff), sale).await.id();
-    // Nodes writing to one database have distinct node ids (the ids of their orders).
-    let second = xingqu_app::App::new(
-        app.app.store().clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        xingqu_app::AppConfig { node_id: 1, ..xingqu_app::AppConfig::default() },
-    );
-    let address = xingqu_app::orders::AddressInput {
-        name: "金顺姬".into(),
-        phone: "13800000000".into(),
-        region_code: "222401".into(),
-        detail: "延吉市光明街 1 号".into(),
-    };
+    let second = another_node(app, 1);
+    let address = address_input();
     let mut buyers = Vec::new();
     for i in 0..5 {
-        app.register(&format!("b{i}@example.com"), "consumer").await;
-        let user = app.app.store().user_by_email(&format!("b{i}@example.com")).await.expect("user").expect("row");
-        buyers.push(xingqu_domain::account::Actor {
-            user_id: user.id,
-            role: xingqu_domain::account::Role::Consumer,
-            merchant_id: None,
-        });
+        buyers.push(consumer_actor(app, &format!("b{i}@example.com")).await);
     }
     // The second node loads its gate (a first, good purchase), then the first node sells the rest.
     let first_sale = second.flash_purchase(&buyers[0], id, Some("k0"), 1, &address).await;
@@ -534,11 +545,7 @@ async fn a_node_whose_gate_is_wrong_is_refused_by_the_store(app: &TestApp) {
     assert_eq!(replay.ok().map(|o| o.order_id), first_sale.ok().map(|o| o.order_id));
     // A gate loaded from the store knows its stored purchases by their digests: a replay gets its
     // order, a different request under the same key is refused, a buyer at the limit stays there.
-    let third = xingqu_app::App::new(
-        app.app.store().clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        xingqu_app::AppConfig { node_id: 2, ..xingqu_app::AppConfig::default() },
-    );
+    let third = another_node(app, 2);
     let replay = third.flash_purchase(&buyers[1], id, Some("k1"), 2, &address).await;
     assert_eq!(replay.map(|o| (o.order_id, o.created)).ok(), rest.map(|o| (o.order_id, false)).ok());
     let reused = third.flash_purchase(&buyers[1], id, Some("k1"), 1, &address).await;
@@ -726,24 +733,9 @@ async fn flash_sales_can_be_ended_early(app: &TestApp) {
     let bought = buy(buyer.clone(), "k1").await;
     assert_eq!(bought.status, 201, "{bought:?}");
     // A second node over the same store, its gate loaded by a purchase of its own.
-    let second = xingqu_app::App::new(
-        app.app.store().clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        xingqu_app::AppConfig { node_id: 1, ..xingqu_app::AppConfig::default() },
-    );
-    let address_input = xingqu_app::orders::AddressInput {
-        name: "金顺姬".into(),
-        phone: "13800000000".into(),
-        region_code: "222401".into(),
-        detail: "延吉市光明街 1 号".into(),
-    };
-    app.register("second@example.com", "consumer").await;
-    let user = app.app.store().user_by_email("second@example.com").await.expect("user").expect("row");
-    let actor = xingqu_domain::account::Actor {
-        user_id: user.id,
-        role: xingqu_domain::account::Role::Consumer,
-        merchant_id: None,
-    };
+    let second = another_node(app, 1);
+    let address_input = address_input();
+    let actor = consumer_actor(app, "second@example.com").await;
     let on_second = second.flash_purchase(&actor, id, Some("s1"), 1, &address_input).await;
     assert!(on_second.is_ok(), "{on_second:?}");
 
