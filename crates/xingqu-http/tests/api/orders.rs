@@ -53,6 +53,21 @@ async fn consumer_actor(app: &TestApp, email: &str) -> xingqu_domain::account::A
     xingqu_domain::account::Actor { user_id: user.id, role: xingqu_domain::account::Role::Consumer, merchant_id: None }
 }
 
+/// Buys `quantity` from flash sale `id` over HTTP under idempotency key `key`.
+async fn flash_buy(app: &TestApp, id: i64, token: &str, key: &str, quantity: i64) -> Reply {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(json!({"quantity": quantity, "address": address()}).to_string())
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    Reply { status, body: response.json().await.unwrap_or(Value::Null) }
+}
+
 async fn order(app: &TestApp, token: &str, key: &str, lines: Value) -> Reply {
     let body = json!({"lines": lines, "address": address()}).to_string().into_bytes();
     let request = reqwest::Client::new()
@@ -449,20 +464,8 @@ async fn flash_sales_admit_exactly_the_pool(app: &TestApp) {
     assert_eq!(created.status, 201, "{created:?}");
     let id = created.id();
 
-    let buy = |token: String, key: String, quantity: i64| async move {
-        let body = json!({"quantity": quantity, "address": address()}).to_string().into_bytes();
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
-            .bearer_auth(token)
-            .header("idempotency-key", key)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        let status = response.status().as_u16();
-        Reply { status, body: response.json().await.unwrap_or(Value::Null) }
-    };
+    let buy =
+        |token: String, key: String, quantity: i64| async move { flash_buy(app, id, &token, &key, quantity).await };
     let first = app.register("first@example.com", "consumer").await;
     let bought = buy(first.clone(), "f1".into(), 2).await;
     assert_eq!((bought.status, bought.body["total_fen"].as_i64()), (201, Some(5980)), "{bought:?}");
@@ -716,19 +719,7 @@ async fn flash_sales_can_be_ended_early(app: &TestApp) {
     let created = app.post("/v1/flash-sales", Some(&staff), sale("2025-11-26T00:00:00Z")).await;
     assert_eq!((created.status, created.body["status"].as_str()), (201, Some("running")), "{created:?}");
     let id = created.id();
-    let buy = |token: String, key: &'static str| async move {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/flash-sales/{id}/orders", app.url))
-            .bearer_auth(token)
-            .header("idempotency-key", key)
-            .header("content-type", "application/json")
-            .body(json!({"quantity": 1, "address": address()}).to_string())
-            .send()
-            .await
-            .expect("send");
-        let status = response.status().as_u16();
-        Reply { status, body: response.json().await.unwrap_or(Value::Null) }
-    };
+    let buy = |token: String, key: &'static str| async move { flash_buy(app, id, &token, key, 1).await };
     let buyer = app.register("buyer@example.com", "consumer").await;
     let bought = buy(buyer.clone(), "k1").await;
     assert_eq!(bought.status, 201, "{bought:?}");
@@ -803,16 +794,7 @@ async fn flash_sales_can_be_ended_early(app: &TestApp) {
     assert_eq!(app.app.preheat_flash_sales().await.expect("preheat"), 0);
     // (Sessions here last an hour.)
     let buyer = app.login("buyer@example.com").await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/flash-sales/{later_id}/orders", app.url))
-        .bearer_auth(&buyer)
-        .header("idempotency-key", "w1")
-        .header("content-type", "application/json")
-        .body(json!({"quantity": 1, "address": address()}).to_string())
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status().as_u16(), 409);
+    flash_buy(app, later_id, &buyer, "w1", 1).await.assert_error(409, "flash_sale_not_active");
     // A sale that is over cannot be ended.
     app.clock.advance_ms(24 * 3_600_000);
     let staff = app.login("延吉米铺@shop.test").await;
