@@ -379,6 +379,33 @@ async function main() {
       await context.close();
     });
 
+    await step("the merchant ends a running flash sale early, with a reason", async () => {
+      const context = await browser.newContext();
+      const shopPage = await context.newPage();
+      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
+      await shopPage.goto(`${base}/console/login`);
+      await shopPage.fill("#email", "merchant@xingqu.demo");
+      await shopPage.fill("#password", PASSWORD);
+      await shopPage.click("#login-submit");
+      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
+      await shopPage.locator("#flash-sales[data-loaded='true']").waitFor({ timeout: WAIT_MS });
+      const running = shopPage.locator("#flash-sales tbody tr[data-status='running']").first();
+      await running.waitFor({ timeout: WAIT_MS });
+      const id = Number(await running.getAttribute("data-flash-sale"));
+      // No reason: refused by the API, and the refusal is shown; the sale runs on.
+      await running.locator("button[data-action=end]").click();
+      await shopPage.locator("#flash-error[data-code='empty']").waitFor({ timeout: WAIT_MS });
+      assert((await call("GET", `/v1/flash-sales/${id}`)).body.status === "running", "a refused end changes nothing");
+      await running.locator("input.reason").fill("价格设错");
+      await running.locator("button[data-action=end]").click();
+      await shopPage.locator(`#flash-sales tbody tr[data-flash-sale='${id}'][data-status='ended']`).waitFor({ timeout: WAIT_MS });
+      assert(await shopPage.locator("#flash-error").isHidden(), "the error is cleared once the sale is ended");
+      const sale = (await call("GET", `/v1/flash-sales/${id}`)).body;
+      assert(sale.status === "ended" && sale.ended_early && sale.ended_early.reason === "价格设错", `ended with its reason: ${JSON.stringify(sale)}`);
+      await shot(shopPage, "merchant-flash-sales");
+      await context.close();
+    });
+
     await step("no script errors on the pages", async () => {
       assert(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
     });

@@ -741,6 +741,41 @@ async function entryForm(me, campaign) {
   });
 }
 
+// ---- The merchant's flash sales ---------------------------------------------------------------
+
+/** The shop's flash sales, newest first; a running or coming one can be ended early, with a reason
+ * (loaded once and after each end, not with the figures, so a reason being typed is kept). */
+async function loadFlashSales(merchantId) {
+  const box = document.getElementById("flash-error");
+  const sales = await api(`/v1/flash-sales?merchant_id=${merchantId}&limit=50`);
+  const end = async (id, reason) => {
+    clearError(box);
+    try {
+      await api(`/v1/flash-sales/${id}/end`, { method: "POST", body: { reason } });
+      await loadFlashSales(merchantId);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return;
+      showError(box, e);
+    }
+  };
+  fillTable(
+    "flash-sales",
+    sales.items,
+    (s) => {
+      const reason = el("input", { class: "reason", placeholder: "why (a wrong price, a recall)" });
+      const action =
+        s.status === "running" || s.status === "upcoming"
+          ? el("td", {}, reason, " ", button("End", () => end(s.id, reason.value), { "data-action": "end", class: "small secondary" }))
+          : el("td", {}, s.ended_early ? s.ended_early.reason : "—");
+      return el("tr", { "data-flash-sale": s.id, "data-status": s.status },
+        ...cells([s.id, s.sku_id, yuan(s.price_fen), `${s.remaining_units} / ${s.pool_units}`, chinaTime(s.starts_at), chinaTime(s.ends_at), s.status]),
+        action);
+    },
+    "No flash sales",
+  );
+  document.getElementById("flash-sales").dataset.loaded = "true";
+}
+
 async function merchantPage() {
   const me = await requireUser("merchant_staff");
   if (!me) return;
@@ -768,6 +803,7 @@ async function merchantPage() {
   };
   const campaign = await runningCampaign();
   await entryForm(me, campaign);
+  await loadFlashSales(me.merchant_id);
   document.getElementById("window-select").addEventListener("change", refresh);
   await refresh();
   setInterval(() => refresh().catch(() => {}), 30000);
