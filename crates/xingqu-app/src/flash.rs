@@ -46,8 +46,9 @@ const END_REASON_CHARS_MAX: usize = 200;
 enum Failure {
     SoldOut,
     KeyReused,
-    /// The store refused the order: the pool is empty or the buyer is at the per-buyer limit
-    /// (the gate in memory thought otherwise: another node sold, or it was loaded mid-release).
+    /// The store refused the order: the pool is empty, the sale was ended early, or the buyer is
+    /// at the per-buyer limit (the gate in memory thought otherwise: another node sold or ended
+    /// the sale, or it was loaded mid-release).
     NotAdmitted,
     /// Another process owns this SQLite database's flash-sale pools.
     Elsewhere,
@@ -65,7 +66,7 @@ impl From<Failure> for AppError {
             ),
             Failure::NotAdmitted => AppError::conflict(
                 "not_admitted",
-                "the flash sale is sold out, or this buyer reached the per-buyer limit",
+                "the flash sale is sold out or was ended, or this buyer reached the per-buyer limit",
             ),
             Failure::Elsewhere => StoreError::FlashPoolsElsewhere.into(),
             Failure::Internal(message) => AppError::internal(message),

@@ -279,6 +279,14 @@ pub struct FlashSaleFilter {
     pub viewer_merchant_id: Option<i64>,
 }
 
+/// A new order's take from a flash pool: the pool must hold the units, and the sale must not have
+/// been ended early.
+const TAKE_NEW_ORDER: &str = "UPDATE flash_sales SET remaining_units = remaining_units - $1 \
+     WHERE id = $2 AND remaining_units >= $1 AND ended_at_ms IS NULL";
+/// A journalled order's take, applied to the tables: the pool's guard only.
+const TAKE_JOURNALLED: &str =
+    "UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1";
+
 /// Who ended a flash sale before its time, when, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlashSaleEnd {
@@ -575,8 +583,10 @@ impl Tx {
         Ok(row.try_get("units")?)
     }
 
-    /// Takes `units` from a flash sale's pool if that many remain (reserved first in the
-    /// flash-sale journal's pool, which decides on SQLite).
+    /// Takes `units` from a flash sale's pool for a new order if that many remain (reserved first
+    /// in the flash-sale journal's pool, which decides on SQLite) and the sale was not ended
+    /// early: once its end is committed no new order takes from it, also none that another node's
+    /// gate admitted before hearing of the end.
     pub async fn take_flash_units(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
         if self.flash_elsewhere {
             return Err(StoreError::FlashPoolsElsewhere);
@@ -584,17 +594,13 @@ impl Tx {
         if !self.effects.reserve_units(&mut self.inner, flash_sale_id, units).await? {
             return Ok(false);
         }
-        self.take_flash_units_row(flash_sale_id, units).await
+        self.take_flash_units_row(TAKE_NEW_ORDER, flash_sale_id, units).await
     }
 
-    async fn take_flash_units_row(&mut self, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE flash_sales SET remaining_units = remaining_units - $1 WHERE id = $2 AND remaining_units >= $1",
-        )
-        .bind(units)
-        .bind(flash_sale_id)
-        .execute(self.conn())
-        .await?;
+    /// `sql` is [`TAKE_NEW_ORDER`], or [`TAKE_JOURNALLED`] for orders the journal already took
+    /// (they were admitted before any end, and must apply whatever happened since).
+    async fn take_flash_units_row(&mut self, sql: &str, flash_sale_id: i64, units: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql).bind(units).bind(flash_sale_id).execute(self.conn()).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -666,7 +672,7 @@ impl Tx {
         self.insert_orders(orders).await?;
         self.insert_lines(lines).await?;
         for &(flash_sale_id, units) in takes {
-            if !self.take_flash_units_row(flash_sale_id, units).await? {
+            if !self.take_flash_units_row(TAKE_JOURNALLED, flash_sale_id, units).await? {
                 return Err(StoreError::Constraint);
             }
         }
