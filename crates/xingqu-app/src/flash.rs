@@ -94,9 +94,19 @@ struct GateState {
     /// When the sale stops admitting: its scheduled end, or earlier when it was ended early
     /// ([`App::end_flash_sale`]), which changes it under this lock.
     ends_at_ms: i64,
+    /// Ended early: closed whatever the clock says (a wall clock may step back).
+    ended_early: bool,
     /// Each buyer's units and purchases in the sale, so a purchase looks its buyer up once
     /// (under the gate's lock, which every purchase of the sale takes).
     buyers: HashMap<i64, Buyer>,
+}
+
+impl GateState {
+    /// Takes in an end the store holds (ended early here or by another node): never reopens.
+    fn follow(&mut self, sale: &FlashSaleRow) {
+        self.ends_at_ms = self.ends_at_ms.min(sale.ends_at_ms);
+        self.ended_early |= sale.ended_early.is_some();
+    }
 }
 
 /// A buyer in one flash sale.
@@ -141,7 +151,7 @@ fn admit(
     quantity: i64,
     now_ms: i64,
 ) -> AppResult<Admission> {
-    let GateState { remaining_units, ends_at_ms, buyers } = state;
+    let GateState { remaining_units, ends_at_ms, ended_early, buyers } = state;
     let mut buyer = buyers.get_mut(&buyer_user_id);
     if let Some(slot) = buyer.as_mut().and_then(|buyer| buyer.slot_mut(key)) {
         return match slot {
@@ -155,7 +165,7 @@ fn admit(
         };
     }
     let sale = &gate.sale;
-    if now_ms < sale.starts_at_ms || now_ms >= *ends_at_ms {
+    if *ended_early || now_ms < sale.starts_at_ms || now_ms >= *ends_at_ms {
         return Err(AppError::conflict("flash_sale_not_active", "the flash sale is not running now"));
     }
     let sku_on_sale = gate.sku.product_status == ProductStatus::Listed.as_str()
@@ -786,6 +796,10 @@ impl App {
     /// was ended early already returns it unchanged; one that is over is `409 flash_sale_over`.
     pub async fn end_flash_sale(&self, actor: &Actor, flash_sale_id: i64, reason: &str) -> AppResult<FlashSaleRow> {
         let reason = xingqu_domain::text::bounded_str("reason", reason, END_REASON_CHARS_MAX)?.to_owned();
+        // On SQLite only the process that owns the pools may end a sale: its gate must close first.
+        if self.store().flash_pools_elsewhere() {
+            return Err(StoreError::FlashPoolsElsewhere.into());
+        }
         // Serialised with gate loading: a gate built from the row as it was before this change
         // cannot be put in place after it.
         let _loading = self.flash().loading.lock().await;
@@ -803,18 +817,21 @@ impl App {
         // The same end the store records: the sale's start when it has not begun, else the end of
         // this millisecond (what the gate admitted in it stays inside the window).
         let ends_at_ms = if sale.starts_at_ms > now_ms { sale.starts_at_ms } else { now_ms + 1 };
-        // The gate first: from here it admits nobody past the end, so every order of the sale
-        // lies inside the window the store records next.
+        // The gate first: closed from here, so every order of the sale lies inside the window the
+        // store records next.
         let gate = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).get(&flash_sale_id).cloned();
-        if let Some(gate) = &gate {
+        let before = gate.as_ref().map(|gate| {
             let mut state = gate.lock();
+            let before = (state.ends_at_ms, state.ended_early);
             state.ends_at_ms = state.ends_at_ms.min(ends_at_ms);
-        }
+            state.ended_early = true;
+            before
+        });
         let end = FlashSaleEnd { by_user_id: actor.user_id, at_ms: now_ms, reason };
         let ended = async {
             let mut tx = self.store().begin().await?;
             let ended = tx.end_flash_sale(flash_sale_id, &end).await?;
-            if ended.is_some() && sale.starts_at_ms > now_ms {
+            if ended && sale.starts_at_ms > now_ms {
                 tx.drop_flash_protection_sweeps(flash_sale_id, now_ms).await?;
             }
             tx.commit().await?;
@@ -822,33 +839,55 @@ impl App {
         }
         .await;
         match ended {
-            Ok(Some(sale)) => Ok(sale),
-            outcome => {
-                // The store did not take the end (over meanwhile, or an error): the gate is
-                // rebuilt from the store's row on its next purchase.
-                if gate.is_some() {
-                    self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).remove(&flash_sale_id);
+            // Read again for the pool's figure as the journal holds it.
+            Ok(true) => self.flash_sale(flash_sale_id).await,
+            Ok(false) => {
+                // Another node ended it first, or it ran out meanwhile: the store's row says which,
+                // and the gate follows it.
+                let sale = self.flash_sale(flash_sale_id).await?;
+                if let (Some(gate), Some((ends_at_ms, ended_early))) = (&gate, before) {
+                    let mut state = gate.lock();
+                    (state.ends_at_ms, state.ended_early) = (ends_at_ms, ended_early);
+                    state.follow(&sale);
                 }
-                outcome?;
-                Err(AppError::conflict("flash_sale_over", "the flash sale is over"))
+                match sale.ended_early {
+                    Some(_) => Ok(sale),
+                    None => Err(AppError::conflict("flash_sale_over", "the flash sale is over")),
+                }
+            }
+            Err(error) => {
+                // Not ended: the gate admits again as before.
+                if let (Some(gate), Some((ends_at_ms, ended_early))) = (&gate, before) {
+                    let mut state = gate.lock();
+                    (state.ends_at_ms, state.ended_early) = (ends_at_ms, ended_early);
+                }
+                Err(error.into())
             }
         }
     }
 
     /// Brings loaded gates up to date with sales ended early elsewhere (another node on the same
-    /// PostgreSQL database): each gate still admitting reads its sale's end from the store.
-    async fn refresh_flash_gates(&self, now_ms: i64) -> AppResult<()> {
-        let live: Vec<Arc<Gate>> = {
-            let gates = self.flash().gates.lock().unwrap_or_else(|p| p.into_inner());
-            gates.values().filter(|gate| gate.lock().ends_at_ms > now_ms).cloned().collect()
-        };
-        for gate in live {
-            if let Some(sale) = self.store().flash_sale(gate.sale.id).await? {
-                let mut state = gate.lock();
-                state.ends_at_ms = state.ends_at_ms.min(sale.ends_at_ms);
+    /// PostgreSQL database): each gate still admitting reads its sale's end from the store. A
+    /// read that fails is logged; the store's own guard refuses what such a gate admits meanwhile.
+    async fn refresh_flash_gates(&self, now_ms: i64) {
+        let gates: Vec<Arc<Gate>> =
+            self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for gate in gates {
+            let open = {
+                let state = gate.lock();
+                !state.ended_early && state.ends_at_ms > now_ms
+            };
+            if !open {
+                continue;
+            }
+            match self.store().flash_sale(gate.sale.id).await {
+                Ok(Some(sale)) => gate.lock().follow(&sale),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(flash_sale_id = gate.sale.id, %error, "a flash sale's end could not be read")
+                }
             }
         }
-        Ok(())
     }
 
     /// The gate of a flash sale, built from the store the first time it is needed.
@@ -882,7 +921,12 @@ impl App {
             let done = KeySlot::Done { order_id, digest: crate::accounts::digest_of_hex(&digest) };
             buyers.entry(user_id).or_default().slots.push((key, done));
         }
-        let state = GateState { remaining_units: sale.remaining_units, ends_at_ms: sale.ends_at_ms, buyers };
+        let state = GateState {
+            remaining_units: sale.remaining_units,
+            ends_at_ms: sale.ends_at_ms,
+            ended_early: sale.ended_early.is_some(),
+            buyers,
+        };
         let gate = Arc::new(Gate::new(sale, sku, state, self.store().journalled()));
         engine.gates.lock().unwrap_or_else(|p| p.into_inner()).insert(flash_sale_id, gate.clone());
         Ok(gate)
@@ -896,7 +940,7 @@ impl App {
     /// be loaded is logged and left to load on its first purchase, as without preheating.
     pub async fn preheat_flash_sales(&self) -> AppResult<usize> {
         let now_ms = self.now_ms();
-        self.refresh_flash_gates(now_ms).await?;
+        self.refresh_flash_gates(now_ms).await;
         let mut loaded = 0;
         for flash_sale_id in self.store().flash_sales_due(now_ms, now_ms + PREHEAT_LEAD_MS).await? {
             if self.flash().gates.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&flash_sale_id) {
@@ -1089,7 +1133,8 @@ mod tests {
             insurance_cap_fen: 1_200,
             unsealed_no_return: false,
         };
-        let state = GateState { remaining_units: 100, ends_at_ms: i64::MAX, buyers: HashMap::new() };
+        let state =
+            GateState { remaining_units: 100, ends_at_ms: i64::MAX, ended_early: false, buyers: HashMap::new() };
         let gate = Gate::new(sale, sku, state, true);
         let purchases = [
             (1, [1, 2, 3], 5, "flash/9/k", [0u8; 32], "{}", 1_000, 901_000),

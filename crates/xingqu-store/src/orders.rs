@@ -859,26 +859,23 @@ impl Tx {
         Ok(FlashSaleRow::from_row(&row)?)
     }
 
-    /// Ends a flash sale at `now_ms`, before its time: it sells through this millisecond (what a
-    /// gate admitted in it stays inside the window), or, not yet started, never runs (its window
-    /// becomes empty at its start). `None` when it is over already.
-    pub async fn end_flash_sale(
-        &mut self,
-        flash_sale_id: i64,
-        end: &FlashSaleEnd,
-    ) -> Result<Option<FlashSaleRow>, StoreError> {
-        let sql = format!(
+    /// Ends a flash sale at `end.at_ms`, before its time: it sells through this millisecond (what
+    /// a gate admitted in it stays inside the window), or, not yet started, never runs (its
+    /// window becomes empty at its start). False when it is over already or was ended early (by
+    /// another node, perhaps): a sale is ended once, and its window never shrinks below orders
+    /// already admitted.
+    pub async fn end_flash_sale(&mut self, flash_sale_id: i64, end: &FlashSaleEnd) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE flash_sales SET ends_at_ms = CASE WHEN starts_at_ms > $1 THEN starts_at_ms ELSE $1 + 1 END, \
-             ended_by = $2, ended_at_ms = $1, end_reason = $3 WHERE id = $4 AND ends_at_ms > $1 RETURNING {FLASH_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(end.at_ms)
-            .bind(end.by_user_id)
-            .bind(&end.reason)
-            .bind(flash_sale_id)
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?)
+             ended_by = $2, ended_at_ms = $1, end_reason = $3 WHERE id = $4 AND ends_at_ms > $1 AND ended_at_ms IS NULL",
+        )
+        .bind(end.at_ms)
+        .bind(end.by_user_id)
+        .bind(&end.reason)
+        .bind(flash_sale_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Takes an order's row lock (PostgreSQL; SQLite's single writer already serialises) before
@@ -1277,10 +1274,12 @@ impl Store {
         Ok(())
     }
 
-    /// The flash sale of a SKU in force at `now_ms`, if any.
+    /// The flash sale of a SKU in force at `now_ms`, if any (one ended early is not, also in the
+    /// millisecond it sells through).
     pub async fn active_flash_sale(&self, sku_id: i64, now_ms: i64) -> Result<Option<FlashSaleRow>, StoreError> {
         let sql = format!(
-            "SELECT {FLASH_COLUMNS} FROM flash_sales WHERE sku_id = $1 AND starts_at_ms <= $2 AND ends_at_ms > $2 ORDER BY id DESC LIMIT 1"
+            "SELECT {FLASH_COLUMNS} FROM flash_sales WHERE sku_id = $1 AND starts_at_ms <= $2 AND ends_at_ms > $2 \
+             AND ended_at_ms IS NULL ORDER BY id DESC LIMIT 1"
         );
         let row = sqlx::query(&sql).bind(sku_id).bind(now_ms).fetch_optional(self.reader()).await?;
         Ok(row.as_ref().map(FlashSaleRow::from_row).transpose()?.map(|sale| self.with_journal_pool(sale)))

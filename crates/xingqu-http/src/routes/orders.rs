@@ -635,10 +635,10 @@ pub struct FlashSaleResponse {
     ended_early: Option<FlashSaleEndResponse>,
 }
 
+/// Who ended it is kept for the audit, not shown.
 #[derive(Serialize, ToSchema)]
 pub struct FlashSaleEndResponse {
     at: String,
-    by_user_id: i64,
     reason: String,
 }
 
@@ -668,11 +668,7 @@ impl FlashSaleResponse {
             remaining_units: f.remaining_units,
             per_user_limit: f.per_user_limit,
             status,
-            ended_early: f.ended_early.map(|end| FlashSaleEndResponse {
-                at: rfc3339(end.at_ms),
-                by_user_id: end.by_user_id,
-                reason: end.reason,
-            }),
+            ended_early: f.ended_early.map(|end| FlashSaleEndResponse { at: rfc3339(end.at_ms), reason: end.reason }),
         }
     }
 }
