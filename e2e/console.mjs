@@ -162,6 +162,20 @@ async function main() {
     const page = await operatorContext.newPage();
     const pageErrors = [];
     page.on("pageerror", (e) => pageErrors.push(e.message));
+    // The demo merchant signed in through the form, in a browser context of their own, on their
+    // shop's page once it is ready.
+    const signInMerchant = async () => {
+      const context = await browser.newContext();
+      const shopPage = await context.newPage();
+      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
+      await shopPage.goto(`${base}/console/login`);
+      await shopPage.fill("#email", "merchant@xingqu.demo");
+      await shopPage.fill("#password", PASSWORD);
+      await shopPage.click("#login-submit");
+      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
+      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      return { context, shopPage };
+    };
 
     await step("an unauthenticated visit shows the sign-in page", async () => {
       await page.goto(`${base}/console/operator`);
@@ -242,15 +256,7 @@ async function main() {
     });
 
     await step("the merchant sees only their own shop", async () => {
-      const context = await browser.newContext();
-      const shopPage = await context.newPage();
-      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
-      await shopPage.goto(`${base}/console/login`);
-      await shopPage.fill("#email", "merchant@xingqu.demo");
-      await shopPage.fill("#password", PASSWORD);
-      await shopPage.click("#login-submit");
-      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
-      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const { context, shopPage } = await signInMerchant();
       await shopPage.locator(`#orders tbody tr[data-order='${ownOrder}']`).waitFor({ timeout: WAIT_MS });
       const shops = await shopPage.$$eval("#orders tbody tr[data-merchant]", (rows) => rows.map((r) => Number(r.dataset.merchant)));
       assert(shops.length > 0 && shops.every((m) => m === ownShop), `only shop ${ownShop}'s orders: ${shops}`);
@@ -339,15 +345,7 @@ async function main() {
     });
 
     await step("the merchant enters a SKU, the operator approves it, the merchant sees it approved", async () => {
-      const context = await browser.newContext();
-      const shopPage = await context.newPage();
-      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
-      await shopPage.goto(`${base}/console/login`);
-      await shopPage.fill("#email", "merchant@xingqu.demo");
-      await shopPage.fill("#password", PASSWORD);
-      await shopPage.click("#login-submit");
-      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
-      await shopPage.locator("body[data-ready='true']").waitFor({ timeout: WAIT_MS });
+      const { context, shopPage } = await signInMerchant();
       const form = shopPage.locator("#entry-form[data-ready='true']");
       await form.waitFor({ timeout: WAIT_MS });
       await form.locator("select[name=zone_id]").selectOption({ label: zoneName });
@@ -380,14 +378,7 @@ async function main() {
     });
 
     await step("the merchant ends a running flash sale early, with a reason", async () => {
-      const context = await browser.newContext();
-      const shopPage = await context.newPage();
-      shopPage.on("pageerror", (e) => pageErrors.push(e.message));
-      await shopPage.goto(`${base}/console/login`);
-      await shopPage.fill("#email", "merchant@xingqu.demo");
-      await shopPage.fill("#password", PASSWORD);
-      await shopPage.click("#login-submit");
-      await shopPage.waitForURL(/\/console\/merchant$/, { timeout: WAIT_MS });
+      const { context, shopPage } = await signInMerchant();
       await shopPage.locator("#flash-sales[data-loaded='true']").waitFor({ timeout: WAIT_MS });
       const running = shopPage.locator("#flash-sales tbody tr[data-status='running']").first();
       await running.waitFor({ timeout: WAIT_MS });

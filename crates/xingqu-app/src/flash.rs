@@ -770,13 +770,9 @@ impl App {
     ) -> AppResult<Vec<FlashSaleRow>> {
         let phase = match phase {
             None => None,
-            Some("upcoming") => Some(FlashSalePhase::Upcoming),
-            Some("running") => Some(FlashSalePhase::Running),
-            Some("ended") => Some(FlashSalePhase::Ended),
-            Some("withdrawn") => Some(FlashSalePhase::Withdrawn),
-            Some(_) => {
-                return Err(AppError::invalid("status", "invalid_status", "upcoming, running, ended or withdrawn"));
-            }
+            Some(name) => Some(FlashSalePhase::parse(name).ok_or_else(|| {
+                AppError::invalid("status", "invalid_status", "upcoming, running, ended or withdrawn")
+            })?),
         };
         let filter = FlashSaleFilter {
             at_ms: self.now_ms(),
@@ -838,31 +834,24 @@ impl App {
             Ok::<_, StoreError>(ended)
         }
         .await;
-        match ended {
+        if ended.as_ref().is_ok_and(|&ended| ended) {
             // Read again for the pool's figure as the journal holds it.
-            Ok(true) => self.flash_sale(flash_sale_id).await,
-            Ok(false) => {
-                // Another node ended it first, or it ran out meanwhile: the store's row says which,
-                // and the gate follows it.
-                let sale = self.flash_sale(flash_sale_id).await?;
-                if let (Some(gate), Some((ends_at_ms, ended_early))) = (&gate, before) {
-                    let mut state = gate.lock();
-                    (state.ends_at_ms, state.ended_early) = (ends_at_ms, ended_early);
-                    state.follow(&sale);
-                }
-                match sale.ended_early {
-                    Some(_) => Ok(sale),
-                    None => Err(AppError::conflict("flash_sale_over", "the flash sale is over")),
-                }
-            }
-            Err(error) => {
-                // Not ended: the gate admits again as before.
-                if let (Some(gate), Some((ends_at_ms, ended_early))) = (&gate, before) {
-                    let mut state = gate.lock();
-                    (state.ends_at_ms, state.ended_early) = (ends_at_ms, ended_early);
-                }
-                Err(error.into())
-            }
+            return self.flash_sale(flash_sale_id).await;
+        }
+        // This end did not take: the gate is as it was...
+        if let (Some(gate), Some(before)) = (&gate, before) {
+            let mut state = gate.lock();
+            (state.ends_at_ms, state.ended_early) = before;
+        }
+        ended?;
+        // ...until it follows the store: another node ended the sale first, or it ran out meanwhile.
+        let sale = self.flash_sale(flash_sale_id).await?;
+        if let Some(gate) = &gate {
+            gate.lock().follow(&sale);
+        }
+        match sale.ended_early {
+            Some(_) => Ok(sale),
+            None => Err(AppError::conflict("flash_sale_over", "the flash sale is over")),
         }
     }
 

@@ -265,6 +265,36 @@ pub enum FlashSalePhase {
     Withdrawn,
 }
 
+impl FlashSalePhase {
+    /// Where `sale` stands at `at_ms` (the Rust side of [`Store::flash_sales`]' phase filter).
+    pub fn of(sale: &FlashSaleRow, at_ms: i64) -> Self {
+        if sale.ends_at_ms <= sale.starts_at_ms {
+            Self::Withdrawn
+        } else if sale.ended_early.is_some() || at_ms >= sale.ends_at_ms {
+            // Ended early, it is over as of the answer that ended it (its window closes at the
+            // end of that millisecond).
+            Self::Ended
+        } else if at_ms < sale.starts_at_ms {
+            Self::Upcoming
+        } else {
+            Self::Running
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upcoming => "upcoming",
+            Self::Running => "running",
+            Self::Ended => "ended",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Upcoming, Self::Running, Self::Ended, Self::Withdrawn].into_iter().find(|p| p.as_str() == name)
+    }
+}
+
 /// Which flash sales a listing holds.
 #[derive(Debug, Clone, Default)]
 pub struct FlashSaleFilter {

@@ -17,7 +17,7 @@ use xingqu_app::orders::{AddressInput, CallbackOutcome, CartLineInput, CheckoutV
 use xingqu_app::payments::PaymentCallback;
 use xingqu_domain::catalog::page_limit;
 use xingqu_domain::checkout::Quote;
-use xingqu_store::orders::{FlashSaleRow, LineRow, OrderRow, decode_address, decode_discounts};
+use xingqu_store::orders::{FlashSalePhase, FlashSaleRow, LineRow, OrderRow, decode_address, decode_discounts};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -644,19 +644,7 @@ pub struct FlashSaleEndResponse {
 
 impl FlashSaleResponse {
     fn new(f: FlashSaleRow, now_ms: i64) -> Self {
-        // Ended early, it is over as of the answer that ended it (its window closes at the end of
-        // that millisecond).
-        let status = if f.ends_at_ms <= f.starts_at_ms {
-            "withdrawn"
-        } else if f.ended_early.is_some() {
-            "ended"
-        } else if now_ms < f.starts_at_ms {
-            "upcoming"
-        } else if now_ms < f.ends_at_ms {
-            "running"
-        } else {
-            "ended"
-        };
+        let status = FlashSalePhase::of(&f, now_ms).as_str();
         Self {
             id: f.id,
             sku_id: f.sku_id,
